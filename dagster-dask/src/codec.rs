@@ -1,0 +1,303 @@
+//! Typed values to bytes and back.
+//!
+//! Every object an IO manager stores is framed by a small header so that a reader can tell,
+//! before it trusts a single payload byte, whether the object is ours, which format version
+//! wrote it and which Rust type it holds:
+//!
+//! ```text
+//! b"DDSK" | version: u8 | type name length: u16 LE | type name (UTF-8) | bincode 2 payload
+//! ```
+//!
+//! The payload is [bincode 2](https://docs.rs/bincode/2) over serde, standard configuration.
+//! Decoding never panics: a foreign, truncated or corrupt object, or one holding another type,
+//! is a [`CodecError`] that names what was expected and what was found.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The four bytes every stored object starts with.
+pub const MAGIC: [u8; 4] = *b"DDSK";
+
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// The largest amount of memory one decoded object may claim.
+///
+/// bincode allocates a container before reading its elements; without a bound a corrupt
+/// length prefix would ask the allocator for exabytes and abort the process.
+pub const MAX_DECODED_BYTES: usize = 1 << 32;
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_DECODED_BYTES>()
+}
+
+/// Why bytes could not be turned into a value (or a value into bytes).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The bytes do not start with [`MAGIC`]: not an object written by dagster-dask.
+    #[error(
+        "not a dagster-dask object: expected the header magic \"DDSK\", found {found:?} \
+         (was the file written by something else?)"
+    )]
+    BadMagic {
+        /// The first bytes found (up to four).
+        found: Vec<u8>,
+    },
+    /// The object was written by another format version.
+    #[error(
+        "object has format version {found}, this build reads version {expected}: \
+         re-run the upstream step with this binary"
+    )]
+    Version {
+        /// The version this build reads.
+        expected: u8,
+        /// The version in the header.
+        found: u8,
+    },
+    /// The header is cut short or its type name is not UTF-8.
+    #[error("object header is corrupt: {0}")]
+    Header(String),
+    /// The object holds a value of another Rust type.
+    #[error("object holds a `{found}`, expected a `{expected}`")]
+    TypeMismatch {
+        /// The type the reader asked for.
+        expected: String,
+        /// The type recorded in the header.
+        found: String,
+    },
+    /// The payload does not decode as the expected type.
+    #[error("payload of `{type_name}` is corrupt: {reason}")]
+    Corrupt {
+        /// The type being decoded.
+        type_name: String,
+        /// What bincode reported.
+        reason: String,
+    },
+    /// The value could not be encoded (a serde `Serialize` impl returned an error).
+    #[error("cannot encode a `{type_name}`: {reason}")]
+    Encode {
+        /// The type being encoded.
+        type_name: String,
+        /// What serde or bincode reported.
+        reason: String,
+    },
+}
+
+/// The type name recorded in headers for `T`.
+///
+/// This is [`std::any::type_name`], which is stable within one build of a binary: the driver
+/// and the workers run the same binary, so they agree.
+pub fn type_name_of<T: ?Sized>() -> &'static str {
+    std::any::type_name::<T>()
+}
+
+/// Encodes `value` with its header.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let name = type_name_of::<T>();
+    let mut out = header(name);
+    bincode::serde::encode_into_std_write(value, &mut out, config()).map_err(|e| {
+        CodecError::Encode {
+            type_name: name.to_owned(),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(out)
+}
+
+fn header(type_name: &str) -> Vec<u8> {
+    // Type names longer than u16::MAX are cut: the comparison on read uses the same cut.
+    let name = truncate_name(type_name);
+    let mut out = Vec::with_capacity(MAGIC.len() + 3 + name.len() + 16);
+    out.extend_from_slice(&MAGIC);
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+fn truncate_name(name: &str) -> &str {
+    if name.len() <= usize::from(u16::MAX) {
+        return name;
+    }
+    let mut end = usize::from(u16::MAX);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// The parts of a stored object, after its header was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framed<'a> {
+    /// The type name recorded in the header.
+    pub type_name: &'a str,
+    /// The bincode payload.
+    pub payload: &'a [u8],
+}
+
+/// Checks the header of `bytes` and splits it from the payload.
+pub fn unframe(bytes: &[u8]) -> Result<Framed<'_>, CodecError> {
+    if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
+        return Err(CodecError::BadMagic {
+            found: bytes.iter().take(MAGIC.len()).copied().collect(),
+        });
+    }
+    let rest = &bytes[MAGIC.len()..];
+    let (&version, rest) = rest
+        .split_first()
+        .ok_or_else(|| CodecError::Header("missing format version".to_owned()))?;
+    if version != FORMAT_VERSION {
+        return Err(CodecError::Version {
+            expected: FORMAT_VERSION,
+            found: version,
+        });
+    }
+    let Some((len, rest)) = rest.split_first_chunk::<2>() else {
+        return Err(CodecError::Header("missing type name length".to_owned()));
+    };
+    let len = usize::from(u16::from_le_bytes(*len));
+    if rest.len() < len {
+        return Err(CodecError::Header(format!(
+            "type name is {len} bytes but only {} bytes follow",
+            rest.len()
+        )));
+    }
+    let (name, payload) = rest.split_at(len);
+    let type_name = std::str::from_utf8(name)
+        .map_err(|e| CodecError::Header(format!("type name is not UTF-8: {e}")))?;
+    Ok(Framed { type_name, payload })
+}
+
+/// Decodes a `T` from bytes written by [`encode`].
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let framed = unframe(bytes)?;
+    let expected = truncate_name(type_name_of::<T>());
+    if framed.type_name != expected {
+        return Err(CodecError::TypeMismatch {
+            expected: expected.to_owned(),
+            found: framed.type_name.to_owned(),
+        });
+    }
+    let corrupt = |reason: String| CodecError::Corrupt {
+        type_name: expected.to_owned(),
+        reason,
+    };
+    let (value, read) = bincode::serde::decode_from_slice::<T, _>(framed.payload, config())
+        .map_err(|e| corrupt(e.to_string()))?;
+    if read != framed.payload.len() {
+        return Err(corrupt(format!(
+            "{} trailing bytes after the value",
+            framed.payload.len() - read
+        )));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Point {
+        x: i64,
+        label: String,
+        tags: Vec<String>,
+    }
+
+    fn point() -> Point {
+        Point {
+            x: -3,
+            label: "p".into(),
+            tags: vec!["a".into(), "b".into()],
+        }
+    }
+
+    #[test]
+    fn round_trips_with_header() {
+        let bytes = encode(&point()).unwrap();
+        assert_eq!(&bytes[..4], b"DDSK");
+        assert_eq!(bytes[4], FORMAT_VERSION);
+        assert_eq!(decode::<Point>(&bytes).unwrap(), point());
+        assert_eq!(decode::<()>(&encode(&()).unwrap()).unwrap(), ());
+        let framed = unframe(&bytes).unwrap();
+        assert!(framed.type_name.ends_with("Point"), "{}", framed.type_name);
+    }
+
+    #[test]
+    fn wrong_type_names_both_types() {
+        let bytes = encode(&42_i64).unwrap();
+        let err = decode::<String>(&bytes).unwrap_err();
+        assert_eq!(
+            err,
+            CodecError::TypeMismatch {
+                expected: "alloc::string::String".into(),
+                found: "i64".into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "object holds a `i64`, expected a `alloc::string::String`"
+        );
+    }
+
+    #[test]
+    fn foreign_bytes_are_bad_magic() {
+        let err = decode::<i64>(b"\x80\x04\x95pickle").unwrap_err();
+        assert!(matches!(err, CodecError::BadMagic { .. }), "{err}");
+        assert!(err.to_string().contains("not a dagster-dask object"));
+        assert!(matches!(
+            decode::<i64>(b"").unwrap_err(),
+            CodecError::BadMagic { .. }
+        ));
+    }
+
+    #[test]
+    fn other_version_is_named() {
+        let mut bytes = encode(&1_u8).unwrap();
+        bytes[4] = 9;
+        let err = decode::<u8>(&bytes).unwrap_err();
+        assert_eq!(
+            err,
+            CodecError::Version {
+                expected: FORMAT_VERSION,
+                found: 9
+            }
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let bytes = encode(&point()).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(decode::<Point>(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn corrupt_payloads_never_panic() {
+        let bytes = encode(&point()).unwrap();
+        let start = unframe(&bytes).unwrap().payload.as_ptr() as usize - bytes.as_ptr() as usize;
+        // Flip every payload byte to every interesting value, including huge length prefixes.
+        for i in start..bytes.len() {
+            for v in [0x00, 0x7f, 0xfb, 0xfc, 0xfd, 0xfe, 0xff] {
+                let mut b = bytes.clone();
+                b[i] = v;
+                let _ = decode::<Point>(&b);
+            }
+        }
+        let mut huge = header(type_name_of::<Vec<u8>>());
+        huge.push(0xfd); // u64 length follows
+        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        let err = decode::<Vec<u8>>(&huge).unwrap_err();
+        assert!(matches!(err, CodecError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn trailing_bytes_are_corrupt() {
+        let mut bytes = encode(&7_u32).unwrap();
+        bytes.push(0);
+        let err = decode::<u32>(&bytes).unwrap_err();
+        assert!(err.to_string().contains("1 trailing bytes"), "{err}");
+    }
+}

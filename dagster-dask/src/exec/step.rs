@@ -1,0 +1,203 @@
+//! Running one step: load its inputs, call the op, store its output, report events.
+//!
+//! Every executor runs steps through [`execute_step`]: the embedded executor on its threads,
+//! and the step mode of the job binary (one process per step, as Dask workers run it).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::events::{ErrorInfo, ErrorKind, Event, EventKind, EventSink};
+use crate::graph::{Job, RESULT};
+use crate::io::{IoManager, OutputKey};
+use crate::op::OpContext;
+
+/// What an attempt of a step came to.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum StepOutcome {
+    /// The output is stored.
+    Success,
+    /// The attempt failed; `retry_in` says when to try again, `None` if never.
+    Failed {
+        error: ErrorInfo,
+        retry_in: Option<Duration>,
+    },
+}
+
+/// What a step needs from its run.
+pub(crate) struct StepEnv<'a> {
+    pub(crate) job: &'a Job,
+    pub(crate) run_id: &'a str,
+    pub(crate) io: &'a dyn IoManager,
+    pub(crate) sink: &'a Arc<dyn EventSink>,
+    pub(crate) op_config: &'a std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl StepEnv<'_> {
+    fn emit(&self, step: &str, kind: EventKind) {
+        self.sink.emit(Event::new(self.run_id, Some(step), kind));
+    }
+}
+
+/// Runs attempt `attempt` (from 1) of the step at plan index `index`.
+pub(crate) fn execute_step(
+    env: &StepEnv<'_>,
+    index: usize,
+    attempt: u32,
+    rng: &mut fastrand::Rng,
+) -> StepOutcome {
+    let plan_step = &env.job.plan().steps[index];
+    let key = plan_step.key.as_str();
+    env.emit(
+        key,
+        if attempt > 1 {
+            EventKind::StepRestarted { attempt }
+        } else {
+            EventKind::StepStart
+        },
+    );
+    let started = Instant::now();
+    match run_attempt(env, index, attempt) {
+        Ok(()) => {
+            env.emit(
+                key,
+                EventKind::StepSuccess {
+                    duration_ms: started.elapsed().as_secs_f64() * 1e3,
+                },
+            );
+            StepOutcome::Success
+        }
+        Err(error) => {
+            let policy = plan_step.retry_policy;
+            if error.is_retryable() && attempt <= policy.max_retries {
+                let delay = policy.delay_before(attempt, rng);
+                env.emit(
+                    key,
+                    EventKind::StepUpForRetry {
+                        attempt,
+                        delay_ms: delay.as_secs_f64() * 1e3,
+                        error: error.clone(),
+                    },
+                );
+                StepOutcome::Failed {
+                    error,
+                    retry_in: Some(delay),
+                }
+            } else {
+                env.emit(
+                    key,
+                    EventKind::StepFailure {
+                        attempt,
+                        error: error.clone(),
+                    },
+                );
+                StepOutcome::Failed {
+                    error,
+                    retry_in: None,
+                }
+            }
+        }
+    }
+}
+
+fn run_attempt(env: &StepEnv<'_>, index: usize, attempt: u32) -> Result<(), ErrorInfo> {
+    let plan = env.job.plan();
+    let plan_step = &plan.steps[index];
+    let key = plan_step.key.as_str();
+    let step = env.job.step(index);
+
+    let mut values = Vec::with_capacity(step.inputs.len());
+    for (input, plan_input) in step.inputs.iter().zip(&plan_step.inputs) {
+        let mut decoded = Vec::with_capacity(input.sources.len());
+        for &src in &input.sources {
+            let upstream = plan.steps[src].key.as_str();
+            let out_key = OutputKey {
+                run_id: env.run_id,
+                step: upstream,
+                output: RESULT,
+            };
+            let input_err = |message: String| {
+                ErrorInfo::new(
+                    ErrorKind::Input,
+                    format!(
+                        "cannot load input `{}` of step `{key}` from step `{upstream}`: {message}",
+                        plan_input.name
+                    ),
+                )
+            };
+            let bytes = env.io.load(out_key).map_err(|e| input_err(e.to_string()))?;
+            let value = (input.decode)(&bytes)
+                .map_err(|e| input_err(format!("{e} (at {})", env.io.location(out_key))))?;
+            decoded.push(value);
+            env.emit(
+                key,
+                EventKind::LoadedInput {
+                    input: plan_input.name.clone(),
+                    upstream: upstream.to_owned(),
+                    location: env.io.location(out_key),
+                },
+            );
+        }
+        let value = match input.collect {
+            Some(collect) => collect(decoded),
+            None => decoded.pop(),
+        };
+        values.push(value.ok_or_else(|| {
+            ErrorInfo::new(
+                ErrorKind::Input,
+                format!(
+                    "internal error: input `{}` of step `{key}` has no value",
+                    plan_input.name
+                ),
+            )
+        })?);
+    }
+
+    let ctx = OpContext {
+        run_id: env.run_id.to_owned(),
+        step_key: key.to_owned(),
+        attempt,
+        config: env.op_config.get(key).cloned(),
+        sink: Arc::clone(env.sink),
+    };
+    let bytes = match catch_unwind(AssertUnwindSafe(|| (step.spec.compute)(&ctx, values))) {
+        Ok(result) => result?,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(a panic payload that is not a string)".to_owned());
+            return Err(ErrorInfo::new(
+                ErrorKind::Panic,
+                format!("op `{}` panicked: {message}", plan_step.op),
+            ));
+        }
+    };
+
+    env.emit(
+        key,
+        EventKind::StepOutput {
+            output: RESULT.to_owned(),
+            type_name: plan_step.output.type_name.clone(),
+            bytes: bytes.len(),
+        },
+    );
+    let out_key = OutputKey {
+        run_id: env.run_id,
+        step: key,
+        output: RESULT,
+    };
+    let location = env
+        .io
+        .store(out_key, bytes)
+        .map_err(|e| ErrorInfo::from_error(ErrorKind::Output, &e))?;
+    env.emit(
+        key,
+        EventKind::HandledOutput {
+            output: RESULT.to_owned(),
+            location,
+        },
+    );
+    Ok(())
+}

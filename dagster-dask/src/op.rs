@@ -1,0 +1,638 @@
+//! Ops: the typed units of work a job wires together.
+//!
+//! An [`OpDef<I, O>`] is a named function from a tuple of typed inputs `I` to a typed output
+//! `O`, with tags, resource requirements, a retry policy and an optional typed config. The
+//! type parameters are what make a job's edges typed: [`JobBuilder::add`] only accepts, for
+//! each input, a handle whose type matches (see [`crate::graph`]).
+//!
+//! ```
+//! use dagster_dask::op::{OpDef, RetryPolicy};
+//!
+//! let add = OpDef::new("add", ["a", "b"], |_ctx, (a, b): (i64, i64)| a + b)
+//!     .description("Adds two numbers.")
+//!     .resource("GPU", 1.0)
+//!     .retry_policy(RetryPolicy::new(2));
+//! assert_eq!(add.name(), "add");
+//! ```
+//!
+//! [`JobBuilder::add`]: crate::graph::JobBuilder::add
+
+use std::any::{Any, TypeId};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, CodecError};
+use crate::events::{ErrorInfo, ErrorKind, Event, EventKind, EventSink, LogLevel};
+
+/// The error type ops may return: any error, with its `source()` chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What may flow along an edge: anything serde can store, owned and sendable.
+pub trait Value: Serialize + DeserializeOwned + Send + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + 'static> Value for T {}
+
+/// A Rust type, as the graph compares it and the plan names it.
+#[derive(Clone, Copy, Debug)]
+pub struct TypeInfo {
+    id: TypeId,
+    name: &'static str,
+}
+
+impl TypeInfo {
+    /// The type info of `T`.
+    pub fn of<T: ?Sized + 'static>() -> Self {
+        Self {
+            id: TypeId::of::<T>(),
+            name: codec::type_name_of::<T>(),
+        }
+    }
+
+    /// The type's name, as stored object headers record it.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl PartialEq for TypeInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+impl Eq for TypeInfo {}
+
+/// A decoded value on its way into an op, before it is downcast to the input's type.
+pub(crate) type AnyValue = Box<dyn Any + Send>;
+
+/// Decodes one stored object into an [`AnyValue`].
+pub(crate) type DecodeFn = fn(&[u8]) -> Result<AnyValue, CodecError>;
+
+pub(crate) fn decode_any<T: Value>(bytes: &[u8]) -> Result<AnyValue, CodecError> {
+    codec::decode::<T>(bytes).map(|v| Box::new(v) as AnyValue)
+}
+
+/// The inputs of an op: a tuple of [`Value`]s, `()` for none.
+///
+/// Implemented for tuples of up to twelve elements; each element is one input, in order.
+pub trait Inputs: Sized + Send + 'static {
+    /// The names of the inputs: `[&'static str; N]` for an `N`-tuple.
+    type Names: AsRef<[&'static str]> + Send + Sync + 'static;
+
+    /// The type of each input, in order.
+    fn types() -> Vec<TypeInfo>;
+
+    /// A decoder for each input, in order.
+    #[doc(hidden)]
+    fn decoders() -> Vec<fn(&[u8]) -> Result<Box<dyn Any + Send>, CodecError>>;
+
+    /// Rebuilds the tuple from decoded values; `None` if a value has the wrong type.
+    #[doc(hidden)]
+    fn from_values(values: Vec<Box<dyn Any + Send>>) -> Option<Self>;
+}
+
+macro_rules! impl_inputs {
+    ($n:literal; $($t:ident),*) => {
+        impl<$($t: Value),*> Inputs for ($($t,)*) {
+            type Names = [&'static str; $n];
+
+            fn types() -> Vec<TypeInfo> {
+                vec![$(TypeInfo::of::<$t>()),*]
+            }
+
+            fn decoders() -> Vec<DecodeFn> {
+                vec![$(decode_any::<$t> as DecodeFn),*]
+            }
+
+            #[allow(unused_mut, unused_variables, non_snake_case)]
+            fn from_values(values: Vec<AnyValue>) -> Option<Self> {
+                let mut it = values.into_iter();
+                $(let $t = *it.next()?.downcast::<$t>().ok()?;)*
+                it.next().is_none().then_some(($($t,)*))
+            }
+        }
+    };
+}
+
+impl_inputs!(0;);
+impl_inputs!(1; A);
+impl_inputs!(2; A, B);
+impl_inputs!(3; A, B, C);
+impl_inputs!(4; A, B, C, D);
+impl_inputs!(5; A, B, C, D, E);
+impl_inputs!(6; A, B, C, D, E, F);
+impl_inputs!(7; A, B, C, D, E, F, G);
+impl_inputs!(8; A, B, C, D, E, F, G, H);
+impl_inputs!(9; A, B, C, D, E, F, G, H, I);
+impl_inputs!(10; A, B, C, D, E, F, G, H, I, J);
+impl_inputs!(11; A, B, C, D, E, F, G, H, I, J, K);
+impl_inputs!(12; A, B, C, D, E, F, G, H, I, J, K, L);
+
+/// How the delay between attempts grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backoff {
+    /// `delay * n` before retry `n`.
+    Linear,
+    /// `delay * (2^n - 1)` before retry `n`.
+    Exponential,
+}
+
+/// Randomness added to the delay, so that many failed steps do not retry in lockstep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Jitter {
+    /// A uniformly random delay between zero and the computed delay.
+    Full,
+    /// The computed delay plus or minus up to the base delay.
+    PlusMinus,
+}
+
+/// How often and how patiently a failed step is tried again (Dagster's `RetryPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Attempts after the first; 0 means a failure is final.
+    pub max_retries: u32,
+    /// The base delay before a retry.
+    #[serde(with = "duration_ms", rename = "delay_ms")]
+    pub delay: Duration,
+    /// How the delay grows with each retry; `None` keeps it constant.
+    pub backoff: Option<Backoff>,
+    /// Randomness added to the delay.
+    pub jitter: Option<Jitter>,
+}
+
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+impl RetryPolicy {
+    /// Up to `max_retries` more attempts, immediately.
+    pub fn new(max_retries: u32) -> Self {
+        Self {
+            max_retries,
+            ..Self::default()
+        }
+    }
+
+    /// Waits `delay` (scaled by the backoff) before each retry.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// Grows the delay with each retry.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = Some(backoff);
+        self
+    }
+
+    /// Randomizes the delay.
+    pub fn with_jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = Some(jitter);
+        self
+    }
+
+    /// The delay before retry number `retry` (1 for the first retry), as Dagster computes it.
+    pub fn delay_before(&self, retry: u32, rng: &mut fastrand::Rng) -> Duration {
+        let base = self.delay.as_secs_f64();
+        let n = f64::from(retry.max(1));
+        let delay = match self.backoff {
+            None => base,
+            Some(Backoff::Linear) => base * n,
+            Some(Backoff::Exponential) => base * (2f64.powf(n) - 1.0),
+        };
+        let delay = match self.jitter {
+            None => delay,
+            Some(Jitter::Full) => rng.f64() * delay,
+            Some(Jitter::PlusMinus) => delay + (2.0 * rng.f64() * base) - base,
+        };
+        Duration::try_from_secs_f64(delay.max(0.0)).unwrap_or(Duration::MAX)
+    }
+}
+
+/// Free-form tags plus the resources a step needs from the cluster.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Tags {
+    /// Free key/value tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, String>,
+    /// Resource name to amount, e.g. `{"GPU": 1}`: Dask's `resources=` for this step.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        with = "resource_amounts"
+    )]
+    pub resource_requirements: BTreeMap<String, f64>,
+}
+
+/// Whole amounts serialize as integers (`{"GPU": 1}`), as people write them.
+pub(crate) mod resource_amounts {
+    use std::collections::BTreeMap;
+
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(
+        map: &BTreeMap<String, f64>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut out = s.serialize_map(Some(map.len()))?;
+        for (k, v) in map {
+            if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                out.serialize_entry(k, &(*v as i64))?;
+            } else {
+                out.serialize_entry(k, v)?;
+            }
+        }
+        out.end()
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, f64>, D::Error> {
+        BTreeMap::deserialize(d)
+    }
+}
+
+/// Validates a step's config value against the op's config type; `Err` carries a message
+/// whose first word is the path inside the config (`.field`), if any.
+pub(crate) type ConfigCheck = fn(&serde_json::Value) -> Result<(), String>;
+
+fn check_config<C: DeserializeOwned>(value: &serde_json::Value) -> Result<(), String> {
+    serde_path_to_error::deserialize::<_, C>(value)
+        .map(drop)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." || path.is_empty() {
+                e.inner().to_string()
+            } else {
+                format!("at `{path}`: {}", e.inner())
+            }
+        })
+}
+
+/// The op's declared config type.
+#[derive(Clone, Copy)]
+pub(crate) struct ConfigSpec {
+    pub(crate) type_name: &'static str,
+    pub(crate) check: ConfigCheck,
+}
+
+/// The body of an op with its types erased: decoded inputs in, encoded output out.
+pub(crate) type ComputeFn =
+    dyn Fn(&OpContext, Vec<AnyValue>) -> Result<Vec<u8>, ErrorInfo> + Send + Sync;
+
+/// Everything a job needs to know about an op, with the types erased.
+#[derive(Clone)]
+pub(crate) struct OpSpec {
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    pub(crate) input_names: Vec<&'static str>,
+    pub(crate) input_types: Vec<TypeInfo>,
+    pub(crate) input_decoders: Vec<DecodeFn>,
+    pub(crate) output_type: TypeInfo,
+    pub(crate) output_to_json: fn(&[u8]) -> Result<serde_json::Value, CodecError>,
+    pub(crate) tags: Tags,
+    pub(crate) retry_policy: RetryPolicy,
+    pub(crate) config: Option<ConfigSpec>,
+    pub(crate) compute: Arc<ComputeFn>,
+}
+
+impl fmt::Debug for OpSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpSpec")
+            .field("name", &self.name)
+            .field("inputs", &self.input_names)
+            .field("output", &self.output_type.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn output_to_json<O: Value>(bytes: &[u8]) -> Result<serde_json::Value, CodecError> {
+    let value = codec::decode::<O>(bytes)?;
+    serde_json::to_value(&value).map_err(|e| CodecError::Encode {
+        type_name: codec::type_name_of::<O>().to_owned(),
+        reason: format!("cannot show as JSON: {e}"),
+    })
+}
+
+/// A typed op: inputs `I` (a tuple), output `O`.
+///
+/// Build one with [`OpDef::new`] (the function returns its output) or [`OpDef::try_new`] (the
+/// function returns `Result<O, E>`; an `Err` fails the step and carries the error chain),
+/// then refine it with the builder methods. Add it to a job with
+/// [`JobBuilder::add`](crate::graph::JobBuilder::add).
+pub struct OpDef<I, O> {
+    spec: Arc<OpSpec>,
+    _types: PhantomData<fn(I) -> O>,
+}
+
+impl<I, O> Clone for OpDef<I, O> {
+    fn clone(&self) -> Self {
+        Self {
+            spec: self.spec.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<I, O> fmt::Debug for OpDef<I, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("OpDef").field(&self.spec).finish()
+    }
+}
+
+impl<I: Inputs, O: Value> OpDef<I, O> {
+    /// An op that always produces its output.
+    ///
+    /// `inputs` names the inputs in order; the closure receives the op's context and the
+    /// inputs as a tuple.
+    pub fn new<F>(name: impl Into<String>, inputs: I::Names, f: F) -> Self
+    where
+        F: Fn(&OpContext, I) -> O + Send + Sync + 'static,
+    {
+        Self::try_new(name, inputs, move |ctx, args| {
+            Ok::<O, std::convert::Infallible>(f(ctx, args))
+        })
+    }
+
+    /// An op that may fail: an `Err` fails the step, and the retry policy decides what next.
+    pub fn try_new<F, E>(name: impl Into<String>, inputs: I::Names, f: F) -> Self
+    where
+        F: Fn(&OpContext, I) -> Result<O, E> + Send + Sync + 'static,
+        E: Into<BoxError>,
+    {
+        let name = name.into();
+        let compute = move |ctx: &OpContext, values: Vec<AnyValue>| {
+            let args = I::from_values(values).ok_or_else(|| {
+                ErrorInfo::new(
+                    ErrorKind::Input,
+                    "internal error: inputs do not match the op's input types",
+                )
+            })?;
+            let output = f(ctx, args).map_err(|e| {
+                let err: BoxError = e.into();
+                ErrorInfo::from_error(ErrorKind::Op, err.as_ref())
+            })?;
+            codec::encode(&output).map_err(|e| ErrorInfo::from_error(ErrorKind::Output, &e))
+        };
+        Self {
+            spec: Arc::new(OpSpec {
+                name,
+                description: None,
+                input_names: inputs.as_ref().to_vec(),
+                input_types: I::types(),
+                input_decoders: I::decoders(),
+                output_type: TypeInfo::of::<O>(),
+                output_to_json: output_to_json::<O>,
+                tags: Tags::default(),
+                retry_policy: RetryPolicy::default(),
+                config: None,
+                compute: Arc::new(compute),
+            }),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<I, O> OpDef<I, O> {
+    /// The op's name: the step name when it is added to a job without an alias.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Describes the op (shown in plans).
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.spec).description = Some(description.into());
+        self
+    }
+
+    /// Adds a free-form tag.
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.spec)
+            .tags
+            .values
+            .insert(key.into(), value.into());
+        self
+    }
+
+    /// Requires `amount` of the cluster resource `name` (Dask worker resources), e.g.
+    /// `resource("GPU", 1.0)`. Executors without resources ignore it.
+    pub fn resource(mut self, name: impl Into<String>, amount: f64) -> Self {
+        Arc::make_mut(&mut self.spec)
+            .tags
+            .resource_requirements
+            .insert(name.into(), amount);
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        Arc::make_mut(&mut self.spec).retry_policy = policy;
+        self
+    }
+
+    /// Declares that the op reads config of type `C` from run config `ops.<step>.config`;
+    /// the run config is checked against `C` before the run starts. Read it in the op with
+    /// [`OpContext::config`].
+    pub fn config<C: DeserializeOwned + 'static>(mut self) -> Self {
+        Arc::make_mut(&mut self.spec).config = Some(ConfigSpec {
+            type_name: codec::type_name_of::<C>(),
+            check: check_config::<C>,
+        });
+        self
+    }
+
+    /// Forgets the types, for registries of ops wired by name
+    /// ([`JobBuilder::add_by_name`](crate::graph::JobBuilder::add_by_name)).
+    pub fn erase(&self) -> AnyOp {
+        AnyOp {
+            spec: Arc::clone(&self.spec),
+        }
+    }
+
+    pub(crate) fn spec(&self) -> &Arc<OpSpec> {
+        &self.spec
+    }
+}
+
+/// An op with its types erased; its input and output types are checked when a job is built.
+#[derive(Clone, Debug)]
+pub struct AnyOp {
+    pub(crate) spec: Arc<OpSpec>,
+}
+
+impl AnyOp {
+    /// The op's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The op's input names, in order.
+    pub fn input_names(&self) -> &[&'static str] {
+        &self.spec.input_names
+    }
+}
+
+/// What an op sees of its run: identity, config, and a logger whose messages become events.
+pub struct OpContext {
+    pub(crate) run_id: String,
+    pub(crate) step_key: String,
+    pub(crate) attempt: u32,
+    pub(crate) config: Option<serde_json::Value>,
+    pub(crate) sink: Arc<dyn EventSink>,
+}
+
+impl fmt::Debug for OpContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpContext")
+            .field("run_id", &self.run_id)
+            .field("step_key", &self.step_key)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpContext {
+    /// The run's id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// This step's key (the op name, or its alias).
+    pub fn step_key(&self) -> &str {
+        &self.step_key
+    }
+
+    /// The attempt now running, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The op's logger: messages become `LOG` events in the run's event log and console.
+    pub fn log(&self) -> Logger<'_> {
+        Logger { ctx: self }
+    }
+
+    /// This step's config from run config `ops.<step>.config`, as a `C`.
+    ///
+    /// Fails when the step has no config and `C` cannot be built from an empty map, or when
+    /// the config does not fit `C` (run config validation checks this before the run for ops
+    /// that declare their config type with [`OpDef::config`]).
+    pub fn config<C: DeserializeOwned>(&self) -> Result<C, BoxError> {
+        let empty = serde_json::Value::Object(serde_json::Map::new());
+        let value = self.config.as_ref().unwrap_or(&empty);
+        serde_path_to_error::deserialize::<_, C>(value).map_err(|e| {
+            format!(
+                "config of step `{}` (run config `ops.{}.config`) does not fit `{}`: {e}",
+                self.step_key,
+                self.step_key,
+                codec::type_name_of::<C>()
+            )
+            .into()
+        })
+    }
+}
+
+/// Logs through an op's context; see [`OpContext::log`].
+#[derive(Debug, Clone, Copy)]
+pub struct Logger<'a> {
+    ctx: &'a OpContext,
+}
+
+impl Logger<'_> {
+    /// Logs at `level`.
+    pub fn log(&self, level: LogLevel, message: impl Into<String>) {
+        self.ctx.sink.emit(Event::new(
+            &self.ctx.run_id,
+            Some(&self.ctx.step_key),
+            EventKind::Log {
+                level,
+                message: message.into(),
+            },
+        ));
+    }
+
+    /// Logs a debugging detail.
+    pub fn debug(&self, message: impl Into<String>) {
+        self.log(LogLevel::Debug, message);
+    }
+
+    /// Logs progress.
+    pub fn info(&self, message: impl Into<String>) {
+        self.log(LogLevel::Info, message);
+    }
+
+    /// Logs something odd.
+    pub fn warning(&self, message: impl Into<String>) {
+        self.log(LogLevel::Warning, message);
+    }
+
+    /// Logs an error.
+    pub fn error(&self, message: impl Into<String>) {
+        self.log(LogLevel::Error, message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_follow_dagster() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let base = RetryPolicy::new(3).with_delay(Duration::from_millis(100));
+        assert_eq!(base.delay_before(3, &mut rng), Duration::from_millis(100));
+        let linear = base.with_backoff(Backoff::Linear);
+        assert_eq!(linear.delay_before(3, &mut rng), Duration::from_millis(300));
+        let exp = base.with_backoff(Backoff::Exponential);
+        assert_eq!(exp.delay_before(1, &mut rng), Duration::from_millis(100));
+        assert_eq!(exp.delay_before(3, &mut rng), Duration::from_millis(700));
+        for _ in 0..100 {
+            let full = exp.with_jitter(Jitter::Full).delay_before(3, &mut rng);
+            assert!(full <= Duration::from_millis(700));
+            let pm = exp.with_jitter(Jitter::PlusMinus).delay_before(3, &mut rng);
+            assert!(pm >= Duration::from_millis(599) && pm <= Duration::from_millis(801));
+        }
+    }
+
+    #[test]
+    fn whole_resource_amounts_serialize_as_integers() {
+        let mut tags = Tags::default();
+        tags.resource_requirements.insert("GPU".into(), 1.0);
+        tags.resource_requirements.insert("MEMORY".into(), 0.5);
+        let json = serde_json::to_string(&tags).unwrap();
+        assert_eq!(json, r#"{"resource_requirements":{"GPU":1,"MEMORY":0.5}}"#);
+        let back: Tags = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, tags);
+    }
+
+    #[test]
+    fn config_check_names_the_field() {
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Cfg {
+            count: u32,
+        }
+        let err = check_config::<Cfg>(&serde_json::json!({"count": "x"})).unwrap_err();
+        assert!(err.starts_with("at `count`"), "{err}");
+        assert!(check_config::<Cfg>(&serde_json::json!({"count": 3})).is_ok());
+    }
+}

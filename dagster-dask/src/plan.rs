@@ -1,0 +1,343 @@
+//! The frozen execution plan of a validated job.
+//!
+//! A [`Plan`] lists the steps in a topological order (every step after the steps it reads
+//! from), each with its inputs and their upstream steps, its output type, tags, resource
+//! requirements and retry policy. It is plain data: it serializes to JSON, renders as text,
+//! mermaid or dot, and is all an executor needs to know about the graph.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::op::{RetryPolicy, Tags};
+
+/// A validated job, frozen and ordered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Plan {
+    /// The job's name.
+    pub job: String,
+    /// The job's description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The job's tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// The steps, each after all of its upstream steps.
+    pub steps: Vec<PlanStep>,
+}
+
+/// One step of a plan: an op instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PlanStep {
+    /// The step's key (the op name, or its alias), unique in the job.
+    pub key: String,
+    /// The op this step runs.
+    pub op: String,
+    /// The op's description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The step's inputs, in the op's order.
+    pub inputs: Vec<PlanInput>,
+    /// The step's output.
+    pub output: PlanOutput,
+    /// Tags and resource requirements.
+    #[serde(default)]
+    pub tags: Tags,
+    /// What happens when the step fails.
+    #[serde(default)]
+    pub retry_policy: RetryPolicy,
+    /// The Rust type of the op's config, if it takes config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_type: Option<String>,
+}
+
+/// One input of a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PlanInput {
+    /// The input's name.
+    pub name: String,
+    /// The input's Rust type.
+    pub type_name: String,
+    /// The upstream steps whose outputs feed it: one, or several for a fan-in.
+    pub sources: Vec<String>,
+    /// Whether the input collects several upstream outputs into a `Vec`.
+    #[serde(default)]
+    pub fan_in: bool,
+}
+
+/// The output of a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PlanOutput {
+    /// The output's name (`result`).
+    pub name: String,
+    /// The output's Rust type.
+    pub type_name: String,
+}
+
+/// Why a plan read from JSON is not a plan.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// The text is not a plan's JSON.
+    #[error("not a plan: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The plan's steps are out of order, duplicated or refer to unknown steps.
+    #[error("plan of job `{job}` is inconsistent: {message}")]
+    Inconsistent {
+        /// The job.
+        job: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Plan {
+    pub(crate) fn new(
+        job: String,
+        description: Option<String>,
+        tags: BTreeMap<String, String>,
+        steps: Vec<PlanStep>,
+    ) -> Self {
+        Self {
+            job,
+            description,
+            tags,
+            steps,
+        }
+    }
+
+    /// The step with key `key`.
+    pub fn step(&self, key: &str) -> Option<&PlanStep> {
+        self.steps.iter().find(|s| s.key == key)
+    }
+
+    /// The position of step `key` in [`steps`](Self::steps).
+    pub fn index_of(&self, key: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.key == key)
+    }
+
+    /// For each step (by index), the indices of its distinct upstream steps.
+    pub fn upstream_indices(&self) -> Vec<Vec<usize>> {
+        let index: HashMap<&str, usize> = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.key.as_str(), i))
+            .collect();
+        self.steps
+            .iter()
+            .map(|step| {
+                let mut up: Vec<usize> = step
+                    .inputs
+                    .iter()
+                    .flat_map(|input| input.sources.iter())
+                    .filter_map(|src| index.get(src.as_str()).copied())
+                    .collect();
+                up.sort_unstable();
+                up.dedup();
+                up
+            })
+            .collect()
+    }
+
+    /// For each step (by index), the indices of its distinct downstream steps.
+    pub fn downstream_indices(&self) -> Vec<Vec<usize>> {
+        let mut down = vec![Vec::new(); self.steps.len()];
+        for (i, ups) in self.upstream_indices().into_iter().enumerate() {
+            for u in ups {
+                down[u].push(i);
+            }
+        }
+        down
+    }
+
+    /// The steps no other step reads from: the job's results.
+    pub fn sinks(&self) -> Vec<usize> {
+        self.downstream_indices()
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.is_empty())
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The plan as JSON.
+    pub fn to_json(&self) -> String {
+        // A plan is strings, numbers and maps with string keys: it always serializes.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Reads a plan from JSON and checks that it is consistent: unique step keys, and every
+    /// input's upstream step present and earlier in the order.
+    pub fn from_json(json: &str) -> Result<Self, PlanError> {
+        let plan: Self = serde_json::from_str(json)?;
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, step) in plan.steps.iter().enumerate() {
+            for input in &step.inputs {
+                for src in &input.sources {
+                    if !seen.contains_key(src.as_str()) {
+                        return Err(PlanError::Inconsistent {
+                            job: plan.job.clone(),
+                            message: format!(
+                                "step `{}` input `{}` reads step `{src}`, which is not an earlier step",
+                                step.key, input.name
+                            ),
+                        });
+                    }
+                }
+            }
+            if seen.insert(&step.key, i).is_some() {
+                return Err(PlanError::Inconsistent {
+                    job: plan.job.clone(),
+                    message: format!("two steps are named `{}`", step.key),
+                });
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The plan as indented text, one step per line and one line per input.
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "job `{}`: {} step{}\n",
+            self.job,
+            self.steps.len(),
+            if self.steps.len() == 1 { "" } else { "s" }
+        );
+        if let Some(d) = &self.description {
+            let _ = writeln!(out, "  {d}");
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            let _ = write!(out, "{:>4}. {}", i + 1, step.key);
+            if step.op != step.key {
+                let _ = write!(out, " (op {})", step.op);
+            }
+            let _ = write!(out, " -> {}", short_type_name(&step.output.type_name));
+            if !step.tags.resource_requirements.is_empty() {
+                let resources =
+                    serde_json::to_string(&ResourcesJson(&step.tags.resource_requirements))
+                        .unwrap_or_default();
+                let _ = write!(out, "  resources {resources}");
+            }
+            if step.retry_policy.max_retries > 0 {
+                let _ = write!(out, "  retries {}", step.retry_policy.max_retries);
+            }
+            for (k, v) in &step.tags.values {
+                let _ = write!(out, "  {k}={v}");
+            }
+            out.push('\n');
+            for input in &step.inputs {
+                let _ = writeln!(
+                    out,
+                    "        {}: {} <- {}{}",
+                    input.name,
+                    short_type_name(&input.type_name),
+                    if input.fan_in { "[" } else { "" },
+                    input.sources.join(", ") + if input.fan_in { "]" } else { "" }
+                );
+            }
+        }
+        out
+    }
+
+    /// The plan as a mermaid flowchart.
+    pub fn to_mermaid(&self) -> String {
+        let mut out = String::from("flowchart TD\n");
+        for step in &self.steps {
+            let _ = writeln!(
+                out,
+                "    {}[\"{}<br/>{}\"]",
+                step.key,
+                step.key,
+                escape_label(&short_type_name(&step.output.type_name))
+            );
+        }
+        for step in &self.steps {
+            for input in &step.inputs {
+                for src in &input.sources {
+                    let _ = writeln!(out, "    {src} -->|{}| {}", input.name, step.key);
+                }
+            }
+        }
+        out
+    }
+
+    /// The plan as a graphviz digraph.
+    pub fn to_dot(&self) -> String {
+        let mut out = format!("digraph \"{}\" {{\n    rankdir=TB;\n", self.job);
+        for step in &self.steps {
+            let _ = writeln!(
+                out,
+                "    \"{}\" [shape=box, label=\"{}\\n{}\"];",
+                step.key,
+                step.key,
+                escape_label(&short_type_name(&step.output.type_name))
+            );
+        }
+        for step in &self.steps {
+            for input in &step.inputs {
+                for src in &input.sources {
+                    let _ = writeln!(
+                        out,
+                        "    \"{src}\" -> \"{}\" [label=\"{}\"];",
+                        step.key, input.name
+                    );
+                }
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+struct ResourcesJson<'a>(&'a BTreeMap<String, f64>);
+
+impl Serialize for ResourcesJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::op::resource_amounts::serialize(self.0, s)
+    }
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('"', "'")
+}
+
+/// `alloc::vec::Vec<alloc::string::String>` -> `Vec<String>`: paths dropped, for people.
+pub fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut segment = String::new();
+    let flush = |segment: &mut String, out: &mut String| {
+        out.push_str(segment.rsplit("::").next().unwrap_or(segment));
+        segment.clear();
+    };
+    for c in full.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            segment.push(c);
+        } else {
+            flush(&mut segment, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut segment, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_type_names() {
+        assert_eq!(
+            short_type_name("alloc::vec::Vec<alloc::string::String>"),
+            "Vec<String>"
+        );
+        assert_eq!(short_type_name("(i64, my::Point)"), "(i64, Point)");
+        assert_eq!(short_type_name("()"), "()");
+    }
+}

@@ -1,0 +1,1 @@
+//! Integration-test support: shared job definitions used by the test binaries and tests.
