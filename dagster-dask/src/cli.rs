@@ -245,7 +245,7 @@ fn print_summary(job: &Job, result: &RunResult) {
             {
                 println!(
                     "  {step} failed: {}",
-                    error.to_string().replace('\n', "\n    ")
+                    error.to_string().replace('\n', "\n  ")
                 );
             }
         }

@@ -286,6 +286,7 @@ pub struct JobBuilder {
     tags: BTreeMap<String, String>,
     steps: Vec<StepDecl>,
     used_keys: HashSet<String>,
+    next_suffix: HashMap<String, usize>,
 }
 
 impl fmt::Debug for JobBuilder {
@@ -307,6 +308,7 @@ impl JobBuilder {
             tags: BTreeMap::new(),
             steps: Vec::new(),
             used_keys: HashSet::new(),
+            next_suffix: HashMap::new(),
         }
     }
 
@@ -385,10 +387,11 @@ impl JobBuilder {
     }
 
     fn fresh_key(&mut self, name: &str) -> String {
+        // Remember the last suffix per op name: adding an op n times stays linear.
+        let n = self.next_suffix.entry(name.to_owned()).or_insert(1);
         let mut key = name.to_owned();
-        let mut n = 1;
         while self.used_keys.contains(&key) {
-            n += 1;
+            *n += 1;
             key = format!("{name}_{n}");
         }
         self.used_keys.insert(key.clone());
@@ -457,17 +460,26 @@ impl JobBuilder {
                 }
             }
         }
-        for scc in petgraph::algo::tarjan_scc(&graph) {
-            let cyclic = scc.len() > 1 || graph.contains_edge(scc[0], scc[0]);
-            if cyclic {
-                let path = cycle_path(&graph, &scc);
-                problems.push(GraphProblem::Cycle {
-                    steps: path
+        let order = topological_order(&graph, &nodes);
+        if order.len() < nodes.len() {
+            // Kahn's order stops short exactly when there are cycles; name each one.
+            // (Kosaraju is iterative: deep graphs do not overflow the stack.)
+            let mut cycles: Vec<Vec<String>> = petgraph::algo::kosaraju_scc(&graph)
+                .into_iter()
+                .filter(|scc| scc.len() > 1 || graph.contains_edge(scc[0], scc[0]))
+                .map(|scc| {
+                    cycle_path(&graph, &scc)
                         .iter()
                         .map(|&n| self.steps[graph[n]].key.clone())
-                        .collect(),
-                });
-            }
+                        .collect()
+                })
+                .collect();
+            cycles.sort();
+            problems.extend(
+                cycles
+                    .into_iter()
+                    .map(|steps| GraphProblem::Cycle { steps }),
+            );
         }
 
         if !problems.is_empty() {
@@ -478,7 +490,6 @@ impl JobBuilder {
             });
         }
 
-        let order = topological_order(&graph, &nodes);
         let mut position = vec![0; order.len()];
         for (pos, &i) in order.iter().enumerate() {
             position[i] = pos;

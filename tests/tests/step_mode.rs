@@ -1,0 +1,385 @@
+//! The job binary as a process: step mode (what workers run) and the command line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use dagster_dask::codec;
+use dagster_dask::config::RunConfig;
+use dagster_dask::events::{ErrorKind, Event, EventKind};
+use dagster_dask::exec::Run;
+use dagster_dask::plan::Plan;
+
+fn bin(name: &str) -> PathBuf {
+    match name {
+        "diamond" => PathBuf::from(env!("CARGO_BIN_EXE_diamond")),
+        "failing" => PathBuf::from(env!("CARGO_BIN_EXE_failing")),
+        "flaky" => PathBuf::from(env!("CARGO_BIN_EXE_flaky")),
+        other => panic!("no binary {other}"),
+    }
+}
+
+fn run(name: &str, args: &[&str], home: &Path) -> Output {
+    Command::new(bin(name))
+        .args(args)
+        .env("DAGSTER_DASK_HOME", home)
+        .output()
+        .expect("the job binary starts")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Storage under `dir`, plus the `scale` op's config for the diamond job.
+fn write_config(dir: &Path) -> PathBuf {
+    write_storage_config(
+        dir,
+        "run.yaml",
+        "ops:\n  scale:\n    config: { factor: 2 }\n",
+    )
+}
+
+/// Storage under `dir` only, for jobs without op config.
+fn write_plain_config(dir: &Path) -> PathBuf {
+    write_storage_config(dir, "plain.yaml", "")
+}
+
+fn write_storage_config(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let path = dir.join(name);
+    let storage = dir.join("storage");
+    let yaml = format!(
+        "resources:\n  io_manager:\n    config:\n      base_dir: '{}'\n{extra}",
+        storage.display()
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// Runs one step in its own process; returns the exit code and the events it printed.
+fn step(
+    name: &str,
+    run_id: &str,
+    key: &str,
+    attempt: u32,
+    cfg: &Path,
+) -> (i32, Vec<Event>, String) {
+    let out = run(
+        name,
+        &[
+            "__step",
+            "--run-id",
+            run_id,
+            "--step",
+            key,
+            "--attempt",
+            &attempt.to_string(),
+            "-c",
+            cfg.to_str().unwrap(),
+        ],
+        cfg.parent().unwrap(),
+    );
+    let stdout = text(&out.stdout);
+    let events = stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Event>(line)
+                .unwrap_or_else(|e| panic!("not an event: {line}: {e}"))
+        })
+        .collect();
+    (out.status.code().unwrap_or(-1), events, text(&out.stderr))
+}
+
+fn failure_of(events: &[Event]) -> (ErrorKind, String) {
+    events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::StepFailure { error, .. } => Some((error.kind, error.to_string())),
+            _ => None,
+        })
+        .expect("a STEP_FAILURE event")
+}
+
+#[test]
+fn a_job_run_entirely_in_step_mode_equals_the_embedded_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = write_config(dir.path());
+    let job = tests::diamond();
+
+    for plan_step in &job.plan().steps {
+        let (code, events, stderr) = step("diamond", "by-steps", &plan_step.key, 1, &cfg_path);
+        assert_eq!(code, 0, "step {}: {stderr}", plan_step.key);
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.type_name()).collect();
+        assert_eq!(kinds.first(), Some(&"STEP_START"), "{kinds:?}");
+        assert_eq!(kinds.last(), Some(&"STEP_SUCCESS"), "{kinds:?}");
+        for e in &events {
+            assert_eq!(e.step_key.as_deref(), Some(plan_step.key.as_str()));
+            assert_eq!(e.run_id, "by-steps");
+            assert_ne!(
+                e.pid,
+                std::process::id(),
+                "events come from the step process"
+            );
+        }
+        let loaded = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::LoadedInput { .. }))
+            .count();
+        let sources: usize = plan_step.inputs.iter().map(|i| i.sources.len()).sum();
+        assert_eq!(loaded, sources, "step {}", plan_step.key);
+        if plan_step.key == "numbers" {
+            assert!(events.iter().any(
+                |e| matches!(&e.kind, EventKind::Log { message, .. } if message == "making numbers")
+            ));
+        }
+    }
+
+    let yaml = std::fs::read_to_string(&cfg_path).unwrap();
+    let config = RunConfig::from_yaml(&yaml, &job).unwrap();
+    let embedded = Run::new(&job)
+        .config(config)
+        .run_id("embedded")
+        .execute()
+        .unwrap();
+    assert!(embedded.success());
+    let storage = std::fs::canonicalize(dir.path().join("storage")).unwrap();
+    for plan_step in &job.plan().steps {
+        let a =
+            std::fs::read(storage.join("by-steps").join(&plan_step.key).join("result")).unwrap();
+        let b =
+            std::fs::read(storage.join("embedded").join(&plan_step.key).join("result")).unwrap();
+        assert_eq!(a, b, "output of {} differs", plan_step.key);
+    }
+    let describe: String =
+        codec::decode(&std::fs::read(storage.join("by-steps/describe/result")).unwrap()).unwrap();
+    assert_eq!(describe, "3 parts, total 40");
+}
+
+#[test]
+fn corrupt_wrong_type_and_missing_inputs_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    assert_eq!(step("diamond", "r", "numbers", 1, &cfg).0, 0);
+    let stored = std::fs::canonicalize(dir.path().join("storage/r/numbers/result")).unwrap();
+
+    std::fs::write(&stored, b"\x80\x04\x95 a pickle").unwrap();
+    let (code, events, _) = step("diamond", "r", "square", 1, &cfg);
+    assert_eq!(code, 1);
+    let (kind, message) = failure_of(&events);
+    assert_eq!(kind, ErrorKind::Input);
+    assert!(
+        message.contains("cannot load input `xs` of step `square` from step `numbers`"),
+        "{message}"
+    );
+    assert!(message.contains("not a dagster-dask object"), "{message}");
+    assert!(message.contains(&stored.display().to_string()), "{message}");
+
+    std::fs::write(&stored, codec::encode(&"a string".to_owned()).unwrap()).unwrap();
+    let (code, events, _) = step("diamond", "r", "square", 1, &cfg);
+    assert_eq!(code, 1);
+    let (_, message) = failure_of(&events);
+    assert!(
+        message
+            .contains("object holds a `alloc::string::String`, expected a `alloc::vec::Vec<i64>`"),
+        "{message}"
+    );
+
+    let (code, events, _) = step("diamond", "other-run", "square", 1, &cfg);
+    assert_eq!(code, 1);
+    let (_, message) = failure_of(&events);
+    assert!(
+        message.contains("no stored output `result` of step `numbers` at"),
+        "{message}"
+    );
+    assert!(message.contains("other-run/numbers/result"), "{message}");
+}
+
+#[test]
+fn step_mode_reports_retries_and_failures_by_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_plain_config(dir.path());
+    let (code, events, _) = step("flaky", "r", "flaky", 1, &cfg);
+    assert_eq!(code, 1);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::StepUpForRetry { attempt: 1, .. }))
+    );
+    let (code, events, _) = step("flaky", "r", "flaky", 3, &cfg);
+    assert_eq!(code, 0);
+    assert_eq!(events[0].kind, EventKind::StepRestarted { attempt: 3 });
+
+    assert_eq!(step("failing", "r", "start", 1, &cfg).0, 0);
+    let (code, events, _) = step("failing", "r", "boom", 1, &cfg);
+    assert_eq!(code, 1);
+    let (kind, message) = failure_of(&events);
+    assert_eq!(kind, ErrorKind::Op);
+    assert_eq!(
+        message,
+        "ANCHOR-BOOM: the op failed on purpose\n  caused by: disk on fire"
+    );
+}
+
+#[test]
+fn step_mode_refuses_bad_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    let (code, events, stderr) = step("diamond", "r", "nope", 1, &cfg);
+    assert_eq!(code, 2);
+    assert!(events.is_empty());
+    assert!(stderr.contains("job `diamond` has no step `nope` (steps: numbers, scale, square, negate, total, describe)"), "{stderr}");
+    let (code, _, stderr) = step("diamond", "r/..", "numbers", 1, &cfg);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("run id `r/..` is invalid"), "{stderr}");
+    let (code, _, stderr) = step("diamond", "r", "numbers", 0, &cfg);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--attempt counts from 1"), "{stderr}");
+    let out = run(
+        "diamond",
+        &[
+            "__step",
+            "--run-id",
+            "r",
+            "--step",
+            "numbers",
+            "--config-json",
+            r#"{"ops":{"scale":{"config":{"factor":1}}},"resources":{"io_manager":{"config":{"in_memory":true}}}}"#,
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("in-memory IO manager is per process"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn cli_run_prints_results_events_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    let out = run(
+        "diamond",
+        &["run", "-c", cfg.to_str().unwrap(), "--run-id", "cli-run"],
+        dir.path(),
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("RUN_SUCCESS job `diamond` run cli-run: 6 steps succeeded"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  describe = \"3 parts, total 40\""),
+        "{stdout}"
+    );
+    let storage = std::fs::canonicalize(dir.path().join("storage")).unwrap();
+    assert!(
+        stdout.contains(&format!(
+            "event log: {}",
+            storage.join("cli-run/events.jsonl").display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("numbers LOG INFO making numbers"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("describe STEP_SUCCESS"), "{stderr}");
+
+    let plain = write_plain_config(dir.path());
+    let out = run(
+        "failing",
+        &["run", "-c", plain.to_str().unwrap(), "--quiet"],
+        dir.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("RUN_FAILURE job `failing`"), "{stdout}");
+    assert!(
+        stdout.contains("2 succeeded, 1 failed, 2 skipped"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "boom failed: ANCHOR-BOOM: the op failed on purpose\n    caused by: disk on fire"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("AFTER-BOOM-RAN"),
+        "a skipped step ran: {stdout}"
+    );
+    assert!(
+        text(&out.stderr).is_empty(),
+        "--quiet printed events: {}",
+        text(&out.stderr)
+    );
+
+    // No command means `run`; no config means default storage under DAGSTER_DASK_HOME.
+    let out = run("flaky", &[], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("after_flaky = 6"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stdout).contains(&dir.path().join("storage").display().to_string()));
+}
+
+#[test]
+fn cli_validate_plan_graph_and_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    let out = run(
+        "diamond",
+        &["validate", "-c", cfg.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "run config is valid for job `diamond`\n");
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "execution:\n  config:\n    cluster: {}\n").unwrap();
+    let out = run(
+        "diamond",
+        &["validate", "-c", bad.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("execution.config.cluster: choose one cluster type"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ops.scale.config: required"), "{stderr}");
+
+    let out = run("diamond", &["run"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("ops.scale.config: required"));
+
+    let out = run("diamond", &["plan", "--format", "json"], dir.path());
+    let plan = Plan::from_json(&text(&out.stdout)).unwrap();
+    assert_eq!(&plan, tests::diamond().plan());
+    let out = run("diamond", &["plan"], dir.path());
+    assert!(text(&out.stdout).starts_with("job `diamond`: 6 steps\n"));
+    let out = run("diamond", &["graph", "--format", "mermaid"], dir.path());
+    assert!(
+        text(&out.stdout).contains("scale -->|parts| total"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run("diamond", &["graph", "--format", "dot"], dir.path());
+    assert!(text(&out.stdout).starts_with("digraph \"diamond\""));
+
+    let out = run("diamond", &["bogus"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unrecognized subcommand 'bogus'"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run("diamond", &["--help"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!text(&out.stdout).contains("__step"), "step mode is hidden");
+}
