@@ -345,7 +345,10 @@ impl Event {
                 output,
                 type_name,
                 bytes,
-            } => format!("{output}: {type_name} ({bytes} bytes)"),
+            } => format!(
+                "{output}: {} ({bytes} bytes)",
+                crate::plan::short_type_name(type_name)
+            ),
             EventKind::HandledOutput { location, .. } => location.clone(),
             EventKind::Log { level, message } => format!("{level} {message}"),
             EventKind::StepOutputLine { stream, line } => format!("{stream}: {line}"),

@@ -77,7 +77,7 @@ pub enum IoError {
         /// Where.
         location: String,
         /// What the storage reported.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The storage could not be opened.
     #[error("cannot open storage at {location}: {reason}")]
@@ -155,7 +155,7 @@ impl ObjectStoreIoManager {
                 step: key.step.to_owned(),
                 output: key.output.to_owned(),
                 location: self.location(key),
-                source,
+                source: Box::new(source),
             },
         }
     }

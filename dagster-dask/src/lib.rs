@@ -4,7 +4,7 @@
 //! Pipelines are **ops** (typed functions) wired into **jobs**. A job is validated once into
 //! a frozen [`Plan`](plan::Plan); an executor runs the plan, passing data between steps
 //! through an [IO manager](io) on shared storage, and reports everything as
-//! [events](events). The job binary's command line ([`main`]) runs it, shows its plan and
+//! [events]. The job binary's command line ([`main`]) runs it, shows its plan and
 //! graph, validates run config, and runs single steps for executors on other machines.
 //!
 //! ```
@@ -53,3 +53,8 @@ pub mod prelude {
     pub use crate::graph::{Job, JobBuilder, Output};
     pub use crate::op::{Backoff, Jitter, OpContext, OpDef, RetryPolicy};
 }
+
+/// The README's code compiles: it is part of the doc tests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

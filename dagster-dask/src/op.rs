@@ -67,10 +67,12 @@ impl PartialEq for TypeInfo {
 impl Eq for TypeInfo {}
 
 /// A decoded value on its way into an op, before it is downcast to the input's type.
-pub(crate) type AnyValue = Box<dyn Any + Send>;
+#[doc(hidden)]
+pub type AnyValue = Box<dyn Any + Send>;
 
 /// Decodes one stored object into an [`AnyValue`].
-pub(crate) type DecodeFn = fn(&[u8]) -> Result<AnyValue, CodecError>;
+#[doc(hidden)]
+pub type DecodeFn = fn(&[u8]) -> Result<AnyValue, CodecError>;
 
 pub(crate) fn decode_any<T: Value>(bytes: &[u8]) -> Result<AnyValue, CodecError> {
     codec::decode::<T>(bytes).map(|v| Box::new(v) as AnyValue)
@@ -88,11 +90,11 @@ pub trait Inputs: Sized + Send + 'static {
 
     /// A decoder for each input, in order.
     #[doc(hidden)]
-    fn decoders() -> Vec<fn(&[u8]) -> Result<Box<dyn Any + Send>, CodecError>>;
+    fn decoders() -> Vec<DecodeFn>;
 
     /// Rebuilds the tuple from decoded values; `None` if a value has the wrong type.
     #[doc(hidden)]
-    fn from_values(values: Vec<Box<dyn Any + Send>>) -> Option<Self>;
+    fn from_values(values: Vec<AnyValue>) -> Option<Self>;
 }
 
 macro_rules! impl_inputs {

@@ -348,7 +348,7 @@ fn files_merge_later_wins_and_yaml_errors_name_the_file() {
     let b = dir.path().join("b.yaml");
     std::fs::write(&a, "execution: { config: { multithread: { max_concurrent: 2 } } }\nops: { scale: { config: { factor: 2 } } }").unwrap();
     std::fs::write(&b, "ops: { scale: { config: { factor: 5 } } }").unwrap();
-    let merged = config::load_files(&[a.clone(), b]).unwrap();
+    let merged = config::load_files(&[a, b]).unwrap();
     let cfg = RunConfig::from_value(&merged, &tests::diamond()).unwrap();
     assert_eq!(cfg.ops["scale"]["factor"], 5);
     assert_eq!(
@@ -360,7 +360,7 @@ fn files_merge_later_wins_and_yaml_errors_name_the_file() {
 
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "execution: [unclosed").unwrap();
-    let err = config::load_files(&[bad.clone()]).unwrap_err();
+    let err = config::load_files(std::slice::from_ref(&bad)).unwrap_err();
     assert_eq!(err.problems[0].path, bad.display().to_string());
     assert!(
         err.problems[0].message.starts_with("not valid YAML"),
@@ -368,7 +368,7 @@ fn files_merge_later_wins_and_yaml_errors_name_the_file() {
     );
 
     let missing = dir.path().join("missing.yaml");
-    let err = config::load_files(&[missing.clone()]).unwrap_err();
+    let err = config::load_files(std::slice::from_ref(&missing)).unwrap_err();
     assert_eq!(err.problems[0].path, missing.display().to_string());
     assert!(err.problems[0].message.starts_with("cannot read"), "{err}");
 

@@ -1,13 +1,17 @@
 //! The embedded executor: the plan runs in this process, on a bounded pool of threads
 //! (`multithread`) or strictly one step after another in the calling thread (`in_process`).
+//!
+//! Scheduling is one state machine, [`Schedule`], shared by the threads under a mutex: a
+//! thread that finishes a step updates it and takes the next ready step itself. A chain of
+//! steps therefore runs on one thread without a hand-off per step, and a fan-out wakes as
+//! many threads as there are ready steps.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
-use std::sync::Mutex;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::collections::BinaryHeap;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::step::{StepEnv, StepOutcome, execute_step};
+use super::step::{StepOutcome, execute_step};
 use super::{RunContext, StepStatus};
 use crate::events::{Event, EventKind};
 
@@ -43,209 +47,182 @@ impl EmbeddedExecutor {
 
     /// Runs every step of the run's job; returns each step's status, by plan index.
     pub(crate) fn execute(&self, run: &RunContext<'_>) -> Vec<StepStatus> {
-        let env = run.step_env();
+        let schedule = Mutex::new(Schedule::new(run));
+        let wake = Condvar::new();
         match self.threads {
-            None => {
-                let mut inline = Inline {
-                    env: &env,
-                    done: VecDeque::new(),
-                    rng: fastrand::Rng::new(),
-                };
-                schedule(run, &mut inline, 1)
-            }
+            None => work(run, &schedule, &wake),
             Some(n) => {
-                let workers = n.min(run.job.plan().steps.len()).max(1);
-                let (work_tx, work_rx) = mpsc::channel::<(usize, u32)>();
-                let (done_tx, done_rx) = mpsc::channel::<(usize, StepOutcome)>();
-                let work_rx = Mutex::new(work_rx);
+                let threads = n.min(run.job.plan().steps.len()).max(1);
                 std::thread::scope(|scope| {
-                    for _ in 0..workers {
-                        let done_tx = done_tx.clone();
-                        let (env, work_rx) = (&env, &work_rx);
-                        scope.spawn(move || {
-                            let mut rng = fastrand::Rng::new();
-                            loop {
-                                let next = work_rx
-                                    .lock()
-                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                    .recv();
-                                let Ok((index, attempt)) = next else { break };
-                                let outcome = execute_step(env, index, attempt, &mut rng);
-                                if done_tx.send((index, outcome)).is_err() {
-                                    break;
-                                }
-                            }
-                        });
+                    for _ in 1..threads {
+                        scope.spawn(|| work(run, &schedule, &wake));
                     }
-                    drop(done_tx);
-                    let mut pool = Pool {
-                        work: work_tx,
-                        done: done_rx,
-                    };
-                    let statuses = schedule(run, &mut pool, workers);
-                    drop(pool); // closes the work channel: the workers return
-                    statuses
-                })
+                    work(run, &schedule, &wake);
+                });
             }
         }
+        lock(&schedule).status.clone()
     }
 }
 
-/// Where the scheduler sends steps to run and hears back from them.
-trait Dispatch {
-    fn start(&mut self, index: usize, attempt: u32);
-    /// The next finished step, waiting at most `timeout` (forever if `None`).
-    fn next(&mut self, timeout: Option<Duration>) -> Option<(usize, StepOutcome)>;
+fn lock<'a>(schedule: &'a Mutex<Schedule>) -> MutexGuard<'a, Schedule> {
+    // Steps run outside the lock and op panics are caught, so a poisoned lock still holds
+    // consistent state.
+    schedule.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-struct Inline<'e, 'a> {
-    env: &'e StepEnv<'a>,
-    done: VecDeque<(usize, StepOutcome)>,
-    rng: fastrand::Rng,
-}
-
-impl Dispatch for Inline<'_, '_> {
-    fn start(&mut self, index: usize, attempt: u32) {
-        let outcome = execute_step(self.env, index, attempt, &mut self.rng);
-        self.done.push_back((index, outcome));
-    }
-
-    fn next(&mut self, timeout: Option<Duration>) -> Option<(usize, StepOutcome)> {
-        let next = self.done.pop_front();
-        if next.is_none() {
-            // Only a retry is pending, and nothing else can happen meanwhile.
-            std::thread::sleep(timeout.unwrap_or_default());
-        }
-        next
-    }
-}
-
-struct Pool {
-    work: mpsc::Sender<(usize, u32)>,
-    done: mpsc::Receiver<(usize, StepOutcome)>,
-}
-
-impl Dispatch for Pool {
-    fn start(&mut self, index: usize, attempt: u32) {
-        // The workers live as long as the pool: the send only fails if they all panicked,
-        // and `next` then reports the disconnect.
-        let _ = self.work.send((index, attempt));
-    }
-
-    fn next(&mut self, timeout: Option<Duration>) -> Option<(usize, StepOutcome)> {
-        match timeout {
-            None => self.done.recv().ok(),
-            Some(t) => match self.done.recv_timeout(t) {
-                Ok(done) => Some(done),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-            },
-        }
-    }
-}
-
-/// Runs the plan through `dispatch`, at most `limit` steps at a time: ready steps in plan
-/// order, retries after their delay, and everything downstream of a failure skipped.
-fn schedule(run: &RunContext<'_>, dispatch: &mut dyn Dispatch, limit: usize) -> Vec<StepStatus> {
-    let plan = run.job.plan();
-    let n = plan.steps.len();
-    let upstream = plan.upstream_indices();
-    let downstream = plan.downstream_indices();
-    let mut remaining: Vec<usize> = upstream.iter().map(Vec::len).collect();
-    let mut status = vec![StepStatus::NotRun; n];
-    let mut attempt = vec![1_u32; n];
-    let mut ready: BinaryHeap<Reverse<usize>> =
-        (0..n).filter(|&i| remaining[i] == 0).map(Reverse).collect();
-    let mut retries: Vec<(Instant, usize)> = Vec::new();
-    let mut running = 0;
-
+/// One thread's share of the run: take a ready step, run it, record it, until all is done.
+fn work(run: &RunContext<'_>, schedule: &Mutex<Schedule>, wake: &Condvar) {
+    let env = run.step_env();
+    let mut rng = fastrand::Rng::new();
+    let mut state = lock(schedule);
     loop {
-        let now = Instant::now();
-        retries.retain(|&(due, i)| {
+        match state.next(Instant::now()) {
+            Next::Run(index, attempt) => {
+                drop(state);
+                let outcome = execute_step(&env, index, attempt, &mut rng);
+                state = lock(schedule);
+                let skipped = state.complete(index, outcome);
+                if !skipped.is_empty() {
+                    report_skips(run, &state, &skipped);
+                }
+                // New ready steps, a retry to time, or the end: others may have work.
+                wake.notify_all();
+            }
+            Next::Wait(None) => {
+                state = wake.wait(state).unwrap_or_else(PoisonError::into_inner);
+            }
+            Next::Wait(Some(timeout)) => {
+                state = wake
+                    .wait_timeout(state, timeout)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            Next::Done => return,
+        }
+    }
+}
+
+/// What a thread should do next.
+enum Next {
+    /// Run attempt `.1` of step `.0`.
+    Run(usize, u32),
+    /// Nothing to run now: wait for another step to finish, or at most this long for a retry.
+    Wait(Option<Duration>),
+    /// Every step has ended.
+    Done,
+}
+
+/// The run's progress: ready steps in plan order, retries after their delay, and everything
+/// downstream of a failure skipped.
+struct Schedule {
+    upstream: Vec<Vec<usize>>,
+    downstream: Vec<Vec<usize>>,
+    /// Upstream steps not yet succeeded, per step.
+    remaining: Vec<usize>,
+    status: Vec<StepStatus>,
+    attempt: Vec<u32>,
+    ready: BinaryHeap<Reverse<usize>>,
+    retries: Vec<(Instant, usize)>,
+    running: usize,
+}
+
+impl Schedule {
+    fn new(run: &RunContext<'_>) -> Self {
+        let plan = run.job.plan();
+        let n = plan.steps.len();
+        let upstream = plan.upstream_indices();
+        let remaining: Vec<usize> = upstream.iter().map(Vec::len).collect();
+        let ready = (0..n).filter(|&i| remaining[i] == 0).map(Reverse).collect();
+        Self {
+            downstream: plan.downstream_indices(),
+            upstream,
+            remaining,
+            status: vec![StepStatus::NotRun; n],
+            attempt: vec![1; n],
+            ready,
+            retries: Vec::new(),
+            running: 0,
+        }
+    }
+
+    fn next(&mut self, now: Instant) -> Next {
+        let ready = &mut self.ready;
+        self.retries.retain(|&(due, i)| {
             let is_due = due <= now;
             if is_due {
                 ready.push(Reverse(i));
             }
             !is_due
         });
-        while running < limit {
-            let Some(Reverse(i)) = ready.pop() else { break };
-            running += 1;
-            dispatch.start(i, attempt[i]);
+        if let Some(Reverse(i)) = self.ready.pop() {
+            self.running += 1;
+            return Next::Run(i, self.attempt[i]);
         }
-        if running == 0 && retries.is_empty() {
-            break;
+        if self.running == 0 && self.retries.is_empty() {
+            return Next::Done;
         }
-        let timeout = retries
+        let next_retry = self
+            .retries
             .iter()
             .map(|(due, _)| due.saturating_duration_since(now))
             .min();
-        let Some((i, outcome)) = dispatch.next(timeout) else {
-            if timeout.is_none() {
-                // Every worker is gone (they only stop early if a thread died): nothing
-                // more will finish, so what still runs is lost.
-                for s in status.iter_mut().filter(|s| **s == StepStatus::NotRun) {
-                    *s = StepStatus::Failed;
-                }
-                break;
-            }
-            continue;
-        };
-        running -= 1;
+        Next::Wait(next_retry)
+    }
+
+    /// Records how an attempt ended; returns the steps newly skipped because of it.
+    fn complete(&mut self, i: usize, outcome: StepOutcome) -> Vec<usize> {
+        self.running -= 1;
         match outcome {
             StepOutcome::Success => {
-                status[i] = StepStatus::Succeeded;
-                for &d in &downstream[i] {
-                    remaining[d] -= 1;
-                    if remaining[d] == 0 && status[d] == StepStatus::NotRun {
-                        ready.push(Reverse(d));
+                self.status[i] = StepStatus::Succeeded;
+                for &d in &self.downstream[i] {
+                    self.remaining[d] -= 1;
+                    if self.remaining[d] == 0 && self.status[d] == StepStatus::NotRun {
+                        self.ready.push(Reverse(d));
                     }
                 }
+                Vec::new()
             }
             StepOutcome::Failed {
                 retry_in: Some(delay),
                 ..
             } => {
-                attempt[i] += 1;
-                retries.push((Instant::now() + delay, i));
+                self.attempt[i] += 1;
+                self.retries.push((Instant::now() + delay, i));
+                Vec::new()
             }
             StepOutcome::Failed { retry_in: None, .. } => {
-                status[i] = StepStatus::Failed;
-                skip_downstream(run, i, &upstream, &downstream, &mut status);
+                self.status[i] = StepStatus::Failed;
+                let mut stack = self.downstream[i].clone();
+                let mut skipped = Vec::new();
+                while let Some(d) = stack.pop() {
+                    if self.status[d] == StepStatus::NotRun {
+                        self.status[d] = StepStatus::Skipped;
+                        skipped.push(d);
+                        stack.extend(&self.downstream[d]);
+                    }
+                }
+                skipped.sort_unstable();
+                skipped
             }
         }
     }
-    status
 }
 
-/// Marks every step downstream of `failed` skipped (they never run) and reports each.
-fn skip_downstream(
-    run: &RunContext<'_>,
-    failed: usize,
-    upstream: &[Vec<usize>],
-    downstream: &[Vec<usize>],
-    status: &mut [StepStatus],
-) {
+/// One `STEP_SKIPPED` per skipped step, naming its upstream steps that did not succeed.
+fn report_skips(run: &RunContext<'_>, schedule: &Schedule, skipped: &[usize]) {
     let plan = run.job.plan();
-    let mut stack = downstream[failed].clone();
-    let mut newly = Vec::new();
-    while let Some(d) = stack.pop() {
-        if status[d] == StepStatus::NotRun {
-            status[d] = StepStatus::Skipped;
-            newly.push(d);
-            stack.extend(&downstream[d]);
-        }
-    }
-    newly.sort_unstable();
-    for d in newly {
-        let culprits = upstream[d]
+    for &d in skipped {
+        let upstream = schedule.upstream[d]
             .iter()
-            .filter(|&&u| matches!(status[u], StepStatus::Failed | StepStatus::Skipped))
+            .filter(|&&u| matches!(schedule.status[u], StepStatus::Failed | StepStatus::Skipped))
             .map(|&u| plan.steps[u].key.clone())
             .collect();
         run.sink.emit(Event::new(
             run.run_id,
             Some(&plan.steps[d].key),
-            EventKind::StepSkipped { upstream: culprits },
+            EventKind::StepSkipped { upstream },
         ));
     }
 }

@@ -412,8 +412,10 @@ impl Job {
     /// Runs the job in this thread, one step at a time, outputs in memory, quietly: for
     /// tests, like Dagster's `execute_in_process`.
     pub fn execute_in_process(&self) -> Result<RunResult, RunError> {
-        let mut config = RunConfig::default();
-        config.execution = ExecutionConfig::InProcess;
+        let config = RunConfig {
+            execution: ExecutionConfig::InProcess,
+            ..RunConfig::default()
+        };
         Run::new(self).config(config).in_memory().execute()
     }
 }
