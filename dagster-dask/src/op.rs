@@ -273,6 +273,17 @@ pub(crate) mod resource_amounts {
     }
 }
 
+/// `{"GPU":1}`: resource requirements as compact JSON, for messages and plans.
+pub(crate) fn resources_json(map: &BTreeMap<String, f64>) -> String {
+    struct Amounts<'a>(&'a BTreeMap<String, f64>);
+    impl Serialize for Amounts<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            resource_amounts::serialize(self.0, s)
+        }
+    }
+    serde_json::to_string(&Amounts(map)).unwrap_or_default()
+}
+
 /// Validates a step's config value against the op's config type; `Err` carries a message
 /// whose first word is the path inside the config (`.field`), if any.
 pub(crate) type ConfigCheck = fn(&serde_json::Value) -> Result<(), String>;

@@ -219,9 +219,7 @@ impl Plan {
             }
             let _ = write!(out, " -> {}", short_type_name(&step.output.type_name));
             if !step.tags.resource_requirements.is_empty() {
-                let resources =
-                    serde_json::to_string(&ResourcesJson(&step.tags.resource_requirements))
-                        .unwrap_or_default();
+                let resources = crate::op::resources_json(&step.tags.resource_requirements);
                 let _ = write!(out, "  resources {resources}");
             }
             if step.retry_policy.max_retries > 0 {
@@ -292,14 +290,6 @@ impl Plan {
         }
         out.push_str("}\n");
         out
-    }
-}
-
-struct ResourcesJson<'a>(&'a BTreeMap<String, f64>);
-
-impl Serialize for ResourcesJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        crate::op::resource_amounts::serialize(self.0, s)
     }
 }
 

@@ -1,6 +1,8 @@
 //! Jobs shared by the integration tests and the job binaries in `src/bin/`, which the tests
 //! run as real processes (CLI and step mode).
 
+pub mod dask;
+
 use std::time::Duration;
 
 use dagster_dask::prelude::*;
@@ -146,4 +148,80 @@ pub fn chain(n: usize) -> Job {
         last = job.add(&inc, last);
     }
     job.build().expect("chain is valid")
+}
+
+/// `source` fans out to `n` GPU-free `part_i` steps, which fan in to `sum`: the result is
+/// `n * (n + 1) / 2`.
+pub fn fan(n: usize) -> Job {
+    let source = OpDef::new("source", [], |_ctx, (): ()| 1_u64);
+    let part = OpDef::new("part", ["one"], |ctx: &OpContext, (one,): (u64,)| {
+        let i: u64 = ctx
+            .step_key()
+            .rsplit('_')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1);
+        one * i
+    });
+    let sum = OpDef::new("sum", ["parts"], |_ctx, (parts,): (Vec<u64>,)| {
+        parts.iter().sum::<u64>()
+    });
+    let mut job = JobBuilder::new("fan");
+    let s = job.add(&source, ());
+    let parts: Vec<_> = (1..=n)
+        .map(|i| job.add_as(&format!("part_{i}"), &part, s))
+        .collect();
+    job.add(&sum, parts);
+    job.build().expect("fan is valid")
+}
+
+/// `prepare` feeds three GPU-tagged `train_i` steps and an untagged `cpu_side`; `report`
+/// collects the trainings (126). Where each step ran shows in its events' `worker`.
+pub fn gpu() -> Job {
+    let prepare = OpDef::new("prepare", [], |_ctx, (): ()| 21_u32);
+    let train = OpDef::new("train", ["x"], |ctx: &OpContext, (x,): (u32,)| {
+        ctx.log().info("training on the GPU");
+        x * 2
+    })
+    .resource("GPU", 1.0);
+    let cpu = OpDef::new("cpu_side", ["x"], |_ctx, (x,): (u32,)| x + 1);
+    let report = OpDef::new("report", ["xs"], |_ctx, (xs,): (Vec<u32>,)| {
+        xs.iter().sum::<u32>()
+    });
+    let mut job = JobBuilder::new("gpu");
+    let p = job.add(&prepare, ());
+    let trained: Vec<_> = (1..=3)
+        .map(|i| job.add_as(&format!("train_{i}"), &train, p))
+        .collect();
+    job.add(&cpu, p);
+    job.add(&report, trained);
+    job.build().expect("gpu is valid")
+}
+
+/// `nap` logs, then sleeps for `ops.nap.config.seconds`, writing its process id to
+/// `ops.nap.config.pid_file` first (tests check the process is gone after a cancel);
+/// `after_nap` follows it.
+pub fn sleepy() -> Job {
+    #[derive(Deserialize)]
+    struct NapConfig {
+        seconds: f64,
+        #[serde(default)]
+        pid_file: Option<String>,
+    }
+    let nap = OpDef::try_new("nap", [], |ctx: &OpContext, (): ()| {
+        let cfg: NapConfig = ctx.config()?;
+        if let Some(path) = &cfg.pid_file {
+            std::fs::write(path, std::process::id().to_string())?;
+        }
+        ctx.log().info("nap started");
+        std::thread::sleep(Duration::from_secs_f64(cfg.seconds));
+        ctx.log().info("nap over");
+        Ok::<_, BoxError>(cfg.seconds)
+    })
+    .config::<NapConfig>();
+    let after = OpDef::new("after_nap", ["s"], |_ctx, (s,): (f64,)| s * 2.0);
+    let mut job = JobBuilder::new("sleepy");
+    let n = job.add(&nap, ());
+    job.add(&after, n);
+    job.build().expect("sleepy is valid")
 }

@@ -12,8 +12,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::step::{StepOutcome, execute_step};
-use super::{RunContext, StepStatus};
-use crate::events::{Event, EventKind};
+use super::{RunContext, StepStatus, mark_skipped, report_skips};
 
 /// Runs a plan in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,9 +82,7 @@ fn work(run: &RunContext<'_>, schedule: &Mutex<Schedule>, wake: &Condvar) {
                 let outcome = execute_step(&env, index, attempt, &mut rng);
                 state = lock(schedule);
                 let skipped = state.complete(index, outcome);
-                if !skipped.is_empty() {
-                    report_skips(run, &state, &skipped);
-                }
+                report_skips(run, &state.upstream, &state.status, &skipped);
                 // New ready steps, a retry to time, or the end: others may have work.
                 wake.notify_all();
             }
@@ -194,35 +191,8 @@ impl Schedule {
             }
             StepOutcome::Failed { retry_in: None, .. } => {
                 self.status[i] = StepStatus::Failed;
-                let mut stack = self.downstream[i].clone();
-                let mut skipped = Vec::new();
-                while let Some(d) = stack.pop() {
-                    if self.status[d] == StepStatus::NotRun {
-                        self.status[d] = StepStatus::Skipped;
-                        skipped.push(d);
-                        stack.extend(&self.downstream[d]);
-                    }
-                }
-                skipped.sort_unstable();
-                skipped
+                mark_skipped(&self.downstream, &mut self.status, i)
             }
         }
-    }
-}
-
-/// One `STEP_SKIPPED` per skipped step, naming its upstream steps that did not succeed.
-fn report_skips(run: &RunContext<'_>, schedule: &Schedule, skipped: &[usize]) {
-    let plan = run.job.plan();
-    for &d in skipped {
-        let upstream = schedule.upstream[d]
-            .iter()
-            .filter(|&&u| matches!(schedule.status[u], StepStatus::Failed | StepStatus::Skipped))
-            .map(|&u| plan.steps[u].key.clone())
-            .collect();
-        run.sink.emit(Event::new(
-            run.run_id,
-            Some(&plan.steps[d].key),
-            EventKind::StepSkipped { upstream },
-        ));
     }
 }

@@ -9,6 +9,7 @@
 //! and the run ends as a failure. A step's retry policy is honoured, with `STEP_UP_FOR_RETRY`
 //! and `STEP_RESTARTED` events.
 
+mod dask;
 mod embedded;
 pub(crate) mod step;
 
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use dask::{DaskExecutor, PYTHON_ENV, REQUIREMENTS, distributed_requirement, python_for};
 pub use embedded::EmbeddedExecutor;
 
 use crate::codec::{self, CodecError};
@@ -25,6 +27,7 @@ use crate::events::{Event, EventKind, EventSink, RunLog};
 use crate::graph::{Job, RESULT};
 use crate::io::{IoError, IoManager, ObjectStoreIoManager, OutputKey};
 use crate::op::Value;
+use crate::plan::Plan;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,9 +91,9 @@ pub enum RunError {
     /// A run id with characters that cannot be part of a storage path.
     #[error("run id `{0}` is invalid: use only letters, digits, `_` and `-`")]
     InvalidRunId(String),
-    /// The config selects something this build cannot run.
-    #[error("{0}")]
-    Unsupported(String),
+    /// The Dask executor could not start or lost its cluster.
+    #[error("Dask executor: {0}")]
+    Dask(String),
 }
 
 /// The default storage directory: `$DAGSTER_DASK_HOME/storage`, else under the temp dir.
@@ -226,17 +229,11 @@ impl<'j> Run<'j> {
         let run_id = self.run_id.unwrap_or_else(new_run_id);
         check_run_id(&run_id)?;
         let executor = match &self.config.execution {
-            ExecutionConfig::InProcess => EmbeddedExecutor::in_process(),
+            ExecutionConfig::InProcess => Executor::Embedded(EmbeddedExecutor::in_process()),
             ExecutionConfig::Multithread { max_concurrent } => {
-                EmbeddedExecutor::multithread(*max_concurrent)
+                Executor::Embedded(EmbeddedExecutor::multithread(*max_concurrent))
             }
-            ExecutionConfig::Dask(_) => {
-                return Err(RunError::Unsupported(
-                    "the Dask executor (`execution.config.cluster`) is not in this build yet; \
-                     remove the `execution` block to run on the embedded executor"
-                        .to_owned(),
-                ));
-            }
+            ExecutionConfig::Dask(dask) => Executor::Dask(DaskExecutor::new(dask.clone())),
         };
         let io = match self.io {
             Some(io) => io,
@@ -259,7 +256,10 @@ impl<'j> Run<'j> {
             None,
             EventKind::RunStart {
                 job: plan.job.clone(),
-                executor: executor.name(),
+                executor: match &executor {
+                    Executor::Embedded(e) => e.name(),
+                    Executor::Dask(d) => d.name(),
+                },
                 steps: plan.steps.len(),
             },
         ));
@@ -270,7 +270,25 @@ impl<'j> Run<'j> {
             io: io.as_ref(),
             sink: Arc::clone(&sink),
         };
-        let statuses = executor.execute(&run);
+        let (statuses, canceled) = match &executor {
+            Executor::Embedded(e) => (e.execute(&run), None),
+            Executor::Dask(d) => match d.execute(&run) {
+                Ok(outcome) => (outcome.status, outcome.canceled),
+                Err(e) => {
+                    sink.emit(Event::new(
+                        &run_id,
+                        None,
+                        EventKind::RunFailure {
+                            failed: Vec::new(),
+                            skipped: Vec::new(),
+                            duration_ms: started.elapsed().as_secs_f64() * 1e3,
+                        },
+                    ));
+                    log.flush();
+                    return Err(e);
+                }
+            },
+        };
         let keys_with = |wanted: StepStatus| -> Vec<String> {
             statuses
                 .iter()
@@ -280,7 +298,14 @@ impl<'j> Run<'j> {
                 .collect()
         };
         let duration_ms = started.elapsed().as_secs_f64() * 1e3;
-        let status = if statuses.iter().all(|s| *s == StepStatus::Succeeded) {
+        let status = if let Some(message) = canceled {
+            sink.emit(Event::new(
+                &run_id,
+                None,
+                EventKind::RunCanceled { message },
+            ));
+            RunStatus::Canceled
+        } else if statuses.iter().all(|s| *s == StepStatus::Succeeded) {
             sink.emit(Event::new(
                 &run_id,
                 None,
@@ -314,6 +339,53 @@ impl<'j> Run<'j> {
             io,
             job: plan.job.clone(),
         })
+    }
+}
+
+enum Executor {
+    Embedded(EmbeddedExecutor),
+    Dask(DaskExecutor),
+}
+
+/// Marks every step downstream of `failed` skipped (they never run); returns them, in plan
+/// order.
+pub(crate) fn mark_skipped(
+    downstream: &[Vec<usize>],
+    status: &mut [StepStatus],
+    failed: usize,
+) -> Vec<usize> {
+    let mut stack = downstream[failed].clone();
+    let mut skipped = Vec::new();
+    while let Some(d) = stack.pop() {
+        if status[d] == StepStatus::NotRun {
+            status[d] = StepStatus::Skipped;
+            skipped.push(d);
+            stack.extend(&downstream[d]);
+        }
+    }
+    skipped.sort_unstable();
+    skipped
+}
+
+/// One `STEP_SKIPPED` per skipped step, naming its upstream steps that did not succeed.
+pub(crate) fn report_skips(
+    run: &RunContext<'_>,
+    upstream: &[Vec<usize>],
+    status: &[StepStatus],
+    skipped: &[usize],
+) {
+    let plan: &Plan = run.job.plan();
+    for &d in skipped {
+        let culprits = upstream[d]
+            .iter()
+            .filter(|&&u| matches!(status[u], StepStatus::Failed | StepStatus::Skipped))
+            .map(|&u| plan.steps[u].key.clone())
+            .collect();
+        run.sink.emit(Event::new(
+            run.run_id,
+            Some(&plan.steps[d].key),
+            EventKind::StepSkipped { upstream: culprits },
+        ));
     }
 }
 

@@ -1,0 +1,375 @@
+"""dagster-dask bridge: drives a `distributed` cluster for the Rust driver.
+
+Protocol: JSON lines. The driver writes commands on our stdin; we write messages on our
+stdout (the protocol) and log on stderr. Commands:
+
+  {"op": "connect", "cluster": "local", "kwargs": {...}}
+  {"op": "connect", "cluster": "existing", "address": "...", "timeout": 10}
+  {"op": "submit", "run_id": R, "binary": B, "config_json": C, "no_worker_timeout": S,
+   "steps": [{"step": S, "deps": [S...], "resources": {...}}]}      (topological order)
+  {"op": "retry", "step": S, "attempt": N}
+  {"op": "cancel"}
+  {"op": "close"}
+
+Messages:
+  {"type": "connected", "dashboard": URL|null, "workers": {name: resources}}
+  {"type": "line", "step": S, "attempt": N, "worker": W, "stream": "stdout"|"stderr", "line": L}
+  {"type": "done", "step": S, "attempt": N, "status": "success"|"failed"|"killed"|"no_worker",
+   "worker": W|null, "lines": N|null, "message": M|null}
+  {"type": "canceled"}
+  {"type": "fatal", "message": M}
+
+Each step is a Dask task whose function (defined here, shipped by value with cloudpickle)
+runs the job binary in step mode and forwards every output line to us, live, through
+`Worker.log_event`. Data never goes through Dask: the task returns a small status record.
+A step that fails raises, so Dask never runs what depends on it.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+
+def emit(msg, _lock=threading.Lock()):
+    line = json.dumps(msg, separators=(",", ":"))
+    with _lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def log(*parts):
+    print("dagster-dask bridge:", *parts, file=sys.stderr, flush=True)
+
+
+try:
+    import distributed
+    from distributed import Client, LocalCluster
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+except ImportError as e:  # the driver turns this into a one-line install hint
+    emit({"type": "fatal", "message": f"cannot import distributed: {e}", "missing": True})
+    sys.exit(3)
+
+
+class StepFailed(Exception):
+    """A step process exited non-zero; `lines` says how many lines it forwarded."""
+
+    def __init__(self, step, attempt, exit_code, lines, worker):
+        super().__init__(f"step `{step}` attempt {attempt} exited with code {exit_code} on {worker}")
+        self.step = step
+        self.attempt = attempt
+        self.exit_code = exit_code
+        self.lines = lines
+        self.worker = worker
+
+
+def run_step(spec_json, *upstream):
+    """The Dask task of one step: run the job binary in step mode on this worker."""
+    import json as _json
+    import os as _os
+    import signal as _signal
+    import subprocess as _subprocess
+    import threading as _threading
+
+    from distributed import get_worker
+
+    spec = _json.loads(spec_json)
+    worker = get_worker()
+    name = worker.name if worker.name is not None else worker.address
+    step, attempt, topic = spec["step"], spec["attempt"], spec["topic"]
+    proc = _subprocess.Popen(
+        spec["argv"],
+        stdout=_subprocess.PIPE,
+        stderr=_subprocess.PIPE,
+        stdin=_subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: a cancel kills it and its children
+    )
+    counter = {"n": 0}
+    counter_lock = _threading.Lock()
+
+    def forward(stream, label):
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            worker.log_event(
+                topic,
+                # (the scheduler overwrites a "worker" key with the worker's address)
+                {"step": step, "attempt": attempt, "worker_name": str(name), "stream": label, "line": line},
+            )
+            with counter_lock:
+                counter["n"] += 1
+        stream.close()
+
+    readers = [
+        _threading.Thread(target=forward, args=(proc.stdout, "stdout"), daemon=True),
+        _threading.Thread(target=forward, args=(proc.stderr, "stderr"), daemon=True),
+    ]
+    for r in readers:
+        r.start()
+
+    key = spec["key"]
+    # Dask cannot stop a running task's thread; when the task is cancelled (its state on this
+    # worker leaves "executing"), kill the step process group ourselves.
+    while True:
+        try:
+            code = proc.wait(timeout=0.2)
+            break
+        except _subprocess.TimeoutExpired:
+            ts = worker.state.tasks.get(key)
+            if ts is None or ts.state not in ("executing", "long-running"):
+                try:
+                    _os.killpg(proc.pid, _signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    for r in readers:
+        r.join()
+    if code != 0:
+        raise StepFailed(step, attempt, code, counter["n"], str(name))
+    return {"step": step, "attempt": attempt, "worker": str(name), "lines": counter["n"]}
+
+
+class Bridge:
+    def __init__(self):
+        self.client = None
+        self.cluster = None
+        self.run = None
+        self.steps = {}  # step -> {"deps": [...], "resources": {...}}
+        self.order = []
+        self.futures = {}  # step -> current future
+        self.generation = {}  # step -> how many times submitted
+        self.attempt = {}
+        self.waiting_since = {}  # step -> time it was submitted, for resource waits
+        self.lock = threading.Lock()
+        self.closed = threading.Event()
+
+    # -- connecting ---------------------------------------------------------------------------
+
+    def connect(self, cmd):
+        if cmd["cluster"] == "local":
+            kwargs = dict(cmd.get("kwargs") or {})
+            kwargs.setdefault("threads_per_worker", 1)
+            kwargs.setdefault("dashboard_address", ":0")
+            kwargs.setdefault("processes", True)
+            self.cluster = LocalCluster(**kwargs)
+            self.client = Client(self.cluster)
+        else:
+            address = cmd["address"]
+            self.client = Client(address, timeout=cmd.get("timeout", 10))
+        try:
+            dashboard = self.client.dashboard_link
+        except Exception:
+            dashboard = None
+        emit({"type": "connected", "dashboard": dashboard, "workers": self.worker_resources()})
+
+    def worker_resources(self):
+        try:
+            info = self.client.scheduler_info(n_workers=-1)  # all workers, not the first few
+        except TypeError:
+            info = self.client.scheduler_info()
+        return {
+            str(w.get("name", addr)): w.get("resources", {}) or {}
+            for addr, w in info.get("workers", {}).items()
+        }
+
+    # -- submitting -----------------------------------------------------------------------------
+
+    def submit(self, cmd):
+        self.run = cmd
+        self.topic = f"dagster-dask-{cmd['run_id']}"
+        self.client.subscribe_topic(self.topic, self.on_line)
+        for s in cmd["steps"]:
+            self.steps[s["step"]] = s
+            self.order.append(s["step"])
+            self.attempt[s["step"]] = 1
+            self.generation[s["step"]] = 0
+        self.submit_steps(self.order)
+        threading.Thread(target=self.watch_resources, daemon=True).start()
+
+    def key_of(self, step):
+        gen = self.generation[step]
+        base = f"{step}-{self.run['run_id']}"
+        return base if gen == 0 else f"{base}-{gen}"
+
+    def submit_steps(self, steps):
+        """Submits `steps` (topological order) as one graph.
+
+        A dependency inside the submission is named by its key; one outside it (a step that
+        already succeeded) is passed as its future, which Dask treats as a dependency too.
+        """
+        layers, layer_deps, keys = {}, {}, []
+        in_graph = set(steps)
+        with self.lock:
+            for step in steps:
+                spec = self.steps[step]
+                key = self.key_of(step)
+                argv = [
+                    self.run["binary"], "__step",
+                    "--run-id", self.run["run_id"],
+                    "--step", step,
+                    "--attempt", str(self.attempt[step]),
+                    "--config-json", self.run["config_json"],
+                ]
+                task_spec = json.dumps(
+                    {"step": step, "attempt": self.attempt[step], "topic": self.topic, "key": key, "argv": argv}
+                )
+                args = [self.key_of(d) if d in in_graph else self.futures[d] for d in spec["deps"]]
+                layers[key] = MaterializedLayer(
+                    {key: (run_step, task_spec, *args)},
+                    annotations={"resources": spec["resources"]} if spec["resources"] else None,
+                )
+                layer_deps[key] = {self.key_of(d) for d in spec["deps"] if d in in_graph}
+                keys.append(key)
+                self.waiting_since[step] = time.monotonic()
+        futures = self.client.get(HighLevelGraph(layers, layer_deps), keys, sync=False)
+        with self.lock:
+            for step, fut in zip(steps, futures):
+                self.futures[step] = fut
+                attempt = self.attempt[step]
+                fut.add_done_callback(lambda f, s=step, a=attempt: self.on_done(s, a, f))
+
+    def on_line(self, event):
+        _, msg = event
+        msg = dict(msg)
+        msg["worker"] = msg.pop("worker_name", msg.get("worker"))
+        emit({"type": "line", **msg})
+
+    def on_done(self, step, attempt, fut):
+        with self.lock:
+            if self.attempt.get(step) != attempt or self.futures.get(step) is not fut:
+                return  # an old generation
+            self.waiting_since.pop(step, None)
+        status = fut.status
+        if status == "finished":
+            try:
+                result = fut.result()
+            except Exception as e:  # pragma: no cover - finished futures have results
+                emit({"type": "done", "step": step, "attempt": attempt, "status": "failed", "message": str(e)})
+                return
+            emit({"type": "done", "step": step, "attempt": attempt, "status": "success",
+                  "worker": result["worker"], "lines": result["lines"]})
+            return
+        if status == "cancelled":
+            return  # the driver canceled, or a step upstream failed for good
+        try:
+            exc = fut.exception()
+        except Exception as e:
+            exc = e
+        # Compared by name: the exception class comes back through pickle.
+        if type(exc).__name__ == "StepFailed":
+            if getattr(exc, "step", None) != step:
+                return  # erred because an upstream failed: the driver skips it
+            emit({"type": "done", "step": step, "attempt": attempt, "status": "failed",
+                  "worker": exc.worker, "lines": exc.lines, "message": str(exc)})
+            return
+        name = type(exc).__name__
+        if name == "KilledWorker":
+            task = getattr(exc, "task", None)
+            if task is not None and task != fut.key:
+                return
+            emit({"type": "done", "step": step, "attempt": attempt, "status": "killed",
+                  "message": f"KilledWorker: {exc}"})
+            return
+        emit({"type": "done", "step": step, "attempt": attempt, "status": "failed",
+              "message": f"{name}: {exc}"})
+
+    def retry(self, cmd):
+        step = cmd["step"]
+        # The failed step and everything downstream of it (erred with it) go again.
+        again = {step}
+        for s in self.order:
+            if any(d in again for d in self.steps[s]["deps"]):
+                again.add(s)
+        todo = [s for s in self.order if s in again]
+        with self.lock:
+            self.attempt[step] = cmd["attempt"]
+            for s in todo:
+                self.generation[s] += 1
+        self.submit_steps(todo)
+
+    def watch_resources(self):
+        """Fails steps whose resources no worker offers after `no_worker_timeout` seconds."""
+        timeout = float(self.run.get("no_worker_timeout", 30))
+        while not self.closed.wait(0.25):
+            with self.lock:
+                waiting = [(s, t) for s, t in self.waiting_since.items() if self.steps[s]["resources"]]
+            if not waiting:
+                continue
+            try:
+                workers = self.worker_resources()
+            except Exception:
+                continue
+            now = time.monotonic()
+            for step, since in waiting:
+                need = self.steps[step]["resources"]
+                offered = any(all(res.get(k, 0) >= v for k, v in need.items()) for res in workers.values())
+                if offered:
+                    with self.lock:
+                        if step in self.waiting_since:
+                            self.waiting_since[step] = now
+                    continue
+                if now - since >= timeout:
+                    with self.lock:
+                        if self.waiting_since.pop(step, None) is None:
+                            continue
+                        fut = self.futures[step]
+                        attempt = self.attempt[step]
+                        self.futures[step] = None
+                    self.client.cancel([fut], force=True)
+                    emit({"type": "done", "step": step, "attempt": attempt, "status": "no_worker",
+                          "message": f"no worker offers the resources {json.dumps(need)} after waiting "
+                                     f"{timeout:g} s; workers and their resources: {json.dumps(workers)}"})
+
+    def cancel(self):
+        with self.lock:
+            futures = [f for f in self.futures.values() if f is not None]
+            self.futures = {s: None for s in self.futures}
+        if futures:
+            self.client.cancel(futures, force=True)
+        emit({"type": "canceled"})
+
+    def close(self):
+        self.closed.set()
+        try:
+            if self.client is not None:
+                self.client.close(timeout=10)
+        finally:
+            if self.cluster is not None:
+                self.cluster.close(timeout=10)
+
+
+def main():
+    bridge = Bridge()
+    # A Ctrl-C in the terminal reaches the whole process group: the driver decides what to do.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for raw in sys.stdin:
+            raw = raw.strip()
+            if not raw:
+                continue
+            cmd = json.loads(raw)
+            op = cmd.get("op")
+            try:
+                if op == "connect":
+                    bridge.connect(cmd)
+                elif op == "submit":
+                    bridge.submit(cmd)
+                elif op == "retry":
+                    bridge.retry(cmd)
+                elif op == "cancel":
+                    bridge.cancel()
+                elif op == "close":
+                    break
+                else:
+                    emit({"type": "fatal", "message": f"unknown command {op!r}"})
+            except Exception as e:
+                emit({"type": "fatal", "message": f"{op}: {type(e).__name__}: {e}"})
+                if op == "connect":
+                    break
+    finally:
+        bridge.close()
+
+
+if __name__ == "__main__":
+    main()

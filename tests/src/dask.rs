@@ -1,0 +1,227 @@
+//! Test harness for the Dask executor: a Python with `distributed`, and a real cluster.
+//!
+//! [`python`] finds the Python the tests use: `DAGSTER_DASK_PYTHON` when set, else a venv at
+//! `target/dask-venv`, created once from `dagster-dask/python/requirements.txt` (the pinned
+//! `distributed`) and reused. [`Cluster`] starts a real `dask scheduler` and two `dask worker`
+//! processes on loopback, on ports the OS picks (`--port 0`, read back from the scheduler
+//! file), one worker with `--resources GPU=1`; dropping it stops them all, also when a test
+//! panics.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
+}
+
+fn has_distributed(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import distributed"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The Python with `distributed` that the Dask tests use (created on first use).
+pub fn python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    static CREATING: Mutex<()> = Mutex::new(());
+    PYTHON
+        .get_or_init(|| {
+            let _guard = CREATING
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(p) = std::env::var_os(dagster_dask::exec::PYTHON_ENV) {
+                let p = PathBuf::from(p);
+                assert!(
+                    has_distributed(&p),
+                    "{} = {} has no `distributed`",
+                    dagster_dask::exec::PYTHON_ENV,
+                    p.display()
+                );
+                return p;
+            }
+            let venv = workspace().join("target/dask-venv");
+            let python = venv.join("bin/python");
+            if !has_distributed(&python) {
+                eprintln!(
+                    "creating {} with the pinned distributed (once)",
+                    venv.display()
+                );
+                let ok = Command::new("python3")
+                    .arg("-m")
+                    .arg("venv")
+                    .arg(&venv)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "python3 -m venv {} failed", venv.display());
+                let requirements = workspace().join("dagster-dask/python/requirements.txt");
+                let ok = Command::new(&python)
+                    .args(["-m", "pip", "install", "--quiet", "-r"])
+                    .arg(&requirements)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(
+                    ok && has_distributed(&python),
+                    "pip install -r {} failed",
+                    requirements.display()
+                );
+            }
+            python
+        })
+        .clone()
+}
+
+/// A running `dask scheduler` with two workers: `cpu-worker`, and `gpu-worker` (GPU=1).
+#[derive(Debug)]
+pub struct Cluster {
+    /// The scheduler's address, e.g. `tcp://127.0.0.1:41234`.
+    pub address: String,
+    processes: Vec<Child>,
+    /// Scheduler and worker logs, for failing tests to show.
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts the scheduler and both workers and waits until the scheduler sees them.
+    pub fn start() -> Self {
+        let python = python();
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let file = dir.path().join("scheduler.json");
+        let mut cluster = Cluster {
+            address: String::new(),
+            processes: Vec::new(),
+            dir,
+        };
+        let scheduler = cluster.spawn(
+            &python,
+            "scheduler",
+            &[
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                "127.0.0.1:0",
+                "--scheduler-file",
+                file.to_str().unwrap(),
+            ],
+        );
+        cluster.processes.push(scheduler);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        cluster.address = loop {
+            if let Some(address) = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["address"].as_str().map(str::to_owned))
+            {
+                break address;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the scheduler did not start: {}",
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        for (name, extra) in [("cpu-worker", None), ("gpu-worker", Some("GPU=1"))] {
+            let mut args = vec![
+                "-m",
+                "distributed.cli.dask_worker",
+                "--scheduler-file",
+                file.to_str().unwrap(),
+                "--name",
+                name,
+                "--nthreads",
+                "1",
+                "--nworkers",
+                "1",
+                "--no-dashboard",
+                "--death-timeout",
+                "60",
+                "--host",
+                "127.0.0.1",
+            ];
+            if let Some(res) = extra {
+                args.extend(["--resources", res]);
+            }
+            let worker = cluster.spawn(&python, name, &args);
+            cluster.processes.push(worker);
+        }
+        cluster.wait_for_workers(2);
+        cluster
+    }
+
+    fn spawn(&self, python: &Path, name: &str, args: &[&str]) -> Child {
+        use std::os::unix::process::CommandExt;
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log file");
+        Command::new(python)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"))
+    }
+
+    fn wait_for_workers(&self, n: usize) {
+        let script = format!(
+            "import time\nfrom distributed import Client\nc = Client('{}', timeout=30)\n\
+             t = time.time()\nwhile len(c.scheduler_info(n_workers=-1)['workers']) < {n}:\n    \
+             assert time.time() - t < 60, 'workers did not join'\n    time.sleep(0.1)\nc.close()\n",
+            self.address
+        );
+        let out = Command::new(python())
+            .args(["-c", &script])
+            .output()
+            .expect("python runs");
+        assert!(
+            out.status.success(),
+            "workers did not join: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+    }
+
+    /// The scheduler's and workers' logs.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for name in ["scheduler", "cpu-worker", "gpu-worker"] {
+            let text = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
+                .unwrap_or_default();
+            all.push_str(&format!("--- {name}.log\n{text}\n"));
+        }
+        all
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Workers first, then the scheduler; each runs in its own process group.
+        for child in self.processes.iter_mut().rev() {
+            let _ = Command::new("kill")
+                .args(["-TERM", "--", &format!("-{}", child.id())])
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for child in self.processes.iter_mut().rev() {
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! The Dask executor against real `distributed`: a `LocalCluster` started by the run, and a
+//! real `dask scheduler` with two `dask worker` processes (one with GPU=1) on loopback.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dagster_dask::events::{Event, EventKind, read_event_log};
+use tests::dask::{Cluster, python};
+
+/// Dask tests share two cores: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn bin(name: &str) -> PathBuf {
+    PathBuf::from(match name {
+        "diamond" => env!("CARGO_BIN_EXE_diamond"),
+        "failing" => env!("CARGO_BIN_EXE_failing"),
+        "flaky" => env!("CARGO_BIN_EXE_flaky"),
+        "gpu" => env!("CARGO_BIN_EXE_gpu"),
+        "sleepy" => env!("CARGO_BIN_EXE_sleepy"),
+        "chain20" => env!("CARGO_BIN_EXE_chain20"),
+        "fan50" => env!("CARGO_BIN_EXE_fan50"),
+        other => panic!("no job binary {other}"),
+    })
+}
+
+/// A finished run of a job binary.
+struct Ran {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    events: Vec<Event>,
+}
+
+impl Ran {
+    fn step_events<'a>(&'a self, step: &'a str) -> impl Iterator<Item = &'a Event> + 'a {
+        self.events
+            .iter()
+            .filter(move |e| e.step_key.as_deref() == Some(step))
+    }
+
+    fn kinds(&self, step: &str) -> Vec<&'static str> {
+        self.step_events(step).map(|e| e.kind.type_name()).collect()
+    }
+
+    fn workers(&self, step: &str) -> Vec<String> {
+        let mut w: Vec<String> = self
+            .step_events(step)
+            .filter_map(|e| e.worker.clone())
+            .collect();
+        w.dedup();
+        w
+    }
+}
+
+fn write(dir: &Path, name: &str, yaml: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn storage(dir: &Path) -> String {
+    format!(
+        "resources: {{ io_manager: {{ config: {{ base_dir: '{}' }} }} }}\n",
+        dir.join("storage").display()
+    )
+}
+
+fn existing(cluster: &Cluster, dir: &Path, extra: &str) -> PathBuf {
+    let yaml = format!(
+        "execution: {{ config: {{ cluster: {{ existing: {{ address: '{}' }} }} }} }}\n{}{extra}",
+        cluster.address,
+        storage(dir)
+    );
+    write(dir, &format!("existing-{}.yaml", fastrand_name()), &yaml)
+}
+
+fn fastrand_name() -> String {
+    dagster_dask::exec::new_run_id()[..8].to_owned()
+}
+
+fn command(job: &str, configs: &[&Path], run_id: &str) -> Command {
+    let mut cmd = Command::new(bin(job));
+    cmd.arg("run").arg("--run-id").arg(run_id);
+    for c in configs {
+        cmd.arg("-c").arg(c);
+    }
+    cmd.env(dagster_dask::exec::PYTHON_ENV, python());
+    cmd
+}
+
+fn finish(out: Output, dir: &Path, run_id: &str) -> Ran {
+    let log =
+        std::fs::canonicalize(dir.join("storage")).map(|s| s.join(run_id).join("events.jsonl"));
+    Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        events: log
+            .ok()
+            .and_then(|p| read_event_log(&p).ok())
+            .unwrap_or_default(),
+    }
+}
+
+fn run(job: &str, configs: &[&Path], dir: &Path) -> Ran {
+    let run_id = dagster_dask::exec::new_run_id();
+    let out = command(job, configs, &run_id)
+        .output()
+        .expect("the job binary starts");
+    finish(out, dir, &run_id)
+}
+
+fn assert_success(ran: &Ran, what: &str) {
+    assert_eq!(ran.code, Some(0), "{what}:\n{}\n{}", ran.stdout, ran.stderr);
+}
+
+#[test]
+fn local_cluster_runs_the_dagster_docs_yaml() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let docs =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/docs_yaml/dask_hello_world.yaml");
+    let rest = write(
+        dir.path(),
+        "rest.yaml",
+        &format!(
+            "{}ops: {{ scale: {{ config: {{ factor: 2 }} }} }}\n",
+            storage(dir.path())
+        ),
+    );
+    let ran = run("diamond", &[&docs, &rest], dir.path());
+    assert_success(&ran, "diamond on a local cluster");
+    assert!(
+        ran.stdout.contains("describe = \"3 parts, total 40\""),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stderr.contains("dashboard: http://"), "{}", ran.stderr);
+    assert!(ran.events.iter().any(|e| matches!(&e.kind, EventKind::RunStart { executor, .. } if executor == "dask (local cluster)")));
+    // Events came from step processes on workers, tagged with the worker.
+    let starts: Vec<&Event> = ran
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::StepStart)
+        .collect();
+    assert_eq!(starts.len(), 6);
+    assert!(
+        starts
+            .iter()
+            .all(|e| e.worker.is_some() && e.pid != std::process::id())
+    );
+}
+
+#[test]
+fn existing_cluster() {
+    let _serial = serial();
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = existing(&cluster, dir.path(), "");
+    let scale = existing(
+        &cluster,
+        dir.path(),
+        "ops: { scale: { config: { factor: 2 } } }\n",
+    );
+    let d = dir.path();
+
+    // The diamond: fan-out, config, fan-in.
+    let ran = run("diamond", &[&scale], d);
+    assert_success(&ran, "diamond");
+    assert!(
+        ran.stdout.contains("describe = \"3 parts, total 40\""),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(
+        ran.step_events("total")
+            .filter(|e| matches!(e.kind, EventKind::LoadedInput { .. }))
+            .count(),
+        3
+    );
+
+    // A 20-step chain.
+    let ran = run("chain20", &[&cfg], d);
+    assert_success(&ran, "chain20");
+    assert!(ran.stdout.contains("inc_19 = 19"), "{}", ran.stdout);
+    let first = ran.step_events("zero").next().unwrap().timestamp;
+    let last = ran.step_events("inc_19").last().unwrap().timestamp;
+    eprintln!(
+        "chain20 on the existing cluster: {:.1} ms per step",
+        (last - first) * 1e3 / 19.0
+    );
+
+    // A 50-way fan-out and fan-in: every value arrives.
+    let ran = run("fan50", &[&cfg], d);
+    assert_success(&ran, "fan50");
+    assert!(ran.stdout.contains("sum = 1275"), "{}", ran.stdout);
+    assert_eq!(
+        ran.step_events("sum")
+            .filter(|e| matches!(e.kind, EventKind::LoadedInput { .. }))
+            .count(),
+        50
+    );
+
+    // Every GPU-tagged step runs on the GPU worker.
+    let ran = run("gpu", &[&cfg], d);
+    assert_success(&ran, "gpu");
+    assert!(ran.stdout.contains("report = 126"), "{}", ran.stdout);
+    for i in 1..=3 {
+        assert_eq!(
+            ran.workers(&format!("train_{i}")),
+            ["gpu-worker"],
+            "train_{i}"
+        );
+    }
+
+    // A failing job: downstream skipped and never run, the independent branch done.
+    let ran = run("failing", &[&cfg], d);
+    assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout.contains(
+            "boom failed: ANCHOR-BOOM: the op failed on purpose\n    caused by: disk on fire"
+        ),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("2 succeeded, 1 failed, 2 skipped"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(ran.kinds("after_boom"), ["STEP_SKIPPED"]);
+    assert_eq!(ran.kinds("end"), ["STEP_SKIPPED"]);
+    assert!(ran.kinds("side").contains(&"STEP_SUCCESS"));
+    assert!(!ran.stderr.contains("AFTER-BOOM-RAN") && !ran.stdout.contains("AFTER-BOOM-RAN"));
+    let boom_worker = ran.workers("boom");
+    assert_eq!(boom_worker.len(), 1, "the failure names its worker");
+
+    // Retries by the op's policy, driven by the driver.
+    let ran = run("flaky", &[&cfg], d);
+    assert_success(&ran, "flaky");
+    assert!(ran.stdout.contains("after_flaky = 6"), "{}", ran.stdout);
+    let kinds = ran.kinds("flaky");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "STEP_UP_FOR_RETRY").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "STEP_RESTARTED").count(),
+        2,
+        "{kinds:?}"
+    );
+
+    // Op logs reach the driver's event log while the step is still running.
+    let run_id = dagster_dask::exec::new_run_id();
+    let nap = existing(&cluster, d, "ops: { nap: { config: { seconds: 4 } } }\n");
+    let mut child = command("sleepy", &[&nap], &run_id)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen_live = false;
+    while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        let log = d.join("storage").join(&run_id).join("events.jsonl");
+        if std::fs::read_to_string(&log).is_ok_and(|t| t.contains("nap started")) {
+            seen_live = child.try_wait().unwrap().is_none();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = child.wait().unwrap();
+    assert!(seen_live, "the op's log did not arrive while it ran");
+    assert!(status.success());
+
+    // Two concurrent runs of one job on one cluster do not collide.
+    let (a, b) = (
+        dagster_dask::exec::new_run_id(),
+        dagster_dask::exec::new_run_id(),
+    );
+    let child_a = command("fan50", &[&cfg], &a)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let child_b = command("fan50", &[&cfg], &b)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for (child, id) in [(child_a, a), (child_b, b)] {
+        let ran = finish(child.wait_with_output().unwrap(), d, &id);
+        assert_success(&ran, "concurrent fan50");
+        assert!(ran.stdout.contains("sum = 1275"), "{}", ran.stdout);
+    }
+
+    // Ctrl-C during a long step: canceled, and no step process left behind.
+    let run_id = dagster_dask::exec::new_run_id();
+    let pid_file = d.join("nap.pid");
+    let long = existing(
+        &cluster,
+        d,
+        &format!(
+            "ops: {{ nap: {{ config: {{ seconds: 120, pid_file: '{}' }} }} }}\n",
+            pid_file.display()
+        ),
+    );
+    let child = command("sleepy", &[&long], &run_id)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pid_file.exists() {
+        assert!(Instant::now() < deadline, "the long step never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let step_pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let interrupted = Instant::now();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let ran = finish(child.wait_with_output().unwrap(), d, &run_id);
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(30),
+        "cancel took {:?}",
+        interrupted.elapsed()
+    );
+    assert_ne!(ran.code, Some(0));
+    assert!(
+        ran.events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::RunCanceled { .. })),
+        "{}\n{}",
+        ran.stdout,
+        ran.stderr
+    );
+    let gone = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{step_pid}")).exists() {
+        assert!(
+            Instant::now() < gone,
+            "step process {step_pid} survived the cancel"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn no_worker_with_the_resource_fails_within_the_timeout() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "nogpu.yaml",
+        &format!(
+            "execution: {{ config: {{ cluster: {{ local: {{ n_workers: 1 }} }}, no_worker_timeout: 2 }} }}\n{}",
+            storage(dir.path())
+        ),
+    );
+    let started = Instant::now();
+    let ran = run("gpu", &[&cfg], dir.path());
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout.contains(
+            "train_1 failed: step `train_1` needs {\"GPU\":1}: no worker offers the resources"
+        ),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout
+            .contains("workers and their resources: {\"0\": {}}"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(ran.kinds("report"), ["STEP_SKIPPED"]);
+    assert!(ran.kinds("cpu_side").contains(&"STEP_SUCCESS"));
+}
+
+#[test]
+fn missing_python_or_distributed_is_one_clear_line() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "local.yaml",
+        &format!(
+            "execution: {{ config: {{ cluster: {{ local: }} }} }}\n{}",
+            storage(dir.path())
+        ),
+    );
+    let out = command("flaky", &[&cfg], "r1")
+        .env(dagster_dask::exec::PYTHON_ENV, "/nonexistent/python3")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot start Python `/nonexistent/python3` for the Dask executor"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("distributed==2026.8.0"), "{stderr}");
+
+    // A real Python without `distributed`: a bare venv.
+    let bare = dir.path().join("bare");
+    assert!(
+        Command::new("python3")
+            .args(["-m", "venv", "--without-pip"])
+            .arg(&bare)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let py = bare.join("bin/python");
+    let out = command("flaky", &[&cfg], "r2")
+        .env(dagster_dask::exec::PYTHON_ENV, &py)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Python `{}` cannot import `distributed`: install it with `{} -m pip install 'distributed==2026.8.0'`", py.display(), py.display())),
+        "{stderr}"
+    );
+
+    // An unreachable scheduler: a clear error within the connect timeout, naming it.
+    let unreachable = write(
+        dir.path(),
+        "unreachable.yaml",
+        &format!(
+            "execution: {{ config: {{ cluster: {{ existing: {{ address: 'tcp://127.0.0.1:9' }} }} }} }}\n{}",
+            storage(dir.path())
+        ),
+    );
+    let started = Instant::now();
+    let out = command("flaky", &[&unreachable], "r3").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to the scheduler at tcp://127.0.0.1:9"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+}
