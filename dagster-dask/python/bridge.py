@@ -6,6 +6,7 @@ stdout (the protocol) and log on stderr. Commands:
   {"op": "connect", "cluster": "local", "kwargs": {...}}
   {"op": "connect", "cluster": "existing", "address": "...", "timeout": 10}
   {"op": "submit", "run_id": R, "binary": B, "config_json": C, "no_worker_timeout": S,
+   "ship_binary": "auto"|"always"|"never", "platform": [OS, ARCH],
    "steps": [{"step": S, "deps": [S...], "resources": {...}}]}      (topological order)
   {"op": "retry", "step": S, "attempt": N}
   {"op": "cancel"}
@@ -16,6 +17,7 @@ Messages:
   {"type": "line", "step": S, "attempt": N, "worker": W, "stream": "stdout"|"stderr", "line": L}
   {"type": "done", "step": S, "attempt": N, "status": "success"|"failed"|"killed"|"no_worker",
    "worker": W|null, "lines": N|null, "message": M|null}
+  {"type": "info", "message": M}
   {"type": "canceled"}
   {"type": "fatal", "message": M}
 
@@ -48,6 +50,7 @@ def log(*parts):
 try:
     import distributed
     from distributed import Client, LocalCluster
+    from distributed.diagnostics.plugin import WorkerPlugin
     from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 except ImportError as e:  # the driver turns this into a one-line install hint
     emit({"type": "fatal", "message": f"cannot import distributed: {e}", "missing": True})
@@ -66,6 +69,51 @@ class StepFailed(Exception):
         self.worker = worker
 
 
+SHIP_DIR = "dagster-dask-bin"
+
+
+def normalize_platform(system, machine):
+    system, machine = system.lower(), machine.lower()
+    system = {"darwin": "macos"}.get(system, system)  # Rust's std::env::consts::OS names
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    return [system, machine]
+
+
+class ShipBinary(WorkerPlugin):
+    """Puts the job binary in each worker's local directory, once per content hash; also on
+    workers that join later. A worker of another OS or architecture gets a marker instead,
+    so that its steps fail with a clear message."""
+
+    def __init__(self, data, digest, platform):
+        self.data = data
+        self.digest = digest
+        self.platform = platform
+
+    def setup(self, worker):
+        import os as _os
+        import platform as _platform
+
+        directory = _os.path.join(worker.local_directory, SHIP_DIR)
+        _os.makedirs(directory, exist_ok=True)
+        path = _os.path.join(directory, self.digest)
+        here = normalize_platform(_platform.system(), _platform.machine())
+        if here != self.platform:
+            with open(path + ".wrong-platform", "w") as f:
+                f.write(f"this worker runs {here[0]}/{here[1]}, the job binary was built for "
+                        f"{self.platform[0]}/{self.platform[1]}")
+            return
+        if not _os.path.exists(path):
+            tmp = f"{path}.{_os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(self.data)
+            _os.chmod(tmp, 0o755)
+            _os.replace(tmp, path)
+
+
+class WrongPlatform(Exception):
+    pass
+
+
 def run_step(spec_json, *upstream):
     """The Dask task of one step: run the job binary in step mode on this worker."""
     import json as _json
@@ -80,8 +128,21 @@ def run_step(spec_json, *upstream):
     worker = get_worker()
     name = worker.name if worker.name is not None else worker.address
     step, attempt, topic = spec["step"], spec["attempt"], spec["topic"]
+    argv = list(spec["argv"])
+    if spec.get("shipped"):
+        shipped = _os.path.join(worker.local_directory, SHIP_DIR, spec["shipped"])
+        marker = shipped + ".wrong-platform"
+        if _os.path.exists(marker):
+            with open(marker) as f:
+                raise WrongPlatform(f"worker {name}: {f.read()}; run workers on the driver's OS and architecture")
+        argv[0] = shipped
+    elif not _os.access(argv[0], _os.X_OK):
+        raise FileNotFoundError(
+            f"worker {name} cannot run the job binary at {argv[0]}: set `ship_binary: auto` "
+            f"(or `always`) in execution.config to ship it to the workers"
+        )
     proc = _subprocess.Popen(
-        spec["argv"],
+        argv,
         stdout=_subprocess.PIPE,
         stderr=_subprocess.PIPE,
         stdin=_subprocess.DEVNULL,
@@ -184,8 +245,37 @@ class Bridge:
             self.order.append(s["step"])
             self.attempt[s["step"]] = 1
             self.generation[s["step"]] = 0
+        self.shipped = self.ship_binary(cmd)
         self.submit_steps(self.order)
         threading.Thread(target=self.watch_resources, daemon=True).start()
+
+    def ship_binary(self, cmd):
+        """Returns the content hash workers run the binary by, or None to run it in place."""
+        import hashlib
+
+        mode = cmd.get("ship_binary", "auto")
+        if mode == "never":
+            return None
+        binary = cmd["binary"]
+        if mode == "auto":
+            size = os.path.getsize(binary)
+
+            def visible(path=binary, size=size):
+                import os as _os
+                return _os.access(path, _os.X_OK) and _os.path.getsize(path) == size
+
+            seen = self.client.run(visible)
+            if seen and all(seen.values()):
+                return None
+        with open(binary, "rb") as f:
+            data = f.read()
+        digest = hashlib.sha256(data).hexdigest()[:32]
+        self.client.register_plugin(
+            ShipBinary(data, digest, cmd["platform"]), name=f"dagster-dask-bin-{digest}"
+        )
+        emit({"type": "info", "message": f"shipped the job binary ({len(data) / 1e6:.1f} MB, "
+                                         f"sha256 {digest[:12]}) to the workers' local directories"})
+        return digest
 
     def key_of(self, step):
         gen = self.generation[step]
@@ -212,7 +302,8 @@ class Bridge:
                     "--config-json", self.run["config_json"],
                 ]
                 task_spec = json.dumps(
-                    {"step": step, "attempt": self.attempt[step], "topic": self.topic, "key": key, "argv": argv}
+                    {"step": step, "attempt": self.attempt[step], "topic": self.topic, "key": key,
+                     "argv": argv, "shipped": self.shipped}
                 )
                 args = [self.key_of(d) if d in in_graph else self.futures[d] for d in spec["deps"]]
                 layers[key] = MaterializedLayer(

@@ -110,15 +110,31 @@ enum GraphFormat {
 
 /// Runs the job binary's command line over `std::env::args`.
 pub fn main(job: Job) -> ExitCode {
-    main_with_args(job, std::env::args_os())
+    main_with_args(job, None, std::env::args_os())
 }
 
-/// Runs the command line over `args` (the first is the program name).
-pub fn main_with_args<I, T>(job: Job, args: I) -> ExitCode
+/// Like [`main`], with a default run config (YAML) under the files given with `-c`, as
+/// Dagster's `@job(config=...)`: `-c` files merge over it, key by key.
+pub fn main_with_defaults(job: Job, default_config_yaml: &str) -> ExitCode {
+    main_with_args(job, Some(default_config_yaml), std::env::args_os())
+}
+
+/// Runs the command line over `args` (the first is the program name), with an optional
+/// default run config.
+pub fn main_with_args<I, T>(job: Job, defaults: Option<&str>, args: I) -> ExitCode
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    let defaults = match defaults.map(|y| config::parse_yaml(y, "the job's default run config")) {
+        None => None,
+        Some(Ok(value)) => Some(value),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let defaults = defaults.as_ref();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -127,7 +143,7 @@ where
         }
     };
     match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
-        Command::Run(args) => run(&job, args),
+        Command::Run(args) => run(&job, defaults, args),
         Command::Plan { format } => {
             match format {
                 PlanFormat::Text => print!("{}", job.plan().to_text()),
@@ -147,24 +163,33 @@ where
             );
             ExitCode::SUCCESS
         }
-        Command::Validate { config } => match load_config(&job, &config, None) {
+        Command::Validate { config } => match load_config(&job, defaults, &config, None) {
             Ok(_) => {
                 println!("run config is valid for job `{}`", job.name());
                 ExitCode::SUCCESS
             }
             Err(code) => code,
         },
-        Command::Step(args) => step(&job, args),
+        Command::Step(args) => step(&job, defaults, args),
     }
 }
 
 /// Reads, merges and validates run config; prints the error and returns the exit code.
-fn load_config(job: &Job, files: &[PathBuf], json: Option<&str>) -> Result<RunConfig, ExitCode> {
+fn load_config(
+    job: &Job,
+    defaults: Option<&serde_json::Value>,
+    files: &[PathBuf],
+    json: Option<&str>,
+) -> Result<RunConfig, ExitCode> {
     let usage = |e: &dyn std::fmt::Display| {
         eprintln!("error: {e}");
         ExitCode::from(EXIT_USAGE)
     };
-    let mut value = config::load_files(files).map_err(|e| usage(&e))?;
+    let mut value = defaults.cloned().unwrap_or_else(|| serde_json::json!({}));
+    config::merge(
+        &mut value,
+        config::load_files(files).map_err(|e| usage(&e))?,
+    );
     if let Some(json) = json {
         let overlay: serde_json::Value = serde_json::from_str(json)
             .map_err(|e| usage(&format!("--config-json is not JSON: {e}")))?;
@@ -173,8 +198,8 @@ fn load_config(job: &Job, files: &[PathBuf], json: Option<&str>) -> Result<RunCo
     RunConfig::from_value(&value, job).map_err(|e| usage(&e))
 }
 
-fn run(job: &Job, args: RunArgs) -> ExitCode {
-    let config = match load_config(job, &args.config, None) {
+fn run(job: &Job, defaults: Option<&serde_json::Value>, args: RunArgs) -> ExitCode {
+    let config = match load_config(job, defaults, &args.config, None) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -243,16 +268,46 @@ fn print_summary(job: &Job, result: &RunResult) {
             if let (Some(step), EventKind::StepFailure { error, .. }) =
                 (&event.step_key, &event.kind)
             {
+                let place = event
+                    .worker
+                    .as_deref()
+                    .map(|w| format!(" on worker {w}"))
+                    .unwrap_or_default();
                 println!(
-                    "  {step} failed: {}",
+                    "  {step} failed{place}: {}",
                     error.to_string().replace('\n', "\n  ")
                 );
             }
         }
     }
+    let placement = placement(result);
+    if !placement.is_empty() {
+        println!("workers: {placement}");
+    }
     if let Some(path) = result.event_log() {
         println!("event log: {}", path.display());
     }
+}
+
+/// `worker-a [step1, step2], worker-b [step3]`: where the steps ran, from their events.
+fn placement(result: &RunResult) -> String {
+    let mut by_worker: std::collections::BTreeMap<&str, Vec<&str>> =
+        std::collections::BTreeMap::new();
+    for event in result.events() {
+        if let (Some(step), Some(worker), EventKind::StepStart | EventKind::StepRestarted { .. }) =
+            (&event.step_key, &event.worker, &event.kind)
+        {
+            let steps = by_worker.entry(worker).or_default();
+            if !steps.contains(&step.as_str()) {
+                steps.push(step);
+            }
+        }
+    }
+    by_worker
+        .iter()
+        .map(|(w, steps)| format!("{w} [{}]", steps.join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -262,12 +317,12 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-fn step(job: &Job, args: StepArgs) -> ExitCode {
+fn step(job: &Job, defaults: Option<&serde_json::Value>, args: StepArgs) -> ExitCode {
     let usage = |msg: String| {
         eprintln!("error: {msg}");
         ExitCode::from(EXIT_USAGE)
     };
-    let config = match load_config(job, &args.config, args.config_json.as_deref()) {
+    let config = match load_config(job, defaults, &args.config, args.config_json.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };

@@ -44,7 +44,7 @@ pub mod io;
 pub mod op;
 pub mod plan;
 
-pub use cli::main;
+pub use cli::{main, main_with_defaults};
 
 /// The names a pipeline module needs.
 pub mod prelude {

@@ -178,7 +178,14 @@ pub fn fan(n: usize) -> Job {
 /// `prepare` feeds three GPU-tagged `train_i` steps and an untagged `cpu_side`; `report`
 /// collects the trainings (126). Where each step ran shows in its events' `worker`.
 pub fn gpu() -> Job {
-    let prepare = OpDef::new("prepare", [], |_ctx, (): ()| 21_u32);
+    let prepare = OpDef::new("prepare", [], |_ctx, (): ()| {
+        // A plain print, outside the event protocol: it reaches the driver as a line.
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        println!("prepare runs {exe}");
+        21_u32
+    });
     let train = OpDef::new("train", ["x"], |ctx: &OpContext, (x,): (u32,)| {
         ctx.log().info("training on the GPU");
         x * 2

@@ -213,6 +213,11 @@ fn existing_cluster() {
     let ran = run("gpu", &[&cfg], d);
     assert_success(&ran, "gpu");
     assert!(ran.stdout.contains("report = 126"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("workers: "),
+        "placement is summarized: {}",
+        ran.stdout
+    );
     for i in 1..=3 {
         assert_eq!(
             ran.workers(&format!("train_{i}")),
@@ -224,13 +229,13 @@ fn existing_cluster() {
     // A failing job: downstream skipped and never run, the independent branch done.
     let ran = run("failing", &[&cfg], d);
     assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
-    assert!(
-        ran.stdout.contains(
-            "boom failed: ANCHOR-BOOM: the op failed on purpose\n    caused by: disk on fire"
-        ),
-        "{}",
-        ran.stdout
+    let boom_worker = ran.workers("boom");
+    assert_eq!(boom_worker.len(), 1, "the failure names its worker");
+    let failed_line = format!(
+        "boom failed on worker {}: ANCHOR-BOOM: the op failed on purpose\n    caused by: disk on fire",
+        boom_worker[0]
     );
+    assert!(ran.stdout.contains(&failed_line), "{}", ran.stdout);
     assert!(
         ran.stdout.contains("2 succeeded, 1 failed, 2 skipped"),
         "{}",
@@ -240,8 +245,6 @@ fn existing_cluster() {
     assert_eq!(ran.kinds("end"), ["STEP_SKIPPED"]);
     assert!(ran.kinds("side").contains(&"STEP_SUCCESS"));
     assert!(!ran.stderr.contains("AFTER-BOOM-RAN") && !ran.stdout.contains("AFTER-BOOM-RAN"));
-    let boom_worker = ran.workers("boom");
-    assert_eq!(boom_worker.len(), 1, "the failure names its worker");
 
     // Retries by the op's policy, driven by the driver.
     let ran = run("flaky", &[&cfg], d);

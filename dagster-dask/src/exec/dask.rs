@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{RunContext, RunError, StepStatus, mark_skipped, report_skips};
-use crate::config::{ClusterConfig, DaskConfig, RunConfig};
+use crate::config::{ClusterConfig, DaskConfig, RunConfig, ShipBinary};
 use crate::events::{ErrorInfo, ErrorKind, Event, EventKind};
 
 /// The bridge script the driver runs with Python.
@@ -75,6 +75,8 @@ enum ToBridge<'a> {
         binary: String,
         config_json: String,
         no_worker_timeout: f64,
+        ship_binary: &'static str,
+        platform: [&'static str; 2],
         steps: Vec<SubmitStep<'a>>,
     },
     Retry {
@@ -108,6 +110,9 @@ enum FromBridge {
         line: String,
     },
     Done(Done),
+    Info {
+        message: String,
+    },
     Canceled,
     Fatal {
         message: String,
@@ -292,6 +297,12 @@ impl DaskExecutor {
             binary: binary.display().to_string(),
             config_json: step_config_json(run)?,
             no_worker_timeout: self.config.no_worker_timeout.as_secs_f64(),
+            ship_binary: match self.config.ship_binary {
+                ShipBinary::Auto => "auto",
+                ShipBinary::Always => "always",
+                ShipBinary::Never => "never",
+            },
+            platform: [std::env::consts::OS, std::env::consts::ARCH],
             steps,
         })?;
         Driver::new(run).run(bridge)
@@ -579,6 +590,7 @@ impl<'r, 'a> Driver<'r, 'a> {
                 Some(Input::Bridge(FromBridge::Fatal { message, .. })) => {
                     self.engine(None, format!("the Dask bridge reported: {message}"));
                 }
+                Some(Input::Bridge(FromBridge::Info { message })) => self.engine(None, message),
                 Some(Input::Bridge(FromBridge::Connected { .. } | FromBridge::Canceled)) => {}
                 Some(Input::Stray(line)) => {
                     self.engine(None, format!("bridge: {line}"));
