@@ -211,6 +211,7 @@ impl Drop for Cluster {
         for child in self.processes.iter_mut().rev() {
             let _ = Command::new("kill")
                 .args(["-TERM", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
                 .status();
         }
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -220,6 +221,7 @@ impl Drop for Cluster {
             }
             let _ = Command::new("kill")
                 .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
                 .status();
             let _ = child.wait();
         }
