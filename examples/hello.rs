@@ -10,35 +10,47 @@ use std::process::ExitCode;
 
 use dagster_dask::prelude::*;
 
-fn hello_job() -> Job {
-    let get_name = OpDef::new("get_name", [], |_ctx, (): ()| "Dask".to_owned())
-        .description("The name to greet.");
-    let greeting = |op: &'static str, template: &'static str| {
-        OpDef::new(op, ["name"], move |ctx: &OpContext, (name,): (String,)| {
-            let line = template.replace("{name}", &name);
-            ctx.log().info(format!("{op} says: {line}"));
-            line
-        })
-    };
-    let english = greeting("english", "Hello, {name}!");
-    let french = greeting("french", "Bonjour, {name} !");
-    let german = greeting("german", "Hallo, {name}!");
-    let together = OpDef::new("together", ["greetings"], |_ctx, (all,): (Vec<String>,)| {
-        all.join(" | ")
-    })
-    .description("Fan-in: every greeting, in one line.");
+/// The name to greet.
+#[op]
+fn get_name() -> String {
+    "Dask".to_owned()
+}
 
-    let mut job = JobBuilder::new("hello");
-    let name = job.add(&get_name, ());
-    let greetings = vec![
-        job.add(&english, name),
-        job.add(&french, name),
-        job.add(&german, name),
-    ];
-    job.add(&together, greetings);
-    job.build().expect("the hello graph is valid")
+#[op]
+fn english(ctx: &OpContext, name: String) -> String {
+    greet(ctx, "Hello, {name}!", &name)
+}
+
+#[op]
+fn french(ctx: &OpContext, name: String) -> String {
+    greet(ctx, "Bonjour, {name} !", &name)
+}
+
+#[op]
+fn german(ctx: &OpContext, name: String) -> String {
+    greet(ctx, "Hallo, {name}!", &name)
+}
+
+fn greet(ctx: &OpContext, template: &str, name: &str) -> String {
+    let line = template.replace("{name}", name);
+    ctx.log().info(format!("{} says: {line}", ctx.step_key()));
+    line
+}
+
+/// Fan-in: every greeting, in one line.
+#[op]
+fn together(greetings: Vec<String>) -> String {
+    greetings.join(" | ")
+}
+
+job! {
+    /// Greets in three languages at once.
+    fn hello() {
+        let name = get_name();
+        together([english(name), french(name), german(name)]);
+    }
 }
 
 fn main() -> ExitCode {
-    dagster_dask::main(hello_job())
+    dagster_dask::main(hello())
 }

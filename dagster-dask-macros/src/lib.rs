@@ -1,6 +1,28 @@
-//! Procedural macros for `dagster-dask`.
+//! Procedural macros for `dagster-dask`: `#[op]` and `job!`.
 //!
-//! This crate declares only the proc macros; a crate defining proc macros must not contain any
-//! other public items. Use them through the `dagster_dask` crate. `#[op]` and `job!` arrive
-//! with the DSL; until then the macro-free API in `dagster_dask::op` and `dagster_dask::graph`
-//! is the way to define ops and jobs.
+//! This crate declares only the proc macros; use them through the `dagster_dask` crate,
+//! whose documentation of [`op`](macro@op) and [`job!`] it is. Both are sugar over
+//! `dagster_dask`'s macro-free API: everything they generate can be written by hand.
+
+mod job;
+mod op;
+mod util;
+
+use proc_macro::TokenStream;
+
+/// Turns a function into an op; the function stays callable as written.
+///
+#[doc = include_str!("../docs/op.md")]
+#[proc_macro_attribute]
+pub fn op(args: TokenStream, item: TokenStream) -> TokenStream {
+    op::expand(args.into(), item.into()).into()
+}
+
+/// Wires ops into a job: `job! { fn my_job() { let x = a(); b(x); } }` defines
+/// `fn my_job() -> Job`.
+///
+#[doc = include_str!("../docs/job.md")]
+#[proc_macro]
+pub fn job(input: TokenStream) -> TokenStream {
+    job::expand(input.into()).into()
+}

@@ -140,13 +140,37 @@ impl<T: Value, const N: usize> IntoInput<Vec<T>> for [Output<T>; N] {
     }
 }
 
+/// One argument of an op call checked against the input's type `A`: `job!` wraps each
+/// argument in [`edge`] so that a type error points at that argument.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Edge<A> {
+    wiring: Wiring,
+    _type: PhantomData<fn() -> A>,
+}
+
+/// Checks that `handle` can feed an input of type `A`.
+#[doc(hidden)]
+pub fn edge<A, H: IntoInput<A>>(handle: H) -> Edge<A> {
+    Edge {
+        wiring: handle.into_wiring(),
+        _type: PhantomData,
+    }
+}
+
+impl<A> IntoInput<A> for Edge<A> {
+    fn into_wiring(self) -> Wiring {
+        self.wiring
+    }
+}
+
 /// Handles for all inputs of an op with inputs `I`: a tuple with one [`IntoInput`] per input,
 /// or, for a one-input op, the handle alone.
 #[diagnostic::on_unimplemented(
     message = "these arguments do not fit an op with inputs `{I}`",
-    label = "expected one handle per input, as a tuple",
-    note = "pass `()` for no inputs, `(a,)` or `a` for one, `(a, b)` for two; \
-            each handle's type must match its input"
+    label = "the op takes one argument per input",
+    note = "in `job!`, pass one handle per input; with `JobBuilder::add`, pass them as a tuple: \
+            `()` for none, `a` or `(a,)` for one, `(a, b)` for two"
 )]
 pub trait IntoInputs<I> {
     /// One wiring per input, in order.

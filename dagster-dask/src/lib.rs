@@ -45,13 +45,67 @@ pub mod op;
 pub mod plan;
 
 pub use cli::{main, main_with_defaults};
+#[doc(inline)]
+pub use dagster_dask_macros::{job, op};
+
+/// What the macros' expansions name; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    use crate::graph::{Edge, IntoInput, edge};
+    use crate::op::{InputAt, OpDef};
+
+    /// `handle`, checked against input `K` of `op`.
+    pub fn edge_at<I, O, H, const K: usize>(
+        _op: &OpDef<I, O>,
+        handle: H,
+    ) -> Edge<<I as InputAt<K>>::Type>
+    where
+        I: InputAt<K>,
+        H: IntoInput<<I as InputAt<K>>::Type>,
+    {
+        edge(handle)
+    }
+
+    /// Runs an `async` op body to completion on the step's thread.
+    pub fn block_on<F: core::future::Future>(future: F) -> F::Output {
+        futures_executor::block_on(future)
+    }
+
+    /// `T` itself, when `T` can flow between steps: `#[op]` names input and output types
+    /// through it, so a type serde cannot store is one error at the user's type.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot flow between steps",
+        label = "op inputs and outputs must be serde types",
+        note = "an op's inputs and output are stored by the IO manager: derive `serde::Serialize` \
+                and `serde::Deserialize` for `{Self}`, and make it owned and `Send`"
+    )]
+    pub trait IsValue {
+        /// `T`.
+        type Type;
+    }
+
+    impl<T: crate::op::Value> IsValue for T {
+        type Type = T;
+    }
+
+    /// Builds the job `job!` wired. `job!` checks names and wiring at compile time, so this
+    /// fails only for what it cannot see (an `#[op(name = ...)]` clashing with an alias).
+    #[track_caller]
+    pub fn finish(builder: crate::graph::JobBuilder) -> crate::graph::Job {
+        match builder.build() {
+            Ok(job) => job,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
 
 /// The names a pipeline module needs.
 pub mod prelude {
     pub use crate::config::RunConfig;
     pub use crate::exec::{Run, RunResult, RunStatus, StepStatus};
     pub use crate::graph::{Job, JobBuilder, Output};
-    pub use crate::op::{Backoff, Jitter, OpContext, OpDef, RetryPolicy};
+    pub use crate::op::{Backoff, Jitter, OpContext, OpDef, OpDefinition, RetryPolicy};
+    pub use crate::{job, op};
 }
 
 /// The README's code compiles: it is part of the doc tests.

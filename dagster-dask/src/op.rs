@@ -34,6 +34,12 @@ use crate::events::{ErrorInfo, ErrorKind, Event, EventKind, EventSink, LogLevel}
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What may flow along an edge: anything serde can store, owned and sendable.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot flow between steps",
+    label = "op inputs and outputs must be serde types",
+    note = "an op's inputs and output are stored by the IO manager: derive `serde::Serialize` and \
+            `serde::Deserialize` for `{Self}`, and make it owned (no borrowed references) and `Send`"
+)]
 pub trait Value: Serialize + DeserializeOwned + Send + 'static {}
 impl<T: Serialize + DeserializeOwned + Send + 'static> Value for T {}
 
@@ -133,6 +139,87 @@ impl_inputs!(9; A, B, C, D, E, F, G, H, I);
 impl_inputs!(10; A, B, C, D, E, F, G, H, I, J);
 impl_inputs!(11; A, B, C, D, E, F, G, H, I, J, K);
 impl_inputs!(12; A, B, C, D, E, F, G, H, I, J, K, L);
+
+/// The type of input number `K` (from 0) of an op with inputs `Self`: what `job!` checks
+/// each argument against.
+#[diagnostic::on_unimplemented(
+    message = "this op has no input number {K} (counting from 0): it is given more arguments than it has inputs",
+    label = "one argument too many"
+)]
+pub trait InputAt<const K: usize> {
+    /// The input's type.
+    type Type;
+}
+
+macro_rules! impl_input_at {
+    ($($k:literal => $t:ident),* ; $all:tt) => {
+        $(impl_input_at!(@one $k, $t, $all);)*
+    };
+    (@one $k:literal, $t:ident, ($($all:ident),*)) => {
+        impl<$($all),*> InputAt<$k> for ($($all,)*) {
+            type Type = $t;
+        }
+    };
+}
+
+impl_input_at!(0 => A; (A));
+impl_input_at!(0 => A, 1 => B; (A, B));
+impl_input_at!(0 => A, 1 => B, 2 => C; (A, B, C));
+impl_input_at!(0 => A, 1 => B, 2 => C, 3 => D; (A, B, C, D));
+impl_input_at!(0 => A, 1 => B, 2 => C, 3 => D, 4 => E; (A, B, C, D, E));
+impl_input_at!(0 => A, 1 => B, 2 => C, 3 => D, 4 => E, 5 => F; (A, B, C, D, E, F));
+impl_input_at!(0 => A, 1 => B, 2 => C, 3 => D, 4 => E, 5 => F, 6 => G; (A, B, C, D, E, F, G));
+impl_input_at!(0 => A, 1 => B, 2 => C, 3 => D, 4 => E, 5 => F, 6 => G, 7 => H; (A, B, C, D, E, F, G, H));
+impl_input_at!(0 => A, 1 => B, 2 => C, 3 => D, 4 => E, 5 => F, 6 => G, 7 => H, 8 => I; (A, B, C, D, E, F, G, H, I));
+impl_input_at!(0 => A, 1 => B, 2 => C, 3 => D, 4 => E, 5 => F, 6 => G, 7 => H, 8 => I, 9 => J; (A, B, C, D, E, F, G, H, I, J));
+impl_input_at!(0 => A, 1 => B, 2 => C, 3 => D, 4 => E, 5 => F, 6 => G, 7 => H, 8 => I, 9 => J, 10 => K; (A, B, C, D, E, F, G, H, I, J, K));
+impl_input_at!(0 => A, 1 => B, 2 => C, 3 => D, 4 => E, 5 => F, 6 => G, 7 => H, 8 => I, 9 => J, 10 => K, 11 => L; (A, B, C, D, E, F, G, H, I, J, K, L));
+
+/// A named op type: what `#[op]` generates next to the function, and what `job!` adds.
+///
+/// ```
+/// use dagster_dask::op::{OpDef, OpDefinition};
+///
+/// // What `#[op] fn double(x: i64) -> i64 { x * 2 }` generates, by hand:
+/// fn double(x: i64) -> i64 { x * 2 }
+/// #[allow(non_camel_case_types)]
+/// struct double {}
+/// impl OpDefinition for double {
+///     type Inputs = (i64,);
+///     type Output = i64;
+///     const NAME: &'static str = "double";
+///     fn definition() -> OpDef<(i64,), i64> {
+///         OpDef::new(Self::NAME, ["x"], |_ctx, (x,): (i64,)| double(x))
+///     }
+/// }
+/// assert_eq!(double::definition().name(), "double");
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an op",
+    label = "not an op",
+    note = "ops are functions annotated with `#[dagster_dask::op]`, or types implementing `OpDefinition`"
+)]
+pub trait OpDefinition {
+    /// The op's inputs, as a tuple.
+    type Inputs: Inputs;
+    /// The op's output.
+    type Output: Value;
+    /// The op's name: the step name when it is used once in a job.
+    const NAME: &'static str;
+    /// The op's definition.
+    fn definition() -> OpDef<Self::Inputs, Self::Output>;
+}
+
+/// The success type of an op function that returns a `Result`.
+#[doc(hidden)]
+pub trait OpResult {
+    /// `T` of `Result<T, E>`.
+    type Output;
+}
+
+impl<T, E> OpResult for Result<T, E> {
+    type Output = T;
+}
 
 /// How the delay between attempts grows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

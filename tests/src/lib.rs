@@ -1,5 +1,8 @@
 //! Jobs shared by the integration tests and the job binaries in `src/bin/`, which the tests
-//! run as real processes (CLI and step mode).
+//! run as real processes (CLI, step mode, Dask workers).
+//!
+//! Fixed jobs are written with `#[op]` and `job!`; `chain(n)` and `fan(n)` take their size
+//! as a parameter, which `job!` does not, so they use the builder API.
 
 pub mod dask;
 
@@ -7,6 +10,9 @@ use std::time::Duration;
 
 use dagster_dask::prelude::*;
 use serde::{Deserialize, Serialize};
+
+/// What fallible test ops return as errors.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Config of the `scale` op.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,51 +33,56 @@ pub struct Summary {
     pub label: String,
 }
 
-/// `numbers` fans out to `scale` (config), `square` and `negate`, which fan in to `total`,
-/// then `describe`: 6 steps, result `Summary { count: 3, total: .. }`.
-pub fn diamond() -> Job {
-    let numbers = OpDef::new("numbers", [], |ctx: &OpContext, (): ()| {
-        ctx.log().info("making numbers");
-        vec![1_i64, 2, 3, 4]
-    });
-    let scale = OpDef::try_new("scale", ["xs"], |ctx: &OpContext, (xs,): (Vec<i64>,)| {
-        let cfg: ScaleConfig = ctx.config()?;
-        Ok::<_, BoxError>(xs.iter().map(|x| x * cfg.factor).sum::<i64>())
-    })
-    .config::<ScaleConfig>();
-    let square = OpDef::new("square", ["xs"], |_ctx, (xs,): (Vec<i64>,)| {
-        xs.iter().map(|x| x * x).sum::<i64>()
-    });
-    let negate = OpDef::new("negate", ["xs"], |_ctx, (xs,): (Vec<i64>,)| {
-        -xs.iter().sum::<i64>()
-    });
-    let total = OpDef::new(
-        "total",
-        ["parts"],
-        |ctx: &OpContext, (parts,): (Vec<i64>,)| {
-            ctx.log().info(format!("fan-in of {} parts", parts.len()));
-            Summary {
-                count: parts.len(),
-                total: parts.iter().sum(),
-                label: "scale+square+negate".to_owned(),
-            }
-        },
-    );
-    let describe = OpDef::new("describe", ["summary"], |_ctx, (s,): (Summary,)| {
-        format!("{} parts, total {}", s.count, s.total)
-    });
-
-    let mut job = JobBuilder::new("diamond");
-    let xs = job.add(&numbers, ());
-    let a = job.add(&scale, xs);
-    let b = job.add(&square, xs);
-    let c = job.add(&negate, xs);
-    let t = job.add(&total, vec![a, b, c]);
-    job.add(&describe, t);
-    job.build().expect("diamond is valid")
+#[op]
+fn numbers(ctx: &OpContext) -> Vec<i64> {
+    ctx.log().info("making numbers");
+    vec![1, 2, 3, 4]
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+#[op(config = ScaleConfig)]
+fn scale(ctx: &OpContext, xs: Vec<i64>) -> Result<i64, BoxError> {
+    let cfg: ScaleConfig = ctx.config()?;
+    Ok(xs.iter().map(|x| x * cfg.factor).sum())
+}
+
+#[op]
+fn square(xs: Vec<i64>) -> i64 {
+    xs.iter().map(|x| x * x).sum()
+}
+
+#[op]
+fn negate(xs: Vec<i64>) -> i64 {
+    -xs.iter().sum::<i64>()
+}
+
+#[op]
+fn total(ctx: &OpContext, parts: Vec<i64>) -> Summary {
+    ctx.log().info(format!("fan-in of {} parts", parts.len()));
+    Summary {
+        count: parts.len(),
+        total: parts.iter().sum(),
+        label: "scale+square+negate".to_owned(),
+    }
+}
+
+#[op]
+fn describe(summary: Summary) -> String {
+    format!("{} parts, total {}", summary.count, summary.total)
+}
+
+job! {
+    /// `numbers` fans out to `scale` (config), `square` and `negate`, which fan in to
+    /// `total`, then `describe`: 6 steps, result `Summary { count: 3, total: 40 }` with
+    /// `factor: 2`.
+    pub fn diamond() {
+        let xs = numbers();
+        let a = scale(xs);
+        let b = square(xs);
+        let c = negate(xs);
+        let t = total(vec![a, b, c]);
+        describe(t);
+    }
+}
 
 /// The error the `boom` op fails with, with a cause, to check error chains.
 #[derive(Debug)]
@@ -91,51 +102,66 @@ impl std::error::Error for Boom {
     }
 }
 
-/// `start` feeds `boom` (always fails) -> `after_boom` -> `end`, and `side` (succeeds).
-pub fn failing() -> Job {
-    let start = OpDef::new("start", [], |_ctx, (): ()| 1_i64);
-    let boom = OpDef::try_new("boom", ["x"], |_ctx, (_x,): (i64,)| {
-        Err::<i64, _>(Boom {
-            source: std::io::Error::other("disk on fire"),
-        })
-    });
-    let after = OpDef::new("after_boom", ["x"], |_ctx, (x,): (i64,)| {
-        // Never runs: if it did, this marker would show up in the events.
-        println!("AFTER-BOOM-RAN");
-        x + 1
-    });
-    let end = OpDef::new("end", ["x"], |_ctx, (x,): (i64,)| x);
-    let side = OpDef::new("side", ["x"], |_ctx, (x,): (i64,)| x * 10);
-
-    let mut job = JobBuilder::new("failing");
-    let s = job.add(&start, ());
-    let b = job.add(&boom, s);
-    let a = job.add(&after, b);
-    job.add(&end, a);
-    job.add(&side, s);
-    job.build().expect("failing is valid")
+#[op]
+fn start() -> i64 {
+    1
 }
 
-/// `flaky` fails on its first two attempts and succeeds on the third (2 retries allowed,
-/// 20 ms base delay, exponential backoff); `after_flaky` doubles its output.
-pub fn flaky() -> Job {
-    let flaky = OpDef::try_new("flaky", [], |ctx: &OpContext, (): ()| {
-        if ctx.attempt() < 3 {
-            Err(format!("transient failure on attempt {}", ctx.attempt()))
-        } else {
-            Ok(ctx.attempt() as i64)
-        }
+#[op]
+fn boom(_x: i64) -> Result<i64, Boom> {
+    Err(Boom {
+        source: std::io::Error::other("disk on fire"),
     })
-    .retry_policy(
-        RetryPolicy::new(2)
-            .with_delay(Duration::from_millis(20))
-            .with_backoff(Backoff::Exponential),
-    );
-    let after = OpDef::new("after_flaky", ["x"], |_ctx, (x,): (i64,)| x * 2);
-    let mut job = JobBuilder::new("flaky");
-    let f = job.add(&flaky, ());
-    job.add(&after, f);
-    job.build().expect("flaky is valid")
+}
+
+#[op]
+fn after_boom(x: i64) -> i64 {
+    // Never runs: if it did, this marker would show up in the output.
+    println!("AFTER-BOOM-RAN");
+    x + 1
+}
+
+#[op]
+fn end(x: i64) -> i64 {
+    x
+}
+
+#[op]
+fn side(x: i64) -> i64 {
+    x * 10
+}
+
+job! {
+    /// `start` feeds `boom` (always fails) -> `after_boom` -> `end`, and `side` (succeeds).
+    pub fn failing() {
+        let s = start();
+        end(after_boom(boom(s)));
+        side(s);
+    }
+}
+
+/// Fails on its first two attempts and succeeds on the third.
+#[op(retry_policy(max_retries = 2, delay_ms = 20, backoff = exponential))]
+fn flaky_op(ctx: &OpContext) -> Result<i64, String> {
+    if ctx.attempt() < 3 {
+        Err(format!("transient failure on attempt {}", ctx.attempt()))
+    } else {
+        Ok(i64::from(ctx.attempt()))
+    }
+}
+
+#[op]
+fn after_flaky(x: i64) -> i64 {
+    x * 2
+}
+
+job! {
+    /// `flaky` fails twice and succeeds on its third attempt (2 retries, 20 ms base delay,
+    /// exponential backoff); `after_flaky` doubles its output.
+    pub fn flaky() {
+        let f = flaky_op().alias("flaky");
+        after_flaky(f);
+    }
 }
 
 /// A chain of `n` increments starting from 0: the result is `n - 1`.
@@ -150,8 +176,8 @@ pub fn chain(n: usize) -> Job {
     job.build().expect("chain is valid")
 }
 
-/// `source` fans out to `n` GPU-free `part_i` steps, which fan in to `sum`: the result is
-/// `n * (n + 1) / 2`.
+/// `source` fans out to `n` steps `part_i` (each returns `i`), which fan in to `sum`: the
+/// result is `n * (n + 1) / 2`.
 pub fn fan(n: usize) -> Job {
     let source = OpDef::new("source", [], |_ctx, (): ()| 1_u64);
     let part = OpDef::new("part", ["one"], |ctx: &OpContext, (one,): (u64,)| {
@@ -175,60 +201,77 @@ pub fn fan(n: usize) -> Job {
     job.build().expect("fan is valid")
 }
 
-/// `prepare` feeds three GPU-tagged `train_i` steps and an untagged `cpu_side`; `report`
-/// collects the trainings (126). Where each step ran shows in its events' `worker`.
-pub fn gpu() -> Job {
-    let prepare = OpDef::new("prepare", [], |_ctx, (): ()| {
-        // A plain print, outside the event protocol: it reaches the driver as a line.
-        let exe = std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        println!("prepare runs {exe}");
-        21_u32
-    });
-    let train = OpDef::new("train", ["x"], |ctx: &OpContext, (x,): (u32,)| {
-        ctx.log().info("training on the GPU");
-        x * 2
-    })
-    .resource("GPU", 1.0);
-    let cpu = OpDef::new("cpu_side", ["x"], |_ctx, (x,): (u32,)| x + 1);
-    let report = OpDef::new("report", ["xs"], |_ctx, (xs,): (Vec<u32>,)| {
-        xs.iter().sum::<u32>()
-    });
-    let mut job = JobBuilder::new("gpu");
-    let p = job.add(&prepare, ());
-    let trained: Vec<_> = (1..=3)
-        .map(|i| job.add_as(&format!("train_{i}"), &train, p))
-        .collect();
-    job.add(&cpu, p);
-    job.add(&report, trained);
-    job.build().expect("gpu is valid")
+#[op]
+fn prepare() -> u32 {
+    // A plain print, outside the event protocol: it reaches the driver as a line.
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    println!("prepare runs {exe}");
+    21
 }
 
-/// `nap` logs, then sleeps for `ops.nap.config.seconds`, writing its process id to
-/// `ops.nap.config.pid_file` first (tests check the process is gone after a cancel);
-/// `after_nap` follows it.
-pub fn sleepy() -> Job {
-    #[derive(Deserialize)]
-    struct NapConfig {
-        seconds: f64,
-        #[serde(default)]
-        pid_file: Option<String>,
+#[op(tags(resource_requirements(GPU = 1)))]
+fn train(ctx: &OpContext, x: u32) -> u32 {
+    ctx.log().info("training on the GPU");
+    x * 2
+}
+
+#[op]
+fn cpu_side(x: u32) -> u32 {
+    x + 1
+}
+
+#[op]
+fn report(xs: Vec<u32>) -> u32 {
+    xs.iter().sum()
+}
+
+job! {
+    /// `prepare` feeds three GPU-tagged `train_i` steps and an untagged `cpu_side`;
+    /// `report` collects the trainings (126). Where each step ran shows in its events.
+    pub fn gpu() {
+        let p = prepare();
+        let t1 = train(p).alias("train_1");
+        let t2 = train(p).alias("train_2");
+        let t3 = train(p).alias("train_3");
+        cpu_side(p);
+        report([t1, t2, t3]);
     }
-    let nap = OpDef::try_new("nap", [], |ctx: &OpContext, (): ()| {
-        let cfg: NapConfig = ctx.config()?;
-        if let Some(path) = &cfg.pid_file {
-            std::fs::write(path, std::process::id().to_string())?;
-        }
-        ctx.log().info("nap started");
-        std::thread::sleep(Duration::from_secs_f64(cfg.seconds));
-        ctx.log().info("nap over");
-        Ok::<_, BoxError>(cfg.seconds)
-    })
-    .config::<NapConfig>();
-    let after = OpDef::new("after_nap", ["s"], |_ctx, (s,): (f64,)| s * 2.0);
-    let mut job = JobBuilder::new("sleepy");
-    let n = job.add(&nap, ());
-    job.add(&after, n);
-    job.build().expect("sleepy is valid")
+}
+
+/// Config of the `nap` op.
+#[derive(Debug, Deserialize)]
+pub struct NapConfig {
+    /// How long to sleep.
+    pub seconds: f64,
+    /// Where to write the step process's id first.
+    #[serde(default)]
+    pub pid_file: Option<String>,
+}
+
+#[op(config = NapConfig)]
+fn nap(ctx: &OpContext) -> Result<f64, BoxError> {
+    let cfg: NapConfig = ctx.config()?;
+    if let Some(path) = &cfg.pid_file {
+        std::fs::write(path, std::process::id().to_string())?;
+    }
+    ctx.log().info("nap started");
+    std::thread::sleep(Duration::from_secs_f64(cfg.seconds));
+    ctx.log().info("nap over");
+    Ok(cfg.seconds)
+}
+
+#[op]
+fn after_nap(s: f64) -> f64 {
+    s * 2.0
+}
+
+job! {
+    /// `nap` logs, then sleeps for `ops.nap.config.seconds`, writing its process id to
+    /// `ops.nap.config.pid_file` first (tests check the process is gone after a cancel).
+    pub fn sleepy() {
+        let n = nap();
+        after_nap(n);
+    }
 }

@@ -1,0 +1,584 @@
+//! `#[op]`: parse the options and the function, validate, then generate the op type.
+//!
+//! For `#[op(tags(resource_requirements(GPU = 1)))] fn train(ctx: &OpContext, rows: Vec<f64>) -> f64`
+//! it expands to the function unchanged, plus:
+//!
+//! ```text
+//! #[allow(non_camel_case_types, dead_code)]
+//! struct train {}
+//! impl ::dagster_dask::op::OpDefinition for train {
+//!     type Inputs = (Vec<f64>,);
+//!     type Output = f64;
+//!     const NAME: &'static str = "train";
+//!     fn definition() -> ::dagster_dask::op::OpDef<Self::Inputs, Self::Output> {
+//!         ::dagster_dask::op::OpDef::new(Self::NAME, ["rows"], move |__dd_ctx, (__dd_in0,): Self::Inputs| {
+//!             train(__dd_ctx, __dd_in0)
+//!         })
+//!         .resource("GPU", 1f64)
+//!     }
+//! }
+//! ```
+//!
+//! plus one `assert_value::<T>()` per input and output type, spanned at the type, so that a
+//! type serde cannot store is reported where the user wrote it.
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::parse::{ParseStream, Parser};
+use syn::spanned::Spanned;
+use syn::{Ident, LitInt, LitStr, Token, Type};
+
+use crate::util::{Errors, doc_text, is_valid_name, list, unraw};
+
+const OPTIONS: &[&str] = &[
+    "name",
+    "description",
+    "tags",
+    "retries",
+    "retry_policy",
+    "config",
+];
+const RETRY_OPTIONS: &[&str] = &["max_retries", "delay_ms", "backoff", "jitter"];
+
+/// Everything the attribute said, each value with the tokens it came from.
+#[derive(Default)]
+struct Options {
+    name: Option<LitStr>,
+    description: Option<LitStr>,
+    tags: Vec<(String, LitStr)>,
+    tags_given: Option<Span>,
+    resources: Vec<(String, f64, Span)>,
+    retries: Option<LitInt>,
+    retry_policy: Option<RetryPolicy>,
+    config: Option<Type>,
+}
+
+#[derive(Default)]
+struct RetryPolicy {
+    max_retries: Option<LitInt>,
+    delay_ms: Option<LitInt>,
+    backoff: Option<Ident>,
+    jitter: Option<Ident>,
+}
+
+/// A key in `tags(...)`: an identifier, or a string for keys such as `"dagster/priority"`.
+fn parse_key(input: ParseStream<'_>) -> syn::Result<(String, Span)> {
+    if input.peek(LitStr) {
+        let s: LitStr = input.parse()?;
+        Ok((s.value(), s.span()))
+    } else {
+        let id: Ident = input.call(syn::ext::IdentExt::parse_any)?;
+        Ok((unraw(&id), id.span()))
+    }
+}
+
+/// Skips the rest of an option we could not use: `= value` or `(...)`, up to the next comma.
+fn skip_option(input: ParseStream<'_>) -> syn::Result<()> {
+    while !input.is_empty() && !input.peek(Token![,]) {
+        input.parse::<proc_macro2::TokenTree>()?;
+    }
+    Ok(())
+}
+
+fn set_once<T>(slot: &mut Option<T>, value: T, key: &Ident, errors: &mut Errors) {
+    if slot.is_some() {
+        errors.at(key, format!("`{key}` is given twice; give it once"));
+    } else {
+        *slot = Some(value);
+    }
+}
+
+fn parse_options(args: TokenStream, errors: &mut Errors) -> Options {
+    let mut options = Options::default();
+    let parser = |input: ParseStream<'_>| -> syn::Result<()> {
+        while !input.is_empty() {
+            let key: Ident = input.call(syn::ext::IdentExt::parse_any)?;
+            match unraw(&key).as_str() {
+                "name" => {
+                    input.parse::<Token![=]>()?;
+                    let name: LitStr = input.parse()?;
+                    if !is_valid_name(&name.value()) {
+                        errors.at(&name, "op names may use only letters, digits and `_`");
+                    }
+                    set_once(&mut options.name, name, &key, errors);
+                }
+                "description" => {
+                    input.parse::<Token![=]>()?;
+                    set_once(&mut options.description, input.parse()?, &key, errors);
+                }
+                "retries" => {
+                    input.parse::<Token![=]>()?;
+                    let n: LitInt = input.parse()?;
+                    if n.base10_parse::<u32>().is_err() {
+                        errors.at(
+                            &n,
+                            "`retries` is a whole number of retries, e.g. `retries = 2`",
+                        );
+                    }
+                    set_once(&mut options.retries, n, &key, errors);
+                }
+                "config" => {
+                    input.parse::<Token![=]>()?;
+                    set_once(&mut options.config, input.parse()?, &key, errors);
+                }
+                "tags" => {
+                    if options.tags_given.replace(key.span()).is_some() {
+                        errors.at(
+                            &key,
+                            "`tags` is given twice; put every tag in one `tags(...)`",
+                        );
+                    }
+                    let content;
+                    syn::parenthesized!(content in input);
+                    parse_tags(&content, &mut options, errors)?;
+                }
+                "retry_policy" => {
+                    let content;
+                    syn::parenthesized!(content in input);
+                    let policy = parse_retry_policy(&content, key.span(), errors)?;
+                    set_once(&mut options.retry_policy, policy, &key, errors);
+                }
+                other => {
+                    errors.at(
+                        &key,
+                        format!(
+                            "unknown `#[op]` option `{other}`; the options are {}",
+                            list(OPTIONS)
+                        ),
+                    );
+                    skip_option(input)?;
+                }
+            }
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        Ok(())
+    };
+    if let Err(e) = parser.parse2(args) {
+        errors.push(e);
+    }
+    if let (Some(retries), Some(_)) = (&options.retries, &options.retry_policy) {
+        errors.at(
+            retries,
+            "`retries` and `retry_policy` both set the retries: keep one",
+        );
+    }
+    options
+}
+
+fn parse_tags(
+    input: ParseStream<'_>,
+    options: &mut Options,
+    errors: &mut Errors,
+) -> syn::Result<()> {
+    while !input.is_empty() {
+        let (key, span) = parse_key(input)?;
+        if key == "resource_requirements" && input.peek(syn::token::Paren) {
+            let content;
+            syn::parenthesized!(content in input);
+            parse_resources(&content, options, errors)?;
+        } else {
+            input.parse::<Token![=]>()?;
+            if input.peek(LitStr) {
+                let value: LitStr = input.parse()?;
+                if options.tags.iter().any(|(k, _)| *k == key) {
+                    errors.push(syn::Error::new(span, format!("tag `{key}` is given twice")));
+                }
+                options.tags.push((key, value));
+            } else {
+                let value: syn::Expr = input.parse()?;
+                errors.at(
+                    &value,
+                    format!("tag `{key}` needs a string value, e.g. `{key} = \"...\"`"),
+                );
+            }
+        }
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(())
+}
+
+fn parse_resources(
+    input: ParseStream<'_>,
+    options: &mut Options,
+    errors: &mut Errors,
+) -> syn::Result<()> {
+    if input.is_empty() {
+        errors.push(input.error(
+            "`resource_requirements` is empty: name each resource and its amount, e.g. `resource_requirements(GPU = 1)`",
+        ));
+    }
+    while !input.is_empty() {
+        let (key, span) = parse_key(input)?;
+        if !input.peek(Token![=]) {
+            return Err(input.error(format!(
+                "expected `= amount` after `{key}`, e.g. `{key} = 1`"
+            )));
+        }
+        input.parse::<Token![=]>()?;
+        let value: syn::Expr = input.parse()?;
+        let amount = match &value {
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Int(i),
+                ..
+            }) => i.base10_parse::<f64>().ok(),
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Float(f),
+                ..
+            }) => f.base10_parse::<f64>().ok(),
+            _ => None,
+        };
+        match amount {
+            Some(a) if a.is_finite() && a >= 0.0 => {
+                if options.resources.iter().any(|(k, _, _)| *k == key) {
+                    errors.push(syn::Error::new(span, format!("resource `{key}` is given twice")));
+                }
+                options.resources.push((key, a, value.span()));
+            }
+            _ => errors.at(
+                &value,
+                format!("the amount of `{key}` must be a number literal of at least 0, e.g. `{key} = 1` or `{key} = 10e9`"),
+            ),
+        }
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(())
+}
+
+fn parse_retry_policy(
+    input: ParseStream<'_>,
+    span: Span,
+    errors: &mut Errors,
+) -> syn::Result<RetryPolicy> {
+    let mut policy = RetryPolicy::default();
+    while !input.is_empty() {
+        let key: Ident = input.parse()?;
+        input.parse::<Token![=]>()?;
+        match unraw(&key).as_str() {
+            "max_retries" => {
+                let n: LitInt = input.parse()?;
+                if n.base10_parse::<u32>().is_err() {
+                    errors.at(&n, "`max_retries` is a whole number");
+                }
+                set_once(&mut policy.max_retries, n, &key, errors);
+            }
+            "delay_ms" => {
+                let n: LitInt = input.parse()?;
+                if n.base10_parse::<u64>().is_err() {
+                    errors.at(&n, "`delay_ms` is a whole number of milliseconds");
+                }
+                set_once(&mut policy.delay_ms, n, &key, errors);
+            }
+            "backoff" => {
+                let v: Ident = input.parse()?;
+                if !matches!(v.to_string().as_str(), "linear" | "exponential") {
+                    errors.at(&v, "`backoff` is `linear` or `exponential`");
+                }
+                set_once(&mut policy.backoff, v, &key, errors);
+            }
+            "jitter" => {
+                let v: Ident = input.parse()?;
+                if !matches!(v.to_string().as_str(), "full" | "plus_minus") {
+                    errors.at(&v, "`jitter` is `full` or `plus_minus`");
+                }
+                set_once(&mut policy.jitter, v, &key, errors);
+            }
+            other => {
+                errors.at(
+                    &key,
+                    format!(
+                        "unknown `retry_policy` option `{other}`; the options are {}",
+                        list(RETRY_OPTIONS)
+                    ),
+                );
+                skip_option(input)?;
+            }
+        }
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    if policy.max_retries.is_none() {
+        errors.push(syn::Error::new(
+            span,
+            "`retry_policy` needs `max_retries = N`",
+        ));
+    }
+    Ok(policy)
+}
+
+/// The function's shape, as the op sees it.
+struct Signature {
+    context: bool,
+    inputs: Vec<(String, Type)>,
+    /// The output type; for a `Result`, the whole `Result` type.
+    output: Type,
+    fallible: bool,
+    is_async: bool,
+}
+
+/// Whether `ty` is `&OpContext` (by its last path segment, so any import path works).
+fn is_context(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) => matches!(&*r.elem, Type::Path(p)
+            if p.path.segments.last().is_some_and(|s| s.ident == "OpContext")),
+        _ => false,
+    }
+}
+
+/// Inputs and outputs are stored between steps, so they cannot borrow.
+fn check_owned(ty: &Type, what: &str, errors: &mut Errors) {
+    let borrowed = match ty {
+        Type::Reference(_) => Some(ty),
+        Type::Path(p) => p.path.segments.iter().find_map(|seg| match &seg.arguments {
+            syn::PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
+                syn::GenericArgument::Type(t @ Type::Reference(_)) => Some(t),
+                syn::GenericArgument::Lifetime(_) => Some(ty),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        Type::Tuple(t) => t.elems.iter().find(|e| matches!(e, Type::Reference(_))),
+        Type::Slice(_) | Type::TraitObject(_) | Type::ImplTrait(_) => Some(ty),
+        _ => None,
+    };
+    if let Some(b) = borrowed {
+        errors.at(
+            b,
+            format!(
+                "an op {what} is stored between steps, so it must be an owned serde type: \
+                 use `String` for `&str`, `Vec<T>` for `&[T]`, an owned value for `&T`"
+            ),
+        );
+    }
+}
+
+/// Reads the function's shape; every problem goes to `errors`. The shape is returned even
+/// then, so that the op type still exists for the code that uses it.
+fn analyze(func: &syn::ItemFn, errors: &mut Errors) -> Signature {
+    let sig = &func.sig;
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.at(
+            &sig.generics,
+            "ops cannot be generic: each op has fixed input and output types",
+        );
+    }
+    if let Some(v) = &sig.variadic {
+        errors.at(v, "ops cannot be variadic");
+    }
+    let mut context = false;
+    let mut inputs = Vec::new();
+    for (i, arg) in sig.inputs.iter().enumerate() {
+        match arg {
+            syn::FnArg::Receiver(r) => errors.at(r, "ops are free functions: remove `self`"),
+            syn::FnArg::Typed(pt) => {
+                if is_context(&pt.ty) {
+                    if i == 0 {
+                        context = true;
+                    } else {
+                        errors.at(pt, "`&OpContext` must be the op's first parameter: move it before the inputs");
+                    }
+                    continue;
+                }
+                let name = match &*pt.pat {
+                    syn::Pat::Ident(p) => unraw(&p.ident),
+                    _ => format!("input{}", inputs.len()),
+                };
+                check_owned(&pt.ty, "input", errors);
+                inputs.push((name, (*pt.ty).clone()));
+            }
+        }
+    }
+    if inputs.len() > 12 {
+        errors.at(
+            &sig.inputs,
+            "ops take at most 12 inputs: group some into a struct",
+        );
+    }
+    let (output, fallible) = match &sig.output {
+        syn::ReturnType::Default => (syn::parse_quote!(()), false),
+        syn::ReturnType::Type(_, ty) => {
+            let fallible = matches!(&**ty, Type::Path(p) if p.qself.is_none()
+                && p.path.segments.last().is_some_and(|s| s.ident == "Result"
+                    && matches!(s.arguments, syn::PathArguments::AngleBracketed(_))));
+            check_owned(ty, "output", errors);
+            ((**ty).clone(), fallible)
+        }
+    };
+    Signature {
+        context,
+        inputs,
+        output,
+        fallible,
+        is_async: sig.asyncness.is_some(),
+    }
+}
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func: syn::ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(e) => {
+            // Not a function: give back what we got, so the IDE still sees it.
+            let e = syn::Error::new(
+                e.span(),
+                "`#[op]` goes on a function: `#[op] fn name(...) -> T { ... }`",
+            );
+            let err = e.to_compile_error();
+            return quote!(#item #err);
+        }
+    };
+    let mut errors = Errors::default();
+    let options = parse_options(args, &mut errors);
+    let mut sig_errors = Errors::default();
+    let signature = analyze(&func, &mut sig_errors);
+    // With a broken signature the op type still exists (so jobs using it type-check), but
+    // its definition is a stub: the errors above are what the user needs to see.
+    let generated = generate(&func, &options, &signature, !sig_errors.is_empty());
+    let errors = errors.into_tokens();
+    let sig_errors = sig_errors.into_tokens();
+    quote! {
+        #func
+        #generated
+        #errors
+        #sig_errors
+    }
+}
+
+fn generate(func: &syn::ItemFn, options: &Options, sig: &Signature, broken: bool) -> TokenStream {
+    let fn_ident = &func.sig.ident;
+    let vis = &func.vis;
+    let op_name = options
+        .name
+        .as_ref()
+        .map_or_else(|| unraw(fn_ident), LitStr::value);
+    let names: Vec<&str> = sig.inputs.iter().map(|(n, _)| n.as_str()).collect();
+    let types: Vec<&Type> = sig.inputs.iter().map(|(_, t)| t).collect();
+    let args: Vec<Ident> = (0..sig.inputs.len())
+        .map(|i| format_ident!("__dd_in{}", i))
+        .collect();
+    let output = &sig.output;
+    let output_ty = if sig.fallible {
+        quote_spanned!(output.span()=> <#output as ::dagster_dask::op::OpResult>::Output)
+    } else {
+        quote!(#output)
+    };
+    // `<T as IsValue>::Type` is `T` when `T` can flow between steps; otherwise it is one
+    // error at the user's type, and rustc reports nothing more about it.
+    let input_values = types
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> <#ty as ::dagster_dask::__private::IsValue>::Type));
+    let output_value =
+        quote_spanned!(output.span()=> <#output_ty as ::dagster_dask::__private::IsValue>::Type);
+    // The items are spanned at the user's types too: rustc checks them where they stand.
+    let inputs_span = types.first().map_or_else(|| fn_ident.span(), |t| t.span());
+    let inputs_item = quote_spanned!(inputs_span=> type Inputs = (#(#input_values,)*););
+    let output_item = quote_spanned!(output.span()=> type Output = #output_value;);
+
+    let ctx = format_ident!("__dd_ctx");
+    let ctx_arg = sig.context.then(|| quote!(#ctx,));
+    let mut call = quote!(#fn_ident(#ctx_arg #(#args),*));
+    if sig.is_async {
+        call = quote!(::dagster_dask::__private::block_on(#call));
+    }
+    let constructor = if sig.fallible {
+        quote!(try_new)
+    } else {
+        quote!(new)
+    };
+    let ctx_pat = if sig.context { quote!(#ctx) } else { quote!(_) };
+
+    let description = options
+        .description
+        .as_ref()
+        .map(LitStr::value)
+        .or_else(|| doc_text(&func.attrs))
+        .map(|d| quote!(.description(#d)));
+    let tags = options.tags.iter().map(|(k, v)| quote!(.tag(#k, #v)));
+    let resources = options.resources.iter().map(|(k, amount, span)| {
+        let lit = Literal::f64_suffixed(*amount);
+        quote_spanned!(*span=> .resource(#k, #lit))
+    });
+    let retry = retry_tokens(options);
+    let config = options
+        .config
+        .as_ref()
+        .map(|ty| quote_spanned!(ty.span()=> .config::<#ty>()));
+
+    let body = quote! {
+        ::dagster_dask::op::OpDef::#constructor(
+            Self::NAME,
+            [#(#names),*],
+            move |#ctx_pat: &::dagster_dask::op::OpContext, (#(#args,)*): Self::Inputs| #call,
+        )
+        #description
+        #(#tags)*
+        #(#resources)*
+        #retry
+        #config
+    };
+    // With a broken signature only the type exists: code that uses it as an op gets one
+    // "not an op" error, and the errors above say what to fix.
+    let implementation = (!broken).then(|| {
+        quote! {
+            impl ::dagster_dask::op::OpDefinition for #fn_ident {
+                #inputs_item
+                #output_item
+                const NAME: &'static str = #op_name;
+
+                fn definition() -> ::dagster_dask::op::OpDef<Self::Inputs, Self::Output> {
+                    #body
+                }
+            }
+        }
+    });
+    let struct_doc = format!(
+        "The op `{op_name}`, defined by the function [`{fn_ident}()`]: add it to a job with \
+         `job!`, or with `JobBuilder::add(&<{fn_ident} as OpDefinition>::definition(), ...)`."
+    );
+
+    quote! {
+        #[doc = #struct_doc]
+        #[allow(non_camel_case_types, dead_code)]
+        #vis struct #fn_ident {}
+
+        #implementation
+    }
+}
+
+fn retry_tokens(options: &Options) -> Option<TokenStream> {
+    if let Some(n) = &options.retries {
+        return Some(quote!(.retry_policy(::dagster_dask::op::RetryPolicy::new(#n))));
+    }
+    let policy = options.retry_policy.as_ref()?;
+    let max = policy.max_retries.as_ref()?;
+    let delay = policy
+        .delay_ms
+        .as_ref()
+        .map(|d| quote!(.with_delay(::core::time::Duration::from_millis(#d))));
+    let backoff = policy.backoff.as_ref().map(|b| {
+        let variant = if b == "linear" {
+            quote!(Linear)
+        } else {
+            quote!(Exponential)
+        };
+        quote!(.with_backoff(::dagster_dask::op::Backoff::#variant))
+    });
+    let jitter = policy.jitter.as_ref().map(|j| {
+        let variant = if j == "full" {
+            quote!(Full)
+        } else {
+            quote!(PlusMinus)
+        };
+        quote!(.with_jitter(::dagster_dask::op::Jitter::#variant))
+    });
+    Some(quote!(.retry_policy(::dagster_dask::op::RetryPolicy::new(#max) #delay #backoff #jitter)))
+}
