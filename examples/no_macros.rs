@@ -1,6 +1,7 @@
 //! A job built with the macro-free API only: typed ops, typed edges, config, tags, resource
 //! requirements and a retry policy. Everything the `#[op]` and `job!` macros generate can be
-//! written this way.
+//! written this way: `tests/tests/macros.rs` builds this job's macro twin and checks that
+//! the two plans are equal.
 //!
 //! ```text
 //! cargo run --example no_macros -- plan
@@ -16,19 +17,24 @@ use serde::{Deserialize, Serialize};
 /// Run config of the `scale` op (`ops.scale.config`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ScaleConfig {
-    factor: f64,
+pub struct ScaleConfig {
+    /// Every reading is multiplied by it.
+    pub factor: f64,
 }
 
 /// What `stats` computes.
 #[derive(Debug, Serialize, Deserialize)]
-struct Stats {
-    count: usize,
-    mean: f64,
-    max: f64,
+pub struct Stats {
+    /// How many readings.
+    pub count: usize,
+    /// Their mean.
+    pub mean: f64,
+    /// The largest.
+    pub max: f64,
 }
 
-fn stats_job() -> Job {
+/// The job: load -> scale (config, retries) -> stats (GPU) -> report.
+pub fn stats_job() -> Job {
     let load = OpDef::new("load", [], |ctx: &OpContext, (): ()| {
         ctx.log().info("loading readings");
         vec![3.0_f64, 1.5, 4.0, 1.0, 5.5, 9.0]

@@ -236,7 +236,7 @@ impl Lowering {
                     .collect();
                 quote_spanned!(array.span()=> [#(#items),*])
             }
-            Expr::Macro(m) if m.mac.path.is_ident("vec") => {
+            Expr::Macro(m) if m.mac.path.segments.last().is_some_and(|s| s.ident == "vec") => {
                 match Punctuated::<Expr, Token![,]>::parse_terminated.parse2(m.mac.tokens.clone()) {
                     Ok(elems) => {
                         let items: Vec<TokenStream> =

@@ -8,6 +8,9 @@ mod job;
 mod op;
 mod util;
 
+#[cfg(test)]
+mod snapshots;
+
 use proc_macro::TokenStream;
 
 /// Turns a function into an op; the function stays callable as written.

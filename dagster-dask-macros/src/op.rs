@@ -541,7 +541,7 @@ fn generate(func: &syn::ItemFn, options: &Options, sig: &Signature, broken: bool
         }
     });
     let struct_doc = format!(
-        "The op `{op_name}`, defined by the function [`{fn_ident}()`]: add it to a job with \
+        " The op `{op_name}`, defined by the function [`{fn_ident}()`]: add it to a job with \
          `job!`, or with `JobBuilder::add(&<{fn_ident} as OpDefinition>::definition(), ...)`."
     );
 

@@ -10,33 +10,43 @@
 //! ```
 //! use dagster_dask::prelude::*;
 //!
-//! let get_name = OpDef::new("get_name", [], |_ctx, (): ()| "dask".to_owned());
-//! let hello = OpDef::new("hello", ["name"], |ctx: &OpContext, (name,): (String,)| {
+//! #[op]
+//! fn get_name() -> String {
+//!     "dask".to_owned()
+//! }
+//!
+//! #[op(tags(resource_requirements(GPU = 1)), retries = 2)]
+//! fn hello(ctx: &OpContext, name: String) -> String {
 //!     ctx.log().info(format!("hello, {name}"));
 //!     format!("Hello, {name}!")
-//! })
-//! .resource("GPU", 1.0) // only the Dask executor places by resources
-//! .retry_policy(RetryPolicy::new(2));
+//! }
 //!
-//! let mut job = JobBuilder::new("hello_job");
-//! let name = job.add(&get_name, ());
-//! job.add(&hello, name);
-//! let job = job.build().expect("a valid graph");
+//! job! {
+//!     fn hello_job() {
+//!         let name = get_name();
+//!         hello(name);
+//!     }
+//! }
 //!
-//! let result = job.execute_in_process().unwrap();
+//! let result = hello_job().execute_in_process().unwrap();
 //! assert_eq!(result.output::<String>("hello").unwrap(), "Hello, dask!");
 //! ```
 //!
+//! The macros are sugar over the macro-free API of [`op::OpDef`] and
+//! [`graph::JobBuilder`]; see each macro's "equivalent code" section.
+//!
 //! A job binary's `main` is one line: `fn main() -> ExitCode { dagster_dask::main(job()) }`.
 //!
-//! Modules, by domain: [`op`] (op definitions, context, retry policy), [`graph`] (the job
+//! Modules, by domain: [`op`](mod@op) (op definitions, context, retry policy), [`graph`] (the job
 //! builder and its validation), [`plan`] (the frozen plan), [`config`] (run config),
 //! [`exec`] (executors and runs), [`io`] (IO managers), [`codec`] (values to bytes),
 //! [`events`] (events and the run's event log), [`cli`] (the job binary's command line).
+//! [`docs::type_errors`] explains the compile errors at job edges.
 
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod docs;
 pub mod events;
 pub mod exec;
 pub mod graph;

@@ -1,0 +1,9 @@
+#[must_use]
+fn broken() -> ::dagster_dask::graph::Job {
+    #[allow(unused_mut)]
+    let mut __dd_job = ::dagster_dask::graph::JobBuilder::new("broken");
+    ::dagster_dask::__private::finish(__dd_job)
+}
+::core::compile_error! {
+    "`b` is not a handle defined above: bind it first with `let b = op(...);` (a step can only use the outputs of steps before it, so jobs have no cycles)"
+}
