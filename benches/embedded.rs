@@ -18,17 +18,6 @@ use dagster_dask::prelude::*;
 
 const N: usize = 1_000;
 
-fn chain() -> Job {
-    let zero = OpDef::new("zero", [], |_ctx, (): ()| 0_u64);
-    let inc = OpDef::new("inc", ["x"], |_ctx, (x,): (u64,)| x + 1);
-    let mut job = JobBuilder::new("chain");
-    let mut last = job.add(&zero, ());
-    for _ in 1..N {
-        last = job.add(&inc, last);
-    }
-    job.build().unwrap()
-}
-
 fn config(execution: ExecutionConfig) -> RunConfig {
     let mut c = RunConfig::default();
     c.execution = execution;
@@ -36,7 +25,7 @@ fn config(execution: ExecutionConfig) -> RunConfig {
 }
 
 fn bench(c: &mut Criterion) {
-    let job = chain();
+    let job = tests::chain(N);
     let mut g = c.benchmark_group("embedded_chain");
     g.sample_size(20);
 

@@ -8,17 +8,6 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use dagster_dask::prelude::*;
 
-fn chain(n: usize) -> Job {
-    let zero = OpDef::new("zero", [], |_ctx, (): ()| 0_u64);
-    let inc = OpDef::new("inc", ["x"], |_ctx, (x,): (u64,)| x + 1);
-    let mut job = JobBuilder::new("chain");
-    let mut last = job.add(&zero, ());
-    for _ in 1..n {
-        last = job.add(&inc, last);
-    }
-    job.build().unwrap()
-}
-
 fn fan(n: usize) -> Job {
     let source = OpDef::new("source", [], |_ctx, (): ()| 1_u64);
     let add = OpDef::new("add", ["a", "b"], |_ctx, (a, b): (u64, u64)| a + b);
@@ -39,9 +28,9 @@ fn fan(n: usize) -> Job {
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("build_validate_plan");
     g.sample_size(20);
-    g.bench_function("chain_10000", |b| b.iter(|| chain(10_000)));
+    g.bench_function("chain_10000", |b| b.iter(|| tests::chain(10_000)));
     g.bench_function("fan_10000", |b| b.iter(|| fan(10_000)));
-    let job = chain(10_000);
+    let job = tests::chain(10_000);
     g.bench_function("plan_json_10000", |b| b.iter(|| job.plan().to_json().len()));
     g.finish();
 }

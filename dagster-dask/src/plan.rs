@@ -245,50 +245,44 @@ impl Plan {
 
     /// The plan as a mermaid flowchart.
     pub fn to_mermaid(&self) -> String {
-        let mut out = String::from("flowchart TD\n");
-        for step in &self.steps {
-            let _ = writeln!(
-                out,
-                "    {}[\"{}<br/>{}\"]",
-                step.key,
-                step.key,
-                escape_label(&short_type_name(&step.output.type_name))
-            );
-        }
-        for step in &self.steps {
-            for input in &step.inputs {
-                for src in &input.sources {
-                    let _ = writeln!(out, "    {src} -->|{}| {}", input.name, step.key);
-                }
-            }
-        }
-        out
+        self.render(
+            "flowchart TD\n".to_owned(),
+            |key, ty| format!("    {key}[\"{key}<br/>{ty}\"]"),
+            |src, input, key| format!("    {src} -->|{input}| {key}"),
+        )
     }
 
     /// The plan as a graphviz digraph.
     pub fn to_dot(&self) -> String {
-        let mut out = format!("digraph \"{}\" {{\n    rankdir=TB;\n", self.job);
+        let mut out = self.render(
+            format!("digraph \"{}\" {{\n    rankdir=TB;\n", self.job),
+            |key, ty| format!("    \"{key}\" [shape=box, label=\"{key}\\n{ty}\"];"),
+            |src, input, key| format!("    \"{src}\" -> \"{key}\" [label=\"{input}\"];"),
+        );
+        out.push_str("}\n");
+        out
+    }
+
+    /// `header`, one line per step (key, output type), then one line per edge
+    /// (upstream, input, step).
+    fn render(
+        &self,
+        header: String,
+        node: impl Fn(&str, &str) -> String,
+        edge: impl Fn(&str, &str, &str) -> String,
+    ) -> String {
+        let mut out = header;
         for step in &self.steps {
-            let _ = writeln!(
-                out,
-                "    \"{}\" [shape=box, label=\"{}\\n{}\"];",
-                step.key,
-                step.key,
-                escape_label(&short_type_name(&step.output.type_name))
-            );
+            let ty = escape_label(&short_type_name(&step.output.type_name));
+            let _ = writeln!(out, "{}", node(&step.key, &ty));
         }
         for step in &self.steps {
             for input in &step.inputs {
                 for src in &input.sources {
-                    let _ = writeln!(
-                        out,
-                        "    \"{src}\" -> \"{}\" [label=\"{}\"];",
-                        step.key, input.name
-                    );
+                    let _ = writeln!(out, "{}", edge(src, &input.name, &step.key));
                 }
             }
         }
-        out.push_str("}\n");
         out
     }
 }

@@ -102,13 +102,7 @@ enum FromBridge {
         dashboard: Option<String>,
         workers: BTreeMap<String, BTreeMap<String, f64>>,
     },
-    Line {
-        step: String,
-        attempt: u32,
-        worker: Option<String>,
-        stream: String,
-        line: String,
-    },
+    Line(Line),
     Done(Done),
     Info {
         message: String,
@@ -119,6 +113,16 @@ enum FromBridge {
         #[serde(default)]
         missing: bool,
     },
+}
+
+/// One line a step process wrote, forwarded from its worker.
+#[derive(Debug, Deserialize)]
+struct Line {
+    step: String,
+    attempt: u32,
+    worker: Option<String>,
+    stream: String,
+    line: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -571,13 +575,7 @@ impl<'r, 'a> Driver<'r, 'a> {
                 (a, b) => a.or(b),
             };
             match bridge.recv(timeout) {
-                Some(Input::Bridge(FromBridge::Line {
-                    step,
-                    attempt,
-                    worker,
-                    stream,
-                    line,
-                })) => self.on_line(&step, attempt, worker, &stream, line),
+                Some(Input::Bridge(FromBridge::Line(line))) => self.on_line(line),
                 Some(Input::Bridge(FromBridge::Done(done))) => {
                     if let Some(&i) = self.index.get(&done.step) {
                         if done.attempt == self.track[i].attempt
@@ -620,14 +618,15 @@ impl<'r, 'a> Driver<'r, 'a> {
         ));
     }
 
-    fn on_line(
-        &mut self,
-        step: &str,
-        attempt: u32,
-        worker: Option<String>,
-        stream: &str,
-        line: String,
-    ) {
+    fn on_line(&mut self, msg: Line) {
+        let Line {
+            step,
+            attempt,
+            worker,
+            stream,
+            line,
+        } = msg;
+        let (step, stream) = (step.as_str(), stream.as_str());
         let Some(&i) = self.index.get(step) else {
             self.engine(None, format!("output of unknown step `{step}`: {line}"));
             return;
@@ -772,13 +771,7 @@ impl<'r, 'a> Driver<'r, 'a> {
         loop {
             match bridge.recv(Some(deadline.saturating_duration_since(Instant::now()))) {
                 Some(Input::Bridge(FromBridge::Canceled)) | Some(Input::Closed) | None => break,
-                Some(Input::Bridge(FromBridge::Line {
-                    step,
-                    attempt,
-                    worker,
-                    stream,
-                    line,
-                })) => self.on_line(&step, attempt, worker, &stream, line),
+                Some(Input::Bridge(FromBridge::Line(line))) => self.on_line(line),
                 Some(_) => {}
             }
         }
