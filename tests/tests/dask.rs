@@ -305,58 +305,121 @@ fn existing_cluster() {
         assert!(ran.stdout.contains("sum = 1275"), "{}", ran.stdout);
     }
 
-    // Ctrl-C during a long step: canceled, and no step process left behind.
+    // A worker lost mid-step: Dask reschedules the task on the other worker, the step
+    // process of the lost worker dies with it, and the run still succeeds.
     let run_id = dagster_dask::exec::new_run_id();
-    let pid_file = d.join("nap.pid");
-    let long = existing(
+    let pid_file = d.join("lost.pid");
+    let lost = existing(
         &cluster,
         d,
         &format!(
-            "ops: {{ nap: {{ config: {{ seconds: 120, pid_file: '{}' }} }} }}\n",
+            "ops: {{ nap: {{ config: {{ seconds: 8, pid_file: '{}' }} }} }}\n",
             pid_file.display()
         ),
     );
-    let child = command("sleepy", &[&long], &run_id)
+    let child = command("sleepy", &[&lost], &run_id)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !pid_file.exists() {
-        assert!(Instant::now() < deadline, "the long step never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let step_pid: u32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let interrupted = Instant::now();
+    let first_pid = wait_for_pid(&pid_file);
+    let worker_pid = parent_of(first_pid);
+    let killed = Instant::now();
     Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-KILL", &worker_pid.to_string()])
         .status()
         .unwrap();
+    // Gone long before its 8 s nap would have ended: it died with its worker.
+    assert_gone(first_pid);
+    assert!(killed.elapsed() < Duration::from_secs(5), "the orphan lived {:?}", killed.elapsed());
     let ran = finish(child.wait_with_output().unwrap(), d, &run_id);
-    assert!(
-        interrupted.elapsed() < Duration::from_secs(30),
-        "cancel took {:?}",
-        interrupted.elapsed()
-    );
-    assert_ne!(ran.code, Some(0));
-    assert!(
-        ran.events
+    assert_success(&ran, "sleepy with a lost worker");
+    assert_eq!(
+        ran.kinds("nap")
             .iter()
-            .any(|e| matches!(e.kind, EventKind::RunCanceled { .. })),
-        "{}\n{}",
-        ran.stdout,
-        ran.stderr
+            .filter(|k| **k == "STEP_START")
+            .count(),
+        2,
+        "{:?}",
+        ran.kinds("nap")
     );
-    let gone = Instant::now() + Duration::from_secs(10);
-    while Path::new(&format!("/proc/{step_pid}")).exists() {
-        assert!(
-            Instant::now() < gone,
-            "step process {step_pid} survived the cancel"
+
+    // Ctrl-C (SIGINT) or SIGTERM during a long step: canceled, no step process left behind.
+    for signal in ["-INT", "-TERM"] {
+        let run_id = dagster_dask::exec::new_run_id();
+        let pid_file = d.join(format!("nap{signal}.pid"));
+        let long = existing(
+            &cluster,
+            d,
+            &format!(
+                "ops: {{ nap: {{ config: {{ seconds: 120, pid_file: '{}' }} }} }}\n",
+                pid_file.display()
+            ),
         );
+        let child = command("sleepy", &[&long], &run_id)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let step_pid = wait_for_pid(&pid_file);
+        let interrupted = Instant::now();
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        let ran = finish(child.wait_with_output().unwrap(), d, &run_id);
+        assert!(
+            interrupted.elapsed() < Duration::from_secs(30),
+            "cancel took {:?}",
+            interrupted.elapsed()
+        );
+        assert_ne!(ran.code, Some(0));
+        assert!(
+            ran.events
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::RunCanceled { .. })),
+            "{signal}: {}\n{}",
+            ran.stdout,
+            ran.stderr
+        );
+        assert_gone(step_pid);
+    }
+}
+
+/// Waits for a step to write its process id.
+fn wait_for_pid(pid_file: &Path) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "the step never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The parent process id of `pid`, from `/proc`.
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name in parentheses may hold spaces: fields start after the last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[1].parse().unwrap()
+}
+
+/// Asserts that process `pid` ends within a few seconds.
+fn assert_gone(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        // A zombie has exited; only its entry is left until its parent reaps it.
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s[s.rfind(')').unwrap_or(0)..].starts_with(") Z"));
+        if zombie {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} is still running");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
