@@ -425,6 +425,8 @@ pub struct RunLog {
     inner: Mutex<RunLogInner>,
     path: Option<PathBuf>,
     console: bool,
+    /// The number of steps, when the console shows progress.
+    steps: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -432,6 +434,8 @@ struct RunLogInner {
     events: Vec<Event>,
     file: Option<std::io::BufWriter<std::fs::File>>,
     write_failed: bool,
+    /// Steps that ended (succeeded, failed for good, or skipped).
+    ended: usize,
 }
 
 impl RunLog {
@@ -442,10 +446,19 @@ impl RunLog {
                 events: Vec::new(),
                 file: None,
                 write_failed: false,
+                ended: 0,
             }),
             path: None,
             console,
+            steps: None,
         }
+    }
+
+    /// Shows progress on the console: each line that ends a step says how many of `steps`
+    /// have ended, so a long run shows how far it is.
+    pub fn with_progress(mut self, steps: usize) -> Self {
+        self.steps = Some(steps);
+        self
     }
 
     /// A log also appended, as JSON lines, to `path` (its directory is created).
@@ -493,10 +506,24 @@ impl RunLog {
 
 impl EventSink for RunLog {
     fn emit(&self, event: Event) {
-        if self.console {
-            eprintln!("{}", event.display_line());
-        }
         let mut inner = self.lock();
+        let step_ended = matches!(
+            event.kind,
+            EventKind::StepSuccess { .. }
+                | EventKind::StepFailure { .. }
+                | EventKind::StepSkipped { .. }
+        );
+        if step_ended {
+            inner.ended += 1;
+        }
+        if self.console {
+            match self.steps {
+                Some(total) if step_ended => {
+                    eprintln!("{} [{}/{total}]", event.display_line(), inner.ended);
+                }
+                _ => eprintln!("{}", event.display_line()),
+            }
+        }
         let terminal = event.kind.is_terminal();
         if let Some(file) = inner.file.as_mut() {
             let written = serde_json::to_writer(&mut *file, &event)

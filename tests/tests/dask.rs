@@ -331,7 +331,11 @@ fn existing_cluster() {
         .unwrap();
     // Gone long before its 8 s nap would have ended: it died with its worker.
     assert_gone(first_pid);
-    assert!(killed.elapsed() < Duration::from_secs(5), "the orphan lived {:?}", killed.elapsed());
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "the orphan lived {:?}",
+        killed.elapsed()
+    );
     let ran = finish(child.wait_with_output().unwrap(), d, &run_id);
     assert_success(&ran, "sleepy with a lost worker");
     assert_eq!(

@@ -247,7 +247,7 @@ impl<'j> Run<'j> {
             }
             None => RunLog::in_memory(self.console),
         };
-        let log = Arc::new(log);
+        let log = Arc::new(log.with_progress(self.job.plan().steps.len()));
         let sink: Arc<dyn EventSink> = Arc::clone(&log) as Arc<dyn EventSink>;
         let plan = self.job.plan();
         let started = Instant::now();
