@@ -58,10 +58,13 @@ except ImportError as e:  # the driver turns this into a one-line install hint
 
 
 class StepFailed(Exception):
-    """A step process exited non-zero; `lines` says how many lines it forwarded."""
+    """A step's task failed: its process exited non-zero (`lines` says how many lines it
+    forwarded), or it could not run at all (`reason`)."""
 
-    def __init__(self, step, attempt, exit_code, lines, worker):
-        super().__init__(f"step `{step}` attempt {attempt} exited with code {exit_code} on {worker}")
+    def __init__(self, step, attempt, exit_code, lines, worker, reason=None):
+        super().__init__(
+            reason or f"step `{step}` attempt {attempt} exited with code {exit_code} on {worker}"
+        )
         self.step = step
         self.attempt = attempt
         self.exit_code = exit_code
@@ -110,10 +113,6 @@ class ShipBinary(WorkerPlugin):
             _os.replace(tmp, path)
 
 
-class WrongPlatform(Exception):
-    pass
-
-
 def _die_with_parent():
     """On Linux, a `preexec_fn` that has the kernel kill the step process if its worker dies,
     so that a lost worker leaves no orphan step behind. Resolved before the fork: the child
@@ -135,8 +134,22 @@ def _die_with_parent():
 
 
 def run_step(spec_json, *upstream):
-    """The Dask task of one step: run the job binary in step mode on this worker."""
+    """The Dask task of one step: run the job binary in step mode on this worker.
+
+    Every error leaves as a `StepFailed` that names the step, so that the bridge can tell a
+    step's own failure from the same error Dask hands to everything downstream of it."""
     import json as _json
+
+    spec = _json.loads(spec_json)
+    try:
+        return _run_step(spec)
+    except StepFailed:
+        raise
+    except Exception as e:
+        raise StepFailed(spec["step"], spec["attempt"], None, None, None, f"{type(e).__name__}: {e}") from None
+
+
+def _run_step(spec):
     import os as _os
     import signal as _signal
     import subprocess as _subprocess
@@ -144,7 +157,6 @@ def run_step(spec_json, *upstream):
 
     from distributed import get_worker
 
-    spec = _json.loads(spec_json)
     worker = get_worker()
     name = worker.name if worker.name is not None else worker.address
     step, attempt, topic = spec["step"], spec["attempt"], spec["topic"]
@@ -154,13 +166,13 @@ def run_step(spec_json, *upstream):
         marker = shipped + ".wrong-platform"
         if _os.path.exists(marker):
             with open(marker) as f:
-                raise WrongPlatform(f"worker {name}: {f.read()}; run workers on the driver's OS and architecture")
+                raise StepFailed(step, attempt, None, None, str(name),
+                                 f"worker {name}: {f.read()}; run workers on the driver's OS and architecture")
         argv[0] = shipped
     elif not _os.access(argv[0], _os.X_OK):
-        raise FileNotFoundError(
-            f"worker {name} cannot run the job binary at {argv[0]}: set `ship_binary: auto` "
-            f"(or `always`) in execution.config to ship it to the workers"
-        )
+        raise StepFailed(step, attempt, None, None, str(name),
+                         f"worker {name} cannot run the job binary at {argv[0]}: set "
+                         f"`ship_binary: auto` (or `always`) in execution.config to ship it")
     proc = _subprocess.Popen(
         argv,
         stdout=_subprocess.PIPE,

@@ -170,20 +170,6 @@ impl EventKind {
             Self::EngineEvent { .. } => "ENGINE_EVENT",
         }
     }
-
-    /// Whether this event ends a step attempt or a run (a good moment to flush logs).
-    fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            Self::StepSuccess { .. }
-                | Self::StepFailure { .. }
-                | Self::StepUpForRetry { .. }
-                | Self::StepSkipped { .. }
-                | Self::RunSuccess { .. }
-                | Self::RunFailure { .. }
-                | Self::RunCanceled { .. }
-        )
-    }
 }
 
 /// Severity of an op's log message.
@@ -524,12 +510,14 @@ impl EventSink for RunLog {
                 _ => eprintln!("{}", event.display_line()),
             }
         }
-        let terminal = event.kind.is_terminal();
+
         if let Some(file) = inner.file.as_mut() {
             let written = serde_json::to_writer(&mut *file, &event)
                 .map_err(std::io::Error::from)
                 .and_then(|()| file.write_all(b"\n"))
-                .and_then(|()| if terminal { file.flush() } else { Ok(()) });
+                // Every line is flushed: the log is read while runs go (`tail -f`, a UI),
+                // and a line costs one write next to the step's own storage work.
+                .and_then(|()| file.flush());
             if let Err(e) = written {
                 if !inner.write_failed {
                     inner.write_failed = true;
