@@ -113,26 +113,6 @@ class ShipBinary(WorkerPlugin):
             _os.replace(tmp, path)
 
 
-def _die_with_parent():
-    """On Linux, a `preexec_fn` that has the kernel kill the step process if its worker dies,
-    so that a lost worker leaves no orphan step behind. Resolved before the fork: the child
-    only makes one system call."""
-    import sys as _sys
-
-    if not _sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-        import signal as _signal
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-        PR_SET_PDEATHSIG = 1
-        kill = int(_signal.SIGKILL)
-        return lambda: prctl(PR_SET_PDEATHSIG, kill)
-    except (OSError, AttributeError):
-        return None
-
-
 def run_step(spec_json, *upstream):
     """The Dask task of one step: run the job binary in step mode on this worker.
 
@@ -179,7 +159,6 @@ def _run_step(spec):
         stderr=_subprocess.PIPE,
         stdin=_subprocess.DEVNULL,
         start_new_session=True,  # its own process group: a cancel kills it and its children
-        preexec_fn=_die_with_parent(),
     )
     counter = {"n": 0}
     counter_lock = _threading.Lock()

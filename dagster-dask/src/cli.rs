@@ -12,6 +12,7 @@
 //! output and writes its events as JSON lines on stdout (any other stdout line is the op's
 //! own output). Exit codes: 0 success, 1 the run (or step) failed, 2 bad usage or config.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -317,7 +318,28 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// Ends this step process when its parent (the Dask worker) is gone, so a lost worker leaves
+/// no orphan step behind. (Polling the parent id needs no `unsafe` and, unlike a
+/// `PR_SET_PDEATHSIG` set up in the worker, keeps the worker's fast spawn path.)
+fn exit_with_parent() {
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if std::os::unix::process::parent_id() != parent {
+                // Not `eprintln!`: with the worker gone, stderr may be a broken pipe.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "dagster-dask step: the process that started this step (pid {parent}) is gone; stopping"
+                );
+                std::process::exit(i32::from(EXIT_FAILURE));
+            }
+        }
+    });
+}
+
 fn step(job: &Job, defaults: Option<&serde_json::Value>, args: StepArgs) -> ExitCode {
+    exit_with_parent();
     let usage = |msg: String| {
         eprintln!("error: {msg}");
         ExitCode::from(EXIT_USAGE)

@@ -503,12 +503,14 @@ impl EventSink for RunLog {
             inner.ended += 1;
         }
         if self.console {
-            match self.steps {
+            // A closed stderr (`| head`) must not stop the run: errors are dropped.
+            let mut err = std::io::stderr().lock();
+            let _ = match self.steps {
                 Some(total) if step_ended => {
-                    eprintln!("{} [{}/{total}]", event.display_line(), inner.ended);
+                    writeln!(err, "{} [{}/{total}]", event.display_line(), inner.ended)
                 }
-                _ => eprintln!("{}", event.display_line()),
-            }
+                _ => writeln!(err, "{}", event.display_line()),
+            };
         }
 
         if let Some(file) = inner.file.as_mut() {

@@ -86,21 +86,32 @@ pub struct Cluster {
     processes: Vec<Child>,
     /// Scheduler and worker logs, for failing tests to show.
     pub dir: tempfile::TempDir,
+    python: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
     /// Starts the scheduler and both workers and waits until the scheduler sees them.
     pub fn start() -> Self {
-        let python = python();
+        Self::start_with(&python(), &[])
+    }
+
+    /// Like [`start`](Self::start), with this Python and extra environment for the
+    /// scheduler and workers (benchmarks run Python dagster-dask's workers this way).
+    pub fn start_with(python: &Path, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("a temp dir");
         let file = dir.path().join("scheduler.json");
         let mut cluster = Cluster {
             address: String::new(),
             processes: Vec::new(),
             dir,
+            python: python.to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         let scheduler = cluster.spawn(
-            &python,
             "scheduler",
             &[
                 "-m",
@@ -153,19 +164,20 @@ impl Cluster {
             if let Some(res) = extra {
                 args.extend(["--resources", res]);
             }
-            let worker = cluster.spawn(&python, name, &args);
+            let worker = cluster.spawn(name, &args);
             cluster.processes.push(worker);
         }
         cluster.wait_for_workers(2);
         cluster
     }
 
-    fn spawn(&self, python: &Path, name: &str, args: &[&str]) -> Child {
+    fn spawn(&self, name: &str, args: &[&str]) -> Child {
         use std::os::unix::process::CommandExt;
         let log =
             std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log file");
-        Command::new(python)
+        Command::new(&self.python)
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -181,7 +193,7 @@ impl Cluster {
              assert time.time() - t < 60, 'workers did not join'\n    time.sleep(0.1)\nc.close()\n",
             self.address
         );
-        let out = Command::new(python())
+        let out = Command::new(&self.python)
             .args(["-c", &script])
             .output()
             .expect("python runs");
