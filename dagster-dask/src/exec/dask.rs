@@ -286,13 +286,14 @@ impl DaskExecutor {
         }
 
         let plan = run.job.plan();
+        let driver = Driver::new(run);
         let steps = plan
             .steps
             .iter()
-            .enumerate()
-            .map(|(i, s)| SubmitStep {
+            .zip(&driver.upstream)
+            .map(|(s, up)| SubmitStep {
                 step: &s.key,
-                deps: run_upstream(run, i),
+                deps: up.iter().map(|&u| plan.steps[u].key.as_str()).collect(),
                 resources: s.tags.resource_requirements.clone(),
             })
             .collect();
@@ -309,20 +310,8 @@ impl DaskExecutor {
             platform: [std::env::consts::OS, std::env::consts::ARCH],
             steps,
         })?;
-        Driver::new(run).run(bridge)
+        driver.run(bridge)
     }
-}
-
-fn run_upstream<'p>(run: &'p RunContext<'_>, index: usize) -> Vec<&'p str> {
-    let plan = run.job.plan();
-    let mut deps: Vec<&str> = plan.steps[index]
-        .inputs
-        .iter()
-        .flat_map(|i| i.sources.iter().map(String::as_str))
-        .collect();
-    deps.sort_unstable();
-    deps.dedup();
-    deps
 }
 
 /// The run config step processes get: what the driver validated, storage made absolute.
@@ -503,6 +492,8 @@ enum Ending {
 
 struct Driver<'r, 'a> {
     run: &'r RunContext<'a>,
+    upstream: Vec<Vec<usize>>,
+    downstream: Vec<Vec<usize>>,
     status: Vec<StepStatus>,
     track: Vec<StepTrack>,
     index: HashMap<String, usize>,
@@ -515,6 +506,8 @@ impl<'r, 'a> Driver<'r, 'a> {
         let plan = run.job.plan();
         Self {
             run,
+            upstream: plan.upstream_indices(),
+            downstream: plan.downstream_indices(),
             status: vec![StepStatus::NotRun; plan.steps.len()],
             track: (0..plan.steps.len())
                 .map(|_| StepTrack {
@@ -755,10 +748,8 @@ impl<'r, 'a> Driver<'r, 'a> {
 
     fn fail(&mut self, i: usize) {
         self.status[i] = StepStatus::Failed;
-        let downstream = self.run.job.plan().downstream_indices();
-        let skipped = mark_skipped(&downstream, &mut self.status, i);
-        let upstream = self.run.job.plan().upstream_indices();
-        report_skips(self.run, &upstream, &self.status, &skipped);
+        let skipped = mark_skipped(&self.downstream, &mut self.status, i);
+        report_skips(self.run, &self.upstream, &self.status, &skipped);
     }
 
     fn cancel(mut self, bridge: &mut Bridge) -> Result<DaskOutcome, RunError> {
