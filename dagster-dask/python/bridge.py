@@ -392,11 +392,12 @@ class Bridge:
         self.submit_steps(todo)
 
     def watch_resources(self):
-        """Fails steps whose resources no worker offers after `no_worker_timeout` seconds."""
+        """Fails steps that no worker can take (none offers their resources, or there is no
+        worker at all) for `no_worker_timeout` seconds: Dask itself would wait forever."""
         timeout = float(self.run.get("no_worker_timeout", 30))
-        while not self.closed.wait(0.25):
+        while not self.closed.wait(0.5):
             with self.lock:
-                waiting = [(s, t) for s, t in self.waiting_since.items() if self.steps[s]["resources"]]
+                waiting = list(self.waiting_since.items())
             if not waiting:
                 continue
             try:
@@ -420,9 +421,13 @@ class Bridge:
                         attempt = self.attempt[step]
                         self.futures[step] = None
                     self.client.cancel([fut], force=True)
+                    if need:
+                        why = f"no worker offers the resources {json.dumps(need)}"
+                    else:
+                        why = "the cluster has no worker"
                     emit({"type": "done", "step": step, "attempt": attempt, "status": "no_worker",
-                          "message": f"no worker offers the resources {json.dumps(need)} after waiting "
-                                     f"{timeout:g} s; workers and their resources: {json.dumps(workers)}"})
+                          "message": f"{why} after waiting {timeout:g} s; workers and their "
+                                     f"resources: {json.dumps(workers)}"})
 
     def cancel(self):
         with self.lock:

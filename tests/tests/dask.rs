@@ -465,6 +465,31 @@ fn no_worker_with_the_resource_fails_within_the_timeout() {
     );
     assert_eq!(ran.kinds("report"), ["STEP_SKIPPED"]);
     assert!(ran.kinds("cpu_side").contains(&"STEP_SUCCESS"));
+
+    // A cluster with no worker at all: the first step fails after the timeout, the rest
+    // is skipped. Dask alone would wait forever.
+    let cfg = write(
+        dir.path(),
+        "noworkers.yaml",
+        &format!(
+            "execution: {{ config: {{ cluster: {{ local: {{ n_workers: 0 }} }}, no_worker_timeout: 2 }} }}\n{}",
+            storage(dir.path())
+        ),
+    );
+    let started = Instant::now();
+    let ran = run("flaky", &[&cfg], dir.path());
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout.contains("flaky failed: step `flaky` found no worker: the cluster has no worker after waiting 2 s"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(ran.kinds("after_flaky"), ["STEP_SKIPPED"]);
 }
 
 #[test]

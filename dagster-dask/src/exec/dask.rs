@@ -685,13 +685,18 @@ impl<'r, 'a> Driver<'r, 'a> {
             (DoneStatus::Failed, Some(Ending::Retry(delay))) => self.schedule_retry(i, delay),
             (DoneStatus::Failed, Some(Ending::Failure)) => self.fail(i),
             (DoneStatus::NoWorker, _) => {
+                let resources = &plan.steps[i].tags.resource_requirements;
+                let message = done.message.unwrap_or_default();
                 let error = ErrorInfo::new(
                     ErrorKind::Engine,
-                    format!(
-                        "step `{key}` needs {}: {}",
-                        crate::op::resources_json(&plan.steps[i].tags.resource_requirements),
-                        done.message.unwrap_or_default()
-                    ),
+                    if resources.is_empty() {
+                        format!("step `{key}` found no worker: {message}")
+                    } else {
+                        format!(
+                            "step `{key}` needs {}: {message}",
+                            crate::op::resources_json(resources)
+                        )
+                    },
                 );
                 self.emit_failure(i, done.attempt, error);
                 self.fail(i);
@@ -755,13 +760,15 @@ impl<'r, 'a> Driver<'r, 'a> {
     fn cancel(mut self, bridge: &mut Bridge) -> Result<DaskOutcome, RunError> {
         self.engine(
             None,
-            "interrupted: canceling the run's tasks on the cluster".to_owned(),
+            "interrupted: canceling the run's tasks on the cluster (interrupt again to stop waiting)"
+                .to_owned(),
         );
         bridge.send(&ToBridge::Cancel)?;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             match bridge.recv(Some(deadline.saturating_duration_since(Instant::now()))) {
-                Some(Input::Bridge(FromBridge::Canceled)) | Some(Input::Closed) | None => break,
+                Some(Input::Bridge(FromBridge::Canceled) | Input::Closed | Input::Interrupt)
+                | None => break,
                 Some(Input::Bridge(FromBridge::Line(line))) => self.on_line(line),
                 Some(_) => {}
             }
