@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::{self, RunConfig};
 use crate::events::{EventKind, EventSink, JsonLinesStdout};
 use crate::exec::step::{StepEnv, StepOutcome, execute_step};
-use crate::exec::{Run, RunResult, StepStatus, check_run_id, open_io_manager};
+use crate::exec::{Run, RunResult, RunStatus, StepStatus, check_run_id, open_io_manager};
 use crate::graph::Job;
 
 /// Exit code of a run or step that failed.
@@ -204,7 +204,10 @@ fn run(job: &Job, defaults: Option<&serde_json::Value>, args: RunArgs) -> ExitCo
         Ok(c) => c,
         Err(code) => return code,
     };
-    let mut launch = Run::new(job).config(config).console(!args.quiet);
+    let mut launch = Run::new(job)
+        .config(config)
+        .console(!args.quiet)
+        .cancel_on_interrupt(true);
     if let Some(id) = args.run_id {
         launch = launch.run_id(id);
     }
@@ -257,13 +260,19 @@ fn print_summary(job: &Job, result: &RunResult) {
             }
         }
     } else {
+        let outcome = if result.status() == RunStatus::Canceled {
+            "RUN_CANCELED"
+        } else {
+            "RUN_FAILURE"
+        };
         println!(
-            "RUN_FAILURE job `{}` run {}: {} succeeded, {} failed, {} skipped",
+            "{outcome} job `{}` run {}: {} succeeded, {} failed, {} skipped, {} not run",
             plan.job,
             result.run_id(),
             count(StepStatus::Succeeded),
             count(StepStatus::Failed),
-            count(StepStatus::Skipped)
+            count(StepStatus::Skipped),
+            count(StepStatus::NotRun)
         );
         for event in result.events() {
             if let (Some(step), EventKind::StepFailure { error, .. }) =

@@ -237,7 +237,8 @@ fn existing_cluster() {
     );
     assert!(ran.stdout.contains(&failed_line), "{}", ran.stdout);
     assert!(
-        ran.stdout.contains("2 succeeded, 1 failed, 2 skipped"),
+        ran.stdout
+            .contains("2 succeeded, 1 failed, 2 skipped, 0 not run"),
         "{}",
         ran.stdout
     );

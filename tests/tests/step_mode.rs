@@ -14,6 +14,7 @@ fn bin(name: &str) -> PathBuf {
         "diamond" => PathBuf::from(env!("CARGO_BIN_EXE_diamond")),
         "failing" => PathBuf::from(env!("CARGO_BIN_EXE_failing")),
         "flaky" => PathBuf::from(env!("CARGO_BIN_EXE_flaky")),
+        "sleepy" => PathBuf::from(env!("CARGO_BIN_EXE_sleepy")),
         other => panic!("no binary {other}"),
     }
 }
@@ -297,7 +298,7 @@ fn cli_run_prints_results_events_and_exit_codes() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("RUN_FAILURE job `failing`"), "{stdout}");
     assert!(
-        stdout.contains("2 succeeded, 1 failed, 2 skipped"),
+        stdout.contains("2 succeeded, 1 failed, 2 skipped, 0 not run"),
         "{stdout}"
     );
     assert!(
@@ -382,4 +383,62 @@ fn cli_validate_plan_graph_and_usage_errors() {
     let out = run("diamond", &["--help"], dir.path());
     assert_eq!(out.status.code(), Some(0));
     assert!(!text(&out.stdout).contains("__step"), "step mode is hidden");
+}
+
+#[test]
+fn ctrl_c_cancels_an_embedded_run_after_the_running_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("nap.pid");
+    let cfg = write_storage_config(
+        dir.path(),
+        "nap.yaml",
+        &format!(
+            "ops:\n  nap:\n    config: {{ seconds: 2, pid_file: '{}' }}\n",
+            pid_file.display()
+        ),
+    );
+    let child = Command::new(bin("sleepy"))
+        .args(["run", "-c", cfg.to_str().unwrap(), "--run-id", "ctrl-c"])
+        .env("DAGSTER_DASK_HOME", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !pid_file.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the nap never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(
+            "RUN_CANCELED job `sleepy` run ctrl-c: 1 succeeded, 0 failed, 0 skipped, 1 not run"
+        ),
+        "{stdout}"
+    );
+    let log = std::fs::canonicalize(dir.path().join("storage/ctrl-c/events.jsonl")).unwrap();
+    let events = dagster_dask::events::read_event_log(&log).unwrap();
+    // The running step finished; the next one never started; the run says why it ended.
+    assert!(
+        events.iter().any(|e| e.step_key.as_deref() == Some("nap")
+            && matches!(e.kind, EventKind::StepSuccess { .. }))
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.step_key.as_deref() == Some("after_nap"))
+    );
+    assert!(matches!(
+        events.last().map(|e| &e.kind),
+        Some(EventKind::RunCanceled { .. })
+    ));
 }

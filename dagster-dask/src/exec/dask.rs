@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::interrupt::Interrupts;
 use super::{RunContext, RunError, StepStatus, mark_skipped, report_skips};
 use crate::config::{ClusterConfig, DaskConfig, RunConfig, ShipBinary};
 use crate::events::{ErrorInfo, ErrorKind, Event, EventKind};
@@ -184,7 +185,7 @@ impl DaskExecutor {
     pub(crate) fn execute(&self, run: &RunContext<'_>) -> Result<DaskOutcome, RunError> {
         let binary = std::env::current_exe()
             .map_err(|e| RunError::Dask(format!("cannot find this job binary's path: {e}")))?;
-        let mut bridge = Bridge::start(&python_for(&self.config))?;
+        let mut bridge = Bridge::start(&python_for(&self.config), run.cancel_on_interrupt)?;
         let result = self.drive(run, &mut bridge, binary);
         bridge.close();
         result
@@ -333,11 +334,11 @@ struct Bridge {
     child: Child,
     stdin: Option<ChildStdin>,
     inputs: mpsc::Receiver<Input>,
-    _signals: SignalWatch,
+    _interrupts: Option<Interrupts>,
 }
 
 impl Bridge {
-    fn start(python: &str) -> Result<Self, RunError> {
+    fn start(python: &str, interrupts: bool) -> Result<Self, RunError> {
         use std::os::unix::process::CommandExt;
         let mut child = Command::new(python)
             .arg("-c")
@@ -380,7 +381,11 @@ impl Bridge {
             stdin: child.stdin.take(),
             child,
             inputs: rx,
-            _signals: SignalWatch::start(tx),
+            _interrupts: interrupts.then(|| {
+                Interrupts::start(move || {
+                    let _ = tx.send(Input::Interrupt);
+                })
+            }),
         })
     }
 
@@ -418,55 +423,6 @@ impl Bridge {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Turns SIGINT and SIGTERM into [`Input::Interrupt`] while a Dask run is going.
-struct SignalWatch {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl SignalWatch {
-    fn start(tx: mpsc::Sender<Input>) -> Self {
-        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut int), Ok(mut term)) = (
-                    signal(SignalKind::interrupt()),
-                    signal(SignalKind::terminate()),
-                ) else {
-                    return;
-                };
-                loop {
-                    tokio::select! {
-                        _ = int.recv() => {}
-                        _ = term.recv() => {}
-                        _ = &mut stop_rx => return,
-                    }
-                    if tx.send(Input::Interrupt).is_err() {
-                        return;
-                    }
-                }
-            });
-        });
-        Self {
-            stop: Some(stop_tx),
-        }
-    }
-}
-
-impl Drop for SignalWatch {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 

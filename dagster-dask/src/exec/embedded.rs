@@ -8,9 +8,11 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::io::Write as _;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::interrupt::Interrupts;
 use super::step::{StepOutcome, execute_step};
 use super::{RunContext, StepStatus, mark_skipped, report_skips};
 
@@ -44,24 +46,51 @@ impl EmbeddedExecutor {
         }
     }
 
-    /// Runs every step of the run's job; returns each step's status, by plan index.
-    pub(crate) fn execute(&self, run: &RunContext<'_>) -> Vec<StepStatus> {
-        let schedule = Mutex::new(Schedule::new(run));
-        let wake = Condvar::new();
+    /// Runs every step of the run's job; returns each step's status, by plan index, and why
+    /// the run was canceled, if it was.
+    pub(crate) fn execute(&self, run: &RunContext<'_>) -> (Vec<StepStatus>, Option<String>) {
+        let shared = Arc::new(Shared {
+            schedule: Mutex::new(Schedule::new(run)),
+            wake: Condvar::new(),
+        });
+        let _interrupts = run.cancel_on_interrupt.then(|| {
+            let shared = Arc::clone(&shared);
+            Interrupts::start(move || {
+                if std::mem::replace(&mut lock(&shared.schedule).canceled, true) {
+                    let _ = writeln!(std::io::stderr(), "interrupted twice: exiting now");
+                    std::process::exit(130);
+                }
+                shared.wake.notify_all();
+            })
+        });
+        let (schedule, wake) = (&shared.schedule, &shared.wake);
         match self.threads {
-            None => work(run, &schedule, &wake),
+            None => work(run, schedule, wake),
             Some(n) => {
                 let threads = n.min(run.job.plan().steps.len()).max(1);
                 std::thread::scope(|scope| {
                     for _ in 1..threads {
-                        scope.spawn(|| work(run, &schedule, &wake));
+                        scope.spawn(|| work(run, schedule, wake));
                     }
-                    work(run, &schedule, &wake);
+                    work(run, schedule, wake);
                 });
             }
         }
-        lock(&schedule).status.clone()
+        let state = lock(schedule);
+        let canceled = state.canceled.then(|| {
+            let not_run = state.status.iter().filter(|s| **s == StepStatus::NotRun).count();
+            format!(
+                "interrupted (SIGINT/SIGTERM): running steps finished, {not_run} step(s) not started"
+            )
+        });
+        (state.status.clone(), canceled)
     }
+}
+
+/// The schedule and the condition its threads wait on, shared with the interrupt handler.
+struct Shared {
+    schedule: Mutex<Schedule>,
+    wake: Condvar,
 }
 
 fn lock<'a>(schedule: &'a Mutex<Schedule>) -> MutexGuard<'a, Schedule> {
@@ -122,6 +151,8 @@ struct Schedule {
     ready: BinaryHeap<Reverse<usize>>,
     retries: Vec<(Instant, usize)>,
     running: usize,
+    /// Interrupted: start nothing more.
+    canceled: bool,
 }
 
 impl Schedule {
@@ -140,10 +171,18 @@ impl Schedule {
             ready,
             retries: Vec::new(),
             running: 0,
+            canceled: false,
         }
     }
 
     fn next(&mut self, now: Instant) -> Next {
+        if self.canceled {
+            return if self.running == 0 {
+                Next::Done
+            } else {
+                Next::Wait(None)
+            };
+        }
         let ready = &mut self.ready;
         self.retries.retain(|&(due, i)| {
             let is_due = due <= now;

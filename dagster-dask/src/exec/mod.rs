@@ -11,6 +11,7 @@
 
 mod dask;
 mod embedded;
+mod interrupt;
 pub(crate) mod step;
 
 use std::collections::BTreeMap;
@@ -147,6 +148,8 @@ pub(crate) struct RunContext<'a> {
     pub(crate) config: &'a RunConfig,
     pub(crate) io: &'a dyn IoManager,
     pub(crate) sink: Arc<dyn EventSink>,
+    /// Whether SIGINT/SIGTERM cancel the run (the CLI) or keep their usual effect.
+    pub(crate) cancel_on_interrupt: bool,
 }
 
 impl RunContext<'_> {
@@ -181,6 +184,7 @@ pub struct Run<'j> {
     run_id: Option<String>,
     io: Option<Arc<dyn IoManager>>,
     console: bool,
+    cancel_on_interrupt: bool,
 }
 
 impl<'j> Run<'j> {
@@ -192,6 +196,7 @@ impl<'j> Run<'j> {
             run_id: None,
             io: None,
             console: false,
+            cancel_on_interrupt: false,
         }
     }
 
@@ -221,6 +226,15 @@ impl<'j> Run<'j> {
     /// Prints events on stderr as they happen.
     pub fn console(mut self, on: bool) -> Self {
         self.console = on;
+        self
+    }
+
+    /// Turns Ctrl-C (SIGINT) and SIGTERM into a cancel while the run goes: no new step
+    /// starts, running steps end (Dask kills their processes; the embedded executor lets
+    /// them finish, and a second interrupt exits at once), and the run ends `RUN_CANCELED`.
+    /// The job binary's `run` command does this; off by default for library callers.
+    pub fn cancel_on_interrupt(mut self, on: bool) -> Self {
+        self.cancel_on_interrupt = on;
         self
     }
 
@@ -269,9 +283,10 @@ impl<'j> Run<'j> {
             config: &self.config,
             io: io.as_ref(),
             sink: Arc::clone(&sink),
+            cancel_on_interrupt: self.cancel_on_interrupt,
         };
         let (statuses, canceled) = match &executor {
-            Executor::Embedded(e) => (e.execute(&run), None),
+            Executor::Embedded(e) => e.execute(&run),
             Executor::Dask(d) => match d.execute(&run) {
                 Ok(outcome) => (outcome.status, outcome.canceled),
                 Err(e) => {
