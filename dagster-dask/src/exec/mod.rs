@@ -89,6 +89,17 @@ pub enum RunError {
         /// The job's steps.
         known: String,
     },
+    /// A run with this id already exists in the storage.
+    #[error(
+        "run `{run_id}` already exists (its event log is {}): pass a new `--run-id`, or none",
+        path.display()
+    )]
+    RunExists {
+        /// The run id.
+        run_id: String,
+        /// Its event log.
+        path: PathBuf,
+    },
     /// A run id with characters that cannot be part of a storage path.
     #[error("run id `{0}` is invalid: use only letters, digits, `_` and `-`")]
     InvalidRunId(String),
@@ -256,6 +267,10 @@ impl<'j> Run<'j> {
         let log = match io.local_base() {
             Some(base) => {
                 let path = event_log_path(base, &run_id);
+                // Two runs under one id would mix their outputs and their events.
+                if path.exists() {
+                    return Err(RunError::RunExists { run_id, path });
+                }
                 RunLog::to_file(&path, self.console)
                     .map_err(|source| RunError::EventLog { path, source })?
             }
