@@ -1,7 +1,9 @@
-//! Resource requirements: `train` asks for one GPU (`resource("GPU", 1.0)`, Dagster's
+//! Resource requirements: `train` asks for one GPU
+//! (`#[op(tags(resource_requirements(GPU = 1)))]`, Dagster's
 //! `dagster-dask/resource_requirements: {GPU: 1}`), which becomes Dask's `resources=`.
 //! The local cluster's workers advertise `GPU=1` each, so at most one training runs per
-//! worker at a time. The summary shows which worker ran each step.
+//! worker at a time. Each training logs the GPU it sees (`nvidia-smi`), and the summary
+//! shows which worker ran each step.
 //!
 //! ```text
 //! cargo run --example gpu_resources
@@ -10,7 +12,7 @@
 //! With `resources` removed from the config below, no worker offers a GPU: the training
 //! steps fail after `no_worker_timeout` seconds, naming the requirement and the workers.
 
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 use dagster_dask::prelude::*;
 
@@ -24,33 +26,47 @@ execution:
     no_worker_timeout: 20
 ";
 
-fn gpu_job() -> Job {
-    let load = OpDef::new("load", [], |_ctx, (): ()| {
-        (0..1_000).map(f64::from).collect::<Vec<f64>>()
-    });
-    let train = OpDef::new(
-        "train",
-        ["rows"],
-        |ctx: &OpContext, (rows,): (Vec<f64>,)| {
-            ctx.log().info(format!(
-                "{} trains on {} rows with its GPU",
-                ctx.step_key(),
-                rows.len()
-            ));
-            rows.iter().sum::<f64>() / rows.len() as f64
-        },
-    )
-    .resource("GPU", 1.0);
-    let best = OpDef::new("best", ["scores"], |_ctx, (scores,): (Vec<f64>,)| {
-        scores.into_iter().fold(f64::MIN, f64::max)
-    });
-    let mut job = JobBuilder::new("gpu_job");
-    let rows = job.add(&load, ());
-    let scores: Vec<_> = (1..=4)
-        .map(|i| job.add_as(&format!("train_{i}"), &train, rows))
-        .collect();
-    job.add(&best, scores);
-    job.build().expect("the job is valid")
+/// The GPUs this process can see, as `nvidia-smi` names them.
+fn visible_gpus() -> Option<String> {
+    let out = Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .output()
+        .ok()?;
+    let names = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .replace('\n', ", ");
+    (out.status.success() && !names.is_empty()).then_some(names)
+}
+
+#[op]
+fn load() -> Vec<f64> {
+    (0..1_000).map(f64::from).collect()
+}
+
+/// Trains on the GPU that Dask reserved for this step.
+#[op(tags(resource_requirements(GPU = 1)))]
+fn train(ctx: &OpContext, rows: Vec<f64>) -> f64 {
+    let gpu =
+        visible_gpus().unwrap_or_else(|| "none visible (here GPU is a Dask resource label)".into());
+    ctx.log().info(format!(
+        "{} trains on {} rows; GPU: {gpu}",
+        ctx.step_key(),
+        rows.len()
+    ));
+    rows.iter().sum::<f64>() / rows.len() as f64
+}
+
+#[op]
+fn best(scores: Vec<f64>) -> f64 {
+    scores.into_iter().fold(f64::MIN, f64::max)
+}
+
+job! {
+    /// Four trainings, each on a GPU, then the best score.
+    fn gpu_job() {
+        let rows = load();
+        best([train(rows), train(rows), train(rows), train(rows)]);
+    }
 }
 
 fn main() -> ExitCode {
