@@ -469,7 +469,7 @@ impl JobBuilder {
             first.entry(&step.key).or_insert(i);
         }
 
-        let mut resolved: Vec<Vec<Resolved>> = Vec::with_capacity(self.steps.len());
+        let mut resolved: Vec<Vec<ResolvedInput>> = Vec::with_capacity(self.steps.len());
         for step in &self.steps {
             resolved.push(self.resolve_inputs(step, &first, &mut problems));
         }
@@ -554,10 +554,12 @@ impl JobBuilder {
                 spec: Arc::clone(spec),
                 inputs: inputs
                     .into_iter()
-                    .map(|input| ResolvedInput {
-                        sources: input.sources.iter().map(|&s| position[s]).collect(),
-                        decode: input.decode,
-                        collect: input.collect,
+                    .map(|mut input| {
+                        // From declaration order to plan order.
+                        for s in &mut input.sources {
+                            *s = position[*s];
+                        }
+                        input
                     })
                     .collect(),
             });
@@ -573,7 +575,7 @@ impl JobBuilder {
         step: &StepDecl,
         first: &HashMap<&str, usize>,
         problems: &mut Vec<GraphProblem>,
-    ) -> Vec<Resolved> {
+    ) -> Vec<ResolvedInput> {
         let spec = &step.spec;
         let mut out = Vec::with_capacity(spec.input_names.len());
         match &step.inputs {
@@ -601,7 +603,7 @@ impl JobBuilder {
                         self.check_source_type(step, input, src, wiring.source_type, problems);
                         sources.push(src);
                     }
-                    out.push(Resolved {
+                    out.push(ResolvedInput {
                         sources,
                         decode: wiring.decode,
                         collect: wiring.collect,
@@ -655,7 +657,7 @@ impl JobBuilder {
                             }
                         }
                     }
-                    out.push(Resolved {
+                    out.push(ResolvedInput {
                         sources,
                         decode: spec.input_decoders[k],
                         collect: None,
@@ -685,12 +687,6 @@ impl JobBuilder {
             });
         }
     }
-}
-
-struct Resolved {
-    sources: Vec<usize>,
-    decode: DecodeFn,
-    collect: Option<CollectFn>,
 }
 
 /// Step and job names: Dagster's rule, so names work as paths and Dask keys.
@@ -957,7 +953,7 @@ pub(crate) struct JobStep {
 }
 
 pub(crate) struct ResolvedInput {
-    /// Plan indices of the upstream steps.
+    /// The upstream steps: declaration indices while building, plan indices in a `Job`.
     pub(crate) sources: Vec<usize>,
     pub(crate) decode: DecodeFn,
     pub(crate) collect: Option<CollectFn>,
