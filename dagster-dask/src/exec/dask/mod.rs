@@ -1,0 +1,231 @@
+//! The Dask executor: every step a task on a `distributed` cluster.
+//!
+//! The driver (this process) starts a small Python bridge (`python/bridge.py`, embedded in
+//! the crate) that owns the `distributed.Client`, and talks to it in JSON lines over its
+//! stdin and stdout. The whole plan goes to the cluster as one graph: one task per step,
+//! keyed `<step>-<run_id>`, upstream steps as Dask dependencies and resource requirements as
+//! Dask `resources`. Each task runs this job binary in step mode on its worker and forwards
+//! the step's output lines as they come, so events and op logs reach the driver live.
+//!
+//! The driver keeps the run's semantics: a step that fails raises in Dask, so nothing
+//! downstream of it runs; the driver marks those steps skipped, retries by the op's policy
+//! (resubmitting the step and what depends on it), fails a step no worker can take after
+//! `no_worker_timeout`, and cancels everything on Ctrl-C.
+
+//!
+//! Modules: [`bridge`] (the Python process and the protocol), [`driver`] (the run's state:
+//! events, retries, skips, cancel).
+
+mod bridge;
+mod driver;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use self::bridge::{Bridge, FromBridge, Input, SubmitStep, ToBridge};
+use self::driver::Driver;
+use super::{RunContext, RunError, StepStatus};
+use crate::config::{ClusterConfig, DaskConfig, RunConfig, ShipBinary};
+use crate::events::{Event, EventKind};
+
+/// The pinned requirements of the Python side.
+pub const REQUIREMENTS: &str = include_str!("../../../python/requirements.txt");
+
+/// The environment variable naming the Python with `distributed` (wins over run config).
+pub const PYTHON_ENV: &str = "DAGSTER_DASK_PYTHON";
+
+/// How long the driver waits for a scheduler to answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a local cluster may take to start (slow machines, cold imports).
+const LOCAL_START_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The pinned `distributed` requirement, e.g. `distributed==2026.8.0`.
+pub fn distributed_requirement() -> &'static str {
+    REQUIREMENTS
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("distributed"))
+        .unwrap_or("distributed")
+}
+
+/// The Python the Dask executor runs: `DAGSTER_DASK_PYTHON`, then run config, then `python3`.
+pub fn python_for(config: &DaskConfig) -> String {
+    std::env::var(PYTHON_ENV)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .or_else(|| config.python.clone())
+        .unwrap_or_else(|| "python3".to_owned())
+}
+
+/// Runs a plan on a Dask cluster.
+#[derive(Debug, Clone)]
+pub struct DaskExecutor {
+    config: DaskConfig,
+}
+
+/// How a Dask run ended, when it ran at all.
+pub(crate) struct DaskOutcome {
+    pub(crate) status: Vec<StepStatus>,
+    pub(crate) canceled: Option<String>,
+}
+
+impl DaskExecutor {
+    /// An executor for this config.
+    pub fn new(config: DaskConfig) -> Self {
+        Self { config }
+    }
+
+    /// The executor's name in events.
+    pub fn name(&self) -> String {
+        match &self.config.cluster {
+            ClusterConfig::Local(_) => "dask (local cluster)".to_owned(),
+            ClusterConfig::Existing { address } => format!("dask ({address})"),
+        }
+    }
+
+    pub(crate) fn execute(&self, run: &RunContext<'_>) -> Result<DaskOutcome, RunError> {
+        let binary = std::env::current_exe()
+            .map_err(|e| RunError::Dask(format!("cannot find this job binary's path: {e}")))?;
+        let mut bridge = Bridge::start(&python_for(&self.config), run.cancel_on_interrupt)?;
+        let result = self.drive(run, &mut bridge, binary);
+        bridge.close();
+        result
+    }
+
+    fn drive(
+        &self,
+        run: &RunContext<'_>,
+        bridge: &mut Bridge,
+        binary: PathBuf,
+    ) -> Result<DaskOutcome, RunError> {
+        let python = python_for(&self.config);
+        let (connect, deadline, target) = match &self.config.cluster {
+            ClusterConfig::Local(kwargs) => (
+                ToBridge::Connect {
+                    cluster: "local",
+                    kwargs: Some(kwargs),
+                    address: None,
+                    timeout: CONNECT_TIMEOUT.as_secs_f64(),
+                },
+                LOCAL_START_TIMEOUT,
+                "a local cluster".to_owned(),
+            ),
+            ClusterConfig::Existing { address } => (
+                ToBridge::Connect {
+                    cluster: "existing",
+                    kwargs: None,
+                    address: Some(address),
+                    timeout: CONNECT_TIMEOUT.as_secs_f64(),
+                },
+                // Python's start and `import distributed` come on top of the connect timeout.
+                CONNECT_TIMEOUT + Duration::from_secs(60),
+                format!("the scheduler at {address}"),
+            ),
+        };
+        bridge.send(&connect)?;
+        let started = Instant::now();
+        loop {
+            let left = deadline.saturating_sub(started.elapsed());
+            match bridge.recv(Some(left)) {
+                Some(Input::Bridge(FromBridge::Connected { dashboard, workers })) => {
+                    let workers = workers
+                        .iter()
+                        .map(|(name, res)| {
+                            if res.is_empty() {
+                                name.clone()
+                            } else {
+                                format!("{name} {}", crate::op::resources_json(res))
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let message = match dashboard {
+                        Some(d) => {
+                            format!("connected to {target}; dashboard: {d}; workers: {workers}")
+                        }
+                        None => format!("connected to {target}; workers: {workers}"),
+                    };
+                    run.sink.emit(Event::new(
+                        run.run_id,
+                        None,
+                        EventKind::EngineEvent { message },
+                    ));
+                    break;
+                }
+                Some(Input::Bridge(FromBridge::Fatal { message, missing })) => {
+                    return Err(RunError::Dask(if missing {
+                        format!(
+                            "Python `{python}` cannot import `distributed`: install it with `{python} -m pip install '{}'`, or point {PYTHON_ENV} (or `execution.config.python`) at a Python that has it",
+                            distributed_requirement()
+                        )
+                    } else {
+                        format!("cannot connect to {target}: {message}")
+                    }));
+                }
+                Some(Input::Stray(_)) => {}
+                Some(Input::Interrupt) => {
+                    return Err(RunError::Dask(format!(
+                        "interrupted while connecting to {target}"
+                    )));
+                }
+                Some(Input::Closed) => {
+                    return Err(RunError::Dask(format!(
+                        "the Dask bridge ({python}) exited while connecting to {target}; its error is above"
+                    )));
+                }
+                Some(Input::Bridge(other)) => {
+                    return Err(RunError::Dask(format!(
+                        "the Dask bridge answered {other:?} before connecting"
+                    )));
+                }
+                None => {
+                    return Err(RunError::Dask(format!(
+                        "no answer from {target} within {} s",
+                        deadline.as_secs()
+                    )));
+                }
+            }
+        }
+
+        let plan = run.job.plan();
+        let driver = Driver::new(run);
+        let steps = plan
+            .steps
+            .iter()
+            .zip(&driver.upstream)
+            .map(|(s, up)| SubmitStep {
+                step: &s.key,
+                deps: up.iter().map(|&u| plan.steps[u].key.as_str()).collect(),
+                resources: s.tags.resource_requirements.clone(),
+            })
+            .collect();
+        bridge.send(&ToBridge::Submit {
+            run_id: run.run_id,
+            binary: binary.display().to_string(),
+            config_json: step_config_json(run)?,
+            no_worker_timeout: self.config.no_worker_timeout.as_secs_f64(),
+            ship_binary: match self.config.ship_binary {
+                ShipBinary::Auto => "auto",
+                ShipBinary::Always => "always",
+                ShipBinary::Never => "never",
+            },
+            platform: [std::env::consts::OS, std::env::consts::ARCH],
+            steps,
+        })?;
+        driver.run(bridge)
+    }
+}
+
+/// The run config step processes get: what the driver validated, storage made absolute.
+fn step_config_json(run: &RunContext<'_>) -> Result<String, RunError> {
+    let base = run.io.local_base().ok_or_else(|| {
+        RunError::Dask(
+            "the Dask executor needs storage every worker can read: set \
+             `resources.io_manager.config.base_dir` to a shared directory"
+                .to_owned(),
+        )
+    })?;
+    let mut config: RunConfig = run.config.clone();
+    config.io_manager.base_dir = Some(base.to_owned());
+    Ok(config.to_value().to_string())
+}
