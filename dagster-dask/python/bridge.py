@@ -472,7 +472,7 @@ def main():
                 else:
                     emit({"type": "fatal", "message": f"unknown command {op!r}"})
             except Exception as e:
-                emit({"type": "fatal", "message": f"{op}: {type(e).__name__}: {e}"})
+                emit({"type": "fatal", "message": f"{type(e).__name__}: {e}"})
                 if op == "connect":
                     break
     finally:

@@ -539,6 +539,25 @@ fn missing_python_or_distributed_is_one_clear_line() {
         "{stderr}"
     );
 
+    // A bad LocalCluster keyword argument: the error shows what was passed, and where from.
+    let badkw = write(
+        dir.path(),
+        "badkw.yaml",
+        &format!(
+            "execution: {{ config: {{ cluster: {{ local: {{ n_workers: two }} }} }} }}\n{}",
+            storage(dir.path())
+        ),
+    );
+    let out = command("flaky", &[&badkw], "r4").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "cannot start a local cluster with `execution.config.cluster.local` = {\"n_workers\":\"two\"}: TypeError"
+        ),
+        "{stderr}"
+    );
+
     // An unreachable scheduler: a clear error within the connect timeout, naming it.
     let unreachable = write(
         dir.path(),

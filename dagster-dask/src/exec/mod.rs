@@ -308,6 +308,13 @@ impl<'j> Run<'j> {
                     sink.emit(Event::new(
                         &run_id,
                         None,
+                        EventKind::EngineEvent {
+                            message: e.to_string(),
+                        },
+                    ));
+                    sink.emit(Event::new(
+                        &run_id,
+                        None,
                         EventKind::RunFailure {
                             failed: Vec::new(),
                             skipped: Vec::new(),

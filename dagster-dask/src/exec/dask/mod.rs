@@ -158,6 +158,12 @@ impl DaskExecutor {
                             "Python `{python}` cannot import `distributed`: install it with `{python} -m pip install '{}'`, or point {PYTHON_ENV} (or `execution.config.python`) at a Python that has it",
                             distributed_requirement()
                         )
+                    } else if let ClusterConfig::Local(kwargs) = &self.config.cluster {
+                        // A bad keyword argument is the usual cause: show what was passed.
+                        format!(
+                            "cannot start {target} with `execution.config.cluster.local` = {}: {message}",
+                            serde_json::Value::Object(kwargs.clone())
+                        )
                     } else {
                         format!("cannot connect to {target}: {message}")
                     }));
