@@ -7,8 +7,8 @@
 //! #[allow(non_camel_case_types, dead_code)]
 //! struct train {}
 //! impl ::dagster_dask::op::OpDefinition for train {
-//!     type Inputs = (Vec<f64>,);
-//!     type Output = f64;
+//!     type Inputs = (<Vec<f64> as ::dagster_dask::__private::IsValue>::Type,);
+//!     type Output = <f64 as ::dagster_dask::__private::IsValue>::Type;
 //!     const NAME: &'static str = "train";
 //!     fn definition() -> ::dagster_dask::op::OpDef<Self::Inputs, Self::Output> {
 //!         ::dagster_dask::op::OpDef::new(Self::NAME, ["rows"], move |__dd_ctx, (__dd_in0,): Self::Inputs| {
@@ -19,8 +19,10 @@
 //! }
 //! ```
 //!
-//! plus one `assert_value::<T>()` per input and output type, spanned at the type, so that a
-//! type serde cannot store is reported where the user wrote it.
+//! Input and output types go through `IsValue` (which is the type itself for serde types),
+//! spanned at the user's type, so that a type serde cannot store is reported where the
+//! user wrote it, with a message about steps rather than about serde's traits.
+//! `tests/expand/*.expanded.rs` hold the exact expansions.
 
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -440,8 +442,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let options = parse_options(args, &mut errors);
     let mut sig_errors = Errors::default();
     let signature = analyze(&func, &mut sig_errors);
-    // With a broken signature the op type still exists (so jobs using it type-check), but
-    // its definition is a stub: the errors above are what the user needs to see.
+    // With a broken signature only the op type is generated, without its `OpDefinition`:
+    // the signature errors are what the user needs to see.
     let generated = generate(&func, &options, &signature, !sig_errors.is_empty());
     let errors = errors.into_tokens();
     let sig_errors = sig_errors.into_tokens();
@@ -471,8 +473,8 @@ fn generate(func: &syn::ItemFn, options: &Options, sig: &Signature, broken: bool
     } else {
         quote!(#output)
     };
-    // `<T as IsValue>::Type` is `T` when `T` can flow between steps; otherwise it is one
-    // error at the user's type, and rustc reports nothing more about it.
+    // `<T as IsValue>::Type` is `T` when `T` can flow between steps; otherwise the error
+    // is reported at the user's type, with `IsValue`'s message.
     let input_values = types
         .iter()
         .map(|ty| quote_spanned!(ty.span()=> <#ty as ::dagster_dask::__private::IsValue>::Type));
