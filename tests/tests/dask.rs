@@ -431,26 +431,33 @@ fn assert_gone(pid: u32) {
     }
 }
 
-#[test]
-fn no_worker_with_the_resource_fails_within_the_timeout() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+/// Runs `job` on a local cluster of `n_workers` plain workers with a 2 s
+/// `no_worker_timeout`; the run must fail, well within the harness's patience.
+fn run_unplaceable(job: &str, n_workers: usize, dir: &Path) -> Ran {
     let cfg = write(
-        dir.path(),
-        "nogpu.yaml",
+        dir,
+        &format!("workers{n_workers}.yaml"),
         &format!(
-            "execution: {{ config: {{ cluster: {{ local: {{ n_workers: 1 }} }}, no_worker_timeout: 2 }} }}\n{}",
-            storage(dir.path())
+            "execution: {{ config: {{ cluster: {{ local: {{ n_workers: {n_workers} }} }}, no_worker_timeout: 2 }} }}\n{}",
+            storage(dir)
         ),
     );
     let started = Instant::now();
-    let ran = run("gpu", &[&cfg], dir.path());
+    let ran = run(job, &[&cfg], dir);
     assert!(
         started.elapsed() < Duration::from_secs(90),
         "took {:?}",
         started.elapsed()
     );
     assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
+    ran
+}
+
+#[test]
+fn no_worker_with_the_resource_fails_within_the_timeout() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let ran = run_unplaceable("gpu", 1, dir.path());
     assert!(
         ran.stdout.contains(
             "train_1 failed: step `train_1` needs {\"GPU\":1}: no worker offers the resources"
@@ -469,24 +476,11 @@ fn no_worker_with_the_resource_fails_within_the_timeout() {
 
     // A cluster with no worker at all: the first step fails after the timeout, the rest
     // is skipped. Dask alone would wait forever.
-    let cfg = write(
-        dir.path(),
-        "noworkers.yaml",
-        &format!(
-            "execution: {{ config: {{ cluster: {{ local: {{ n_workers: 0 }} }}, no_worker_timeout: 2 }} }}\n{}",
-            storage(dir.path())
+    let ran = run_unplaceable("flaky", 0, dir.path());
+    assert!(
+        ran.stdout.contains(
+            "flaky failed: step `flaky` found no worker: the cluster has no worker after waiting 2 s"
         ),
-    );
-    let started = Instant::now();
-    let ran = run("flaky", &[&cfg], dir.path());
-    assert!(
-        started.elapsed() < Duration::from_secs(90),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
-    assert!(
-        ran.stdout.contains("flaky failed: step `flaky` found no worker: the cluster has no worker after waiting 2 s"),
         "{}",
         ran.stdout
     );
