@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, RunConfig};
 use crate::events::{EventKind, EventSink, JsonLinesStdout};
@@ -136,7 +136,16 @@ where
         }
     };
     let defaults = defaults.as_ref();
-    let cli = match Cli::try_parse_from(args) {
+    // The help names the job and says what it does; the binary's file name may not.
+    let about = match &job.plan().description {
+        Some(d) => format!("Job `{}`: {d}", job.name()),
+        None => format!("Job `{}`, a dagster-dask job binary", job.name()),
+    };
+    let parsed = Cli::command()
+        .about(about)
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

@@ -122,6 +122,19 @@ impl DaskExecutor {
                 format!("the scheduler at {address}"),
             ),
         };
+        // Starting Python and a local cluster takes seconds: say what is going on.
+        run.sink.emit(Event::new(
+            run.run_id,
+            None,
+            EventKind::EngineEvent {
+                message: match &self.config.cluster {
+                    ClusterConfig::Local(_) => format!("starting {target} with {python}"),
+                    ClusterConfig::Existing { .. } => {
+                        format!("connecting to {target} with {python}")
+                    }
+                },
+            },
+        ));
         bridge.send(&connect)?;
         let started = Instant::now();
         loop {
