@@ -208,6 +208,7 @@ fn prepare() -> u32 {
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     println!("prepare runs {exe}");
+    eprintln!("prepare says this on stderr");
     21
 }
 

@@ -225,6 +225,43 @@ fn existing_cluster() {
             "train_{i}"
         );
     }
+    // The step process's own stdout and stderr reach the driver, tagged with the worker.
+    let printed = |ran: &Ran, wanted: &str| -> Vec<String> {
+        ran.step_events("prepare")
+            .filter_map(|e| match &e.kind {
+                EventKind::StepOutputLine { stream, line }
+                    if stream == wanted && e.worker.is_some() =>
+                {
+                    Some(line.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        printed(&ran, "stdout"),
+        [format!("prepare runs {}", bin("gpu").display())]
+    );
+    assert_eq!(printed(&ran, "stderr"), ["prepare says this on stderr"]);
+
+    // Shipping the binary: workers run a copy from their local directory.
+    let ship = existing(&cluster, d, "");
+    let yaml = std::fs::read_to_string(&ship)
+        .unwrap()
+        .replace("} } } }", "} }, ship_binary: always } }");
+    assert!(yaml.contains("ship_binary: always"), "{yaml}");
+    std::fs::write(&ship, yaml).unwrap();
+    let ran = run("gpu", &[&ship], d);
+    assert_success(&ran, "gpu with ship_binary: always");
+    assert!(ran.stdout.contains("report = 126"), "{}", ran.stdout);
+    assert!(ran.events.iter().any(|e| matches!(&e.kind,
+        EventKind::EngineEvent { message } if message.starts_with("shipped the job binary"))));
+    let lines = printed(&ran, "stdout");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("/dagster-dask-bin/") && !lines[0].ends_with("/gpu"),
+        "{lines:?}"
+    );
 
     // A failing job: downstream skipped and never run, the independent branch done.
     let ran = run("failing", &[&cfg], d);

@@ -251,6 +251,22 @@ fn op_logs_become_events_and_the_event_log_is_persisted() {
             .join("logs-run/total/result")
             .is_file()
     );
+
+    // The same run id again would mix two runs: refused before anything runs.
+    let cfg = config(&format!(
+        "resources: {{ io_manager: {{ config: {{ base_dir: '{}' }} }} }}",
+        dir.path().display()
+    ));
+    let err = Run::new(&tests::diamond())
+        .config(cfg)
+        .run_id("logs-run")
+        .execute()
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("run `logs-run` already exists"),
+        "{err}"
+    );
+    assert_eq!(read_event_log(log).unwrap().len(), result.events().len());
 }
 
 /// Two ops that each wait for the other: they only finish if they run at the same time.
