@@ -18,17 +18,24 @@
 //! [`JobBuilder::add`]: crate::graph::JobBuilder::add
 
 use std::any::{Any, TypeId};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+
+mod context;
+mod retry;
+mod tags;
+
+pub use context::{Logger, OpContext};
+pub use retry::{Backoff, Jitter, RetryPolicy};
+pub use tags::Tags;
+pub(crate) use tags::{resource_amounts, resources_json};
 
 use crate::codec::{self, CodecError};
-use crate::events::{ErrorInfo, ErrorKind, Event, EventKind, EventSink, LogLevel};
+use crate::events::{ErrorInfo, ErrorKind};
 
 /// The error type ops may return: any error, with its `source()` chain.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -219,156 +226,6 @@ pub trait OpResult {
 
 impl<T, E> OpResult for Result<T, E> {
     type Output = T;
-}
-
-/// How the delay between attempts grows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Backoff {
-    /// `delay * n` before retry `n`.
-    Linear,
-    /// `delay * (2^n - 1)` before retry `n`.
-    Exponential,
-}
-
-/// Randomness added to the delay, so that many failed steps do not retry in lockstep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Jitter {
-    /// A uniformly random delay between zero and the computed delay.
-    Full,
-    /// The computed delay plus or minus up to the base delay.
-    PlusMinus,
-}
-
-/// How often and how patiently a failed step is tried again (Dagster's `RetryPolicy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[non_exhaustive]
-pub struct RetryPolicy {
-    /// Attempts after the first; 0 means a failure is final.
-    pub max_retries: u32,
-    /// The base delay before a retry.
-    #[serde(with = "duration_ms", rename = "delay_ms")]
-    pub delay: Duration,
-    /// How the delay grows with each retry; `None` keeps it constant.
-    pub backoff: Option<Backoff>,
-    /// Randomness added to the delay.
-    pub jitter: Option<Jitter>,
-}
-
-mod duration_ms {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
-}
-
-impl RetryPolicy {
-    /// Up to `max_retries` more attempts, immediately.
-    pub fn new(max_retries: u32) -> Self {
-        Self {
-            max_retries,
-            ..Self::default()
-        }
-    }
-
-    /// Waits `delay` (scaled by the backoff) before each retry.
-    pub fn with_delay(mut self, delay: Duration) -> Self {
-        self.delay = delay;
-        self
-    }
-
-    /// Grows the delay with each retry.
-    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = Some(backoff);
-        self
-    }
-
-    /// Randomizes the delay.
-    pub fn with_jitter(mut self, jitter: Jitter) -> Self {
-        self.jitter = Some(jitter);
-        self
-    }
-
-    /// The delay before retry number `retry` (1 for the first retry), as Dagster computes it.
-    pub fn delay_before(&self, retry: u32, rng: &mut fastrand::Rng) -> Duration {
-        let base = self.delay.as_secs_f64();
-        let n = f64::from(retry.max(1));
-        let delay = match self.backoff {
-            None => base,
-            Some(Backoff::Linear) => base * n,
-            Some(Backoff::Exponential) => base * (2f64.powf(n) - 1.0),
-        };
-        let delay = match self.jitter {
-            None => delay,
-            Some(Jitter::Full) => rng.f64() * delay,
-            Some(Jitter::PlusMinus) => delay + (2.0 * rng.f64() * base) - base,
-        };
-        Duration::try_from_secs_f64(delay.max(0.0)).unwrap_or(Duration::MAX)
-    }
-}
-
-/// Free-form tags plus the resources a step needs from the cluster.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Tags {
-    /// Free key/value tags.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub values: BTreeMap<String, String>,
-    /// Resource name to amount, e.g. `{"GPU": 1}`: Dask's `resources=` for this step.
-    #[serde(
-        default,
-        skip_serializing_if = "BTreeMap::is_empty",
-        with = "resource_amounts"
-    )]
-    pub resource_requirements: BTreeMap<String, f64>,
-}
-
-/// Whole amounts serialize as integers (`{"GPU": 1}`), as people write them.
-pub(crate) mod resource_amounts {
-    use std::collections::BTreeMap;
-
-    use serde::ser::SerializeMap;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(
-        map: &BTreeMap<String, f64>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        let mut out = s.serialize_map(Some(map.len()))?;
-        for (k, v) in map {
-            if v.fract() == 0.0 && v.abs() < 9.0e15 {
-                out.serialize_entry(k, &(*v as i64))?;
-            } else {
-                out.serialize_entry(k, v)?;
-            }
-        }
-        out.end()
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<BTreeMap<String, f64>, D::Error> {
-        BTreeMap::deserialize(d)
-    }
-}
-
-/// `{"GPU":1}`: resource requirements as compact JSON, for messages and plans.
-pub(crate) fn resources_json(map: &BTreeMap<String, f64>) -> String {
-    struct Amounts<'a>(&'a BTreeMap<String, f64>);
-    impl Serialize for Amounts<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            resource_amounts::serialize(self.0, s)
-        }
-    }
-    serde_json::to_string(&Amounts(map)).unwrap_or_default()
 }
 
 /// Validates a step's config value against the op's config type; `Err` carries a message
@@ -591,142 +448,13 @@ impl AnyOp {
     }
 }
 
-/// What an op sees of its run: identity, config, and a logger whose messages become events.
-pub struct OpContext {
-    pub(crate) run_id: String,
-    pub(crate) step_key: String,
-    pub(crate) attempt: u32,
-    pub(crate) config: Option<serde_json::Value>,
-    pub(crate) sink: Arc<dyn EventSink>,
-}
-
-impl fmt::Debug for OpContext {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OpContext")
-            .field("run_id", &self.run_id)
-            .field("step_key", &self.step_key)
-            .field("attempt", &self.attempt)
-            .finish_non_exhaustive()
-    }
-}
-
-impl OpContext {
-    /// The run's id.
-    pub fn run_id(&self) -> &str {
-        &self.run_id
-    }
-
-    /// This step's key (the op name, or its alias).
-    pub fn step_key(&self) -> &str {
-        &self.step_key
-    }
-
-    /// The attempt now running, from 1.
-    pub fn attempt(&self) -> u32 {
-        self.attempt
-    }
-
-    /// The op's logger: messages become `LOG` events in the run's event log and console.
-    pub fn log(&self) -> Logger<'_> {
-        Logger { ctx: self }
-    }
-
-    /// This step's config from run config `ops.<step>.config`, as a `C`.
-    ///
-    /// Fails when the step has no config and `C` cannot be built from an empty map, or when
-    /// the config does not fit `C` (run config validation checks this before the run for ops
-    /// that declare their config type with [`OpDef::config`]).
-    pub fn config<C: DeserializeOwned>(&self) -> Result<C, BoxError> {
-        let empty = serde_json::Value::Object(serde_json::Map::new());
-        let value = self.config.as_ref().unwrap_or(&empty);
-        serde_path_to_error::deserialize::<_, C>(value).map_err(|e| {
-            format!(
-                "config of step `{}` (run config `ops.{}.config`) does not fit `{}`: {e}",
-                self.step_key,
-                self.step_key,
-                codec::type_name_of::<C>()
-            )
-            .into()
-        })
-    }
-}
-
-/// Logs through an op's context; see [`OpContext::log`].
-#[derive(Debug, Clone, Copy)]
-pub struct Logger<'a> {
-    ctx: &'a OpContext,
-}
-
-impl Logger<'_> {
-    /// Logs at `level`.
-    pub fn log(&self, level: LogLevel, message: impl Into<String>) {
-        self.ctx.sink.emit(Event::new(
-            &self.ctx.run_id,
-            Some(&self.ctx.step_key),
-            EventKind::Log {
-                level,
-                message: message.into(),
-            },
-        ));
-    }
-
-    /// Logs a debugging detail.
-    pub fn debug(&self, message: impl Into<String>) {
-        self.log(LogLevel::Debug, message);
-    }
-
-    /// Logs progress.
-    pub fn info(&self, message: impl Into<String>) {
-        self.log(LogLevel::Info, message);
-    }
-
-    /// Logs something odd.
-    pub fn warning(&self, message: impl Into<String>) {
-        self.log(LogLevel::Warning, message);
-    }
-
-    /// Logs an error.
-    pub fn error(&self, message: impl Into<String>) {
-        self.log(LogLevel::Error, message);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn retry_delays_follow_dagster() {
-        let mut rng = fastrand::Rng::with_seed(7);
-        let base = RetryPolicy::new(3).with_delay(Duration::from_millis(100));
-        assert_eq!(base.delay_before(3, &mut rng), Duration::from_millis(100));
-        let linear = base.with_backoff(Backoff::Linear);
-        assert_eq!(linear.delay_before(3, &mut rng), Duration::from_millis(300));
-        let exp = base.with_backoff(Backoff::Exponential);
-        assert_eq!(exp.delay_before(1, &mut rng), Duration::from_millis(100));
-        assert_eq!(exp.delay_before(3, &mut rng), Duration::from_millis(700));
-        for _ in 0..100 {
-            let full = exp.with_jitter(Jitter::Full).delay_before(3, &mut rng);
-            assert!(full <= Duration::from_millis(700));
-            let pm = exp.with_jitter(Jitter::PlusMinus).delay_before(3, &mut rng);
-            assert!(pm >= Duration::from_millis(599) && pm <= Duration::from_millis(801));
-        }
-    }
-
-    #[test]
-    fn whole_resource_amounts_serialize_as_integers() {
-        let mut tags = Tags::default();
-        tags.resource_requirements.insert("GPU".into(), 1.0);
-        tags.resource_requirements.insert("MEMORY".into(), 0.5);
-        let json = serde_json::to_string(&tags).unwrap();
-        assert_eq!(json, r#"{"resource_requirements":{"GPU":1,"MEMORY":0.5}}"#);
-        let back: Tags = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, tags);
-    }
-
-    #[test]
     fn config_check_names_the_field() {
-        #[derive(Deserialize)]
+        #[derive(serde::Deserialize)]
         #[allow(dead_code)]
         struct Cfg {
             count: u32,

@@ -1,0 +1,77 @@
+//! Tags, and the cluster resources a step requires.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Free-form tags plus the resources a step needs from the cluster.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Tags {
+    /// Free key/value tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, String>,
+    /// Resource name to amount, e.g. `{"GPU": 1}`: Dask's `resources=` for this step.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        with = "resource_amounts"
+    )]
+    pub resource_requirements: BTreeMap<String, f64>,
+}
+
+/// Whole amounts serialize as integers (`{"GPU": 1}`), as people write them.
+pub(crate) mod resource_amounts {
+    use std::collections::BTreeMap;
+
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(
+        map: &BTreeMap<String, f64>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut out = s.serialize_map(Some(map.len()))?;
+        for (k, v) in map {
+            if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                out.serialize_entry(k, &(*v as i64))?;
+            } else {
+                out.serialize_entry(k, v)?;
+            }
+        }
+        out.end()
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, f64>, D::Error> {
+        BTreeMap::deserialize(d)
+    }
+}
+
+/// `{"GPU":1}`: resource requirements as compact JSON, for messages and plans.
+pub(crate) fn resources_json(map: &BTreeMap<String, f64>) -> String {
+    struct Amounts<'a>(&'a BTreeMap<String, f64>);
+    impl Serialize for Amounts<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            resource_amounts::serialize(self.0, s)
+        }
+    }
+    serde_json::to_string(&Amounts(map)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_resource_amounts_serialize_as_integers() {
+        let mut tags = Tags::default();
+        tags.resource_requirements.insert("GPU".into(), 1.0);
+        tags.resource_requirements.insert("MEMORY".into(), 0.5);
+        let json = serde_json::to_string(&tags).unwrap();
+        assert_eq!(json, r#"{"resource_requirements":{"GPU":1,"MEMORY":0.5}}"#);
+        let back: Tags = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, tags);
+    }
+}
