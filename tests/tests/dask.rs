@@ -347,22 +347,7 @@ fn existing_cluster() {
 
     // A worker lost mid-step: Dask reschedules the task on the other worker, the step
     // process of the lost worker dies with it, and the run still succeeds.
-    let run_id = dagster_dask::exec::new_run_id();
-    let pid_file = d.join("lost.pid");
-    let lost = existing(
-        &cluster,
-        d,
-        &format!(
-            "ops: {{ nap: {{ config: {{ seconds: 8, pid_file: '{}' }} }} }}\n",
-            pid_file.display()
-        ),
-    );
-    let child = command("sleepy", &[&lost], &run_id)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let first_pid = wait_for_pid(&pid_file);
+    let (child, run_id, first_pid) = start_nap(&cluster, d, 8, "lost");
     let worker_pid = parent_of(first_pid);
     let killed = Instant::now();
     Command::new("kill")
@@ -390,22 +375,7 @@ fn existing_cluster() {
 
     // Ctrl-C (SIGINT) or SIGTERM during a long step: canceled, no step process left behind.
     for signal in ["-INT", "-TERM"] {
-        let run_id = dagster_dask::exec::new_run_id();
-        let pid_file = d.join(format!("nap{signal}.pid"));
-        let long = existing(
-            &cluster,
-            d,
-            &format!(
-                "ops: {{ nap: {{ config: {{ seconds: 120, pid_file: '{}' }} }} }}\n",
-                pid_file.display()
-            ),
-        );
-        let child = command("sleepy", &[&long], &run_id)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let step_pid = wait_for_pid(&pid_file);
+        let (child, run_id, step_pid) = start_nap(&cluster, d, 120, signal);
         let interrupted = Instant::now();
         Command::new("kill")
             .args([signal, &child.id().to_string()])
@@ -428,6 +398,33 @@ fn existing_cluster() {
         );
         assert_gone(step_pid);
     }
+}
+
+/// Starts the `sleepy` job on `cluster` with a nap of `seconds`; returns the driver
+/// process, its run id and, once the nap began, the step process's id.
+fn start_nap(
+    cluster: &Cluster,
+    d: &Path,
+    seconds: u32,
+    name: &str,
+) -> (std::process::Child, String, u32) {
+    let run_id = dagster_dask::exec::new_run_id();
+    let pid_file = d.join(format!("{name}.pid"));
+    let cfg = existing(
+        cluster,
+        d,
+        &format!(
+            "ops: {{ nap: {{ config: {{ seconds: {seconds}, pid_file: '{}' }} }} }}\n",
+            pid_file.display()
+        ),
+    );
+    let child = command("sleepy", &[&cfg], &run_id)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let step_pid = wait_for_pid(&pid_file);
+    (child, run_id, step_pid)
 }
 
 /// Waits for a step to write its process id.
