@@ -251,7 +251,7 @@ pub struct NapConfig {
     pub pid_file: Option<String>,
 }
 
-#[op(config = NapConfig)]
+#[op(config = NapConfig, retries = 1)]
 fn nap(ctx: &OpContext) -> Result<f64, BoxError> {
     let cfg: NapConfig = ctx.config()?;
     if let Some(path) = &cfg.pid_file {
@@ -270,7 +270,8 @@ fn after_nap(s: f64) -> f64 {
 
 job! {
     /// `nap` logs, then sleeps for `ops.nap.config.seconds`, writing its process id to
-    /// `ops.nap.config.pid_file` first (tests check the process is gone after a cancel).
+    /// `ops.nap.config.pid_file` first (tests check the process is gone after a cancel);
+    /// it may be retried once.
     pub fn sleepy() {
         let n = nap();
         after_nap(n);

@@ -465,6 +465,44 @@ fn assert_gone(pid: u32) {
     }
 }
 
+#[test]
+fn a_killed_worker_is_a_step_failure_the_retry_policy_retries() {
+    let _serial = serial();
+    // With no allowed failures, one lost worker makes the task a KilledWorker at once.
+    let cluster = Cluster::start_with(
+        &python(),
+        &[("DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES", "0")],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (child, run_id, step_pid) = start_nap(&cluster, d, 4, "killed");
+    Command::new("kill")
+        .args(["-KILL", &parent_of(step_pid).to_string()])
+        .status()
+        .unwrap();
+    let ran = finish(child.wait_with_output().unwrap(), d, &run_id);
+    assert_success(&ran, "sleepy after a KilledWorker");
+    let retried = ran
+        .step_events("nap")
+        .find_map(|e| match &e.kind {
+            EventKind::StepUpForRetry {
+                attempt: 1, error, ..
+            } => Some(error.to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no retry of nap: {:?}", ran.kinds("nap")));
+    assert!(
+        retried.contains("the worker running step `nap` died"),
+        "{retried}"
+    );
+    assert!(retried.contains("KilledWorker"), "{retried}");
+    assert!(
+        ran.step_events("nap")
+            .any(|e| e.kind == EventKind::StepRestarted { attempt: 2 })
+    );
+    assert!(ran.stdout.contains("after_nap = 8"), "{}", ran.stdout);
+}
+
 /// Runs `job` on a local cluster of `n_workers` plain workers with a 2 s
 /// `no_worker_timeout`; the run must fail, well within the harness's patience.
 fn run_unplaceable(job: &str, n_workers: usize, dir: &Path) -> Ran {
