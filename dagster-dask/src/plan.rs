@@ -147,13 +147,15 @@ impl Plan {
 
     /// For each step (by index), the indices of its distinct downstream steps.
     pub fn downstream_indices(&self) -> Vec<Vec<usize>> {
-        let mut down = vec![Vec::new(); self.steps.len()];
-        for (i, ups) in self.upstream_indices().into_iter().enumerate() {
-            for u in ups {
-                down[u].push(i);
-            }
-        }
-        down
+        invert(&self.upstream_indices())
+    }
+
+    /// Upstream and downstream step indices of every step, computed once: what executors
+    /// schedule by.
+    pub fn adjacency(&self) -> (Vec<Vec<usize>>, Vec<Vec<usize>>) {
+        let upstream = self.upstream_indices();
+        let downstream = invert(&upstream);
+        (upstream, downstream)
     }
 
     /// The steps no other step reads from: the job's results.
@@ -285,6 +287,17 @@ impl Plan {
         }
         out
     }
+}
+
+/// Downstream lists from upstream lists.
+fn invert(upstream: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let mut down = vec![Vec::new(); upstream.len()];
+    for (i, ups) in upstream.iter().enumerate() {
+        for &u in ups {
+            down[u].push(i);
+        }
+    }
+    down
 }
 
 fn escape_label(s: &str) -> String {

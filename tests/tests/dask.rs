@@ -46,6 +46,13 @@ impl Ran {
             .filter(move |e| e.step_key.as_deref() == Some(step))
     }
 
+    /// How many inputs `step` loaded: one per upstream value, fan-ins included.
+    fn loaded_inputs(&self, step: &str) -> usize {
+        self.step_events(step)
+            .filter(|e| matches!(e.kind, EventKind::LoadedInput { .. }))
+            .count()
+    }
+
     fn kinds(&self, step: &str) -> Vec<&'static str> {
         self.step_events(step).map(|e| e.kind.type_name()).collect()
     }
@@ -180,12 +187,7 @@ fn existing_cluster() {
         "{}",
         ran.stdout
     );
-    assert_eq!(
-        ran.step_events("total")
-            .filter(|e| matches!(e.kind, EventKind::LoadedInput { .. }))
-            .count(),
-        3
-    );
+    assert_eq!(ran.loaded_inputs("total"), 3);
 
     // A 20-step chain.
     let ran = run("chain20", &[&cfg], d);
@@ -202,12 +204,7 @@ fn existing_cluster() {
     let ran = run("fan50", &[&cfg], d);
     assert_success(&ran, "fan50");
     assert!(ran.stdout.contains("sum = 1275"), "{}", ran.stdout);
-    assert_eq!(
-        ran.step_events("sum")
-            .filter(|e| matches!(e.kind, EventKind::LoadedInput { .. }))
-            .count(),
-        50
-    );
+    assert_eq!(ran.loaded_inputs("sum"), 50);
 
     // Every GPU-tagged step runs on the GPU worker.
     let ran = run("gpu", &[&cfg], d);

@@ -208,7 +208,7 @@ fn op_logs_become_events_and_the_event_log_is_persisted() {
         dir.path().display()
     ));
     let result = Run::new(&tests::diamond())
-        .config(cfg)
+        .config(cfg.clone())
         .run_id("logs-run")
         .execute()
         .unwrap();
@@ -253,10 +253,6 @@ fn op_logs_become_events_and_the_event_log_is_persisted() {
     );
 
     // The same run id again would mix two runs: refused before anything runs.
-    let cfg = config(&format!(
-        "resources: {{ io_manager: {{ config: {{ base_dir: '{}' }} }} }}",
-        dir.path().display()
-    ));
     let err = Run::new(&tests::diamond())
         .config(cfg)
         .run_id("logs-run")

@@ -159,11 +159,11 @@ impl Schedule {
     fn new(run: &RunContext<'_>) -> Self {
         let plan = run.job.plan();
         let n = plan.steps.len();
-        let upstream = plan.upstream_indices();
+        let (upstream, downstream) = plan.adjacency();
         let remaining: Vec<usize> = upstream.iter().map(Vec::len).collect();
         let ready = (0..n).filter(|&i| remaining[i] == 0).map(Reverse).collect();
         Self {
-            downstream: plan.downstream_indices(),
+            downstream,
             upstream,
             remaining,
             status: vec![StepStatus::NotRun; n],

@@ -45,10 +45,11 @@ pub(super) struct Driver<'r, 'a> {
 impl<'r, 'a> Driver<'r, 'a> {
     pub(super) fn new(run: &'r RunContext<'a>) -> Self {
         let plan = run.job.plan();
+        let (upstream, downstream) = plan.adjacency();
         Self {
             run,
-            upstream: plan.upstream_indices(),
-            downstream: plan.downstream_indices(),
+            upstream,
+            downstream,
             status: vec![StepStatus::NotRun; plan.steps.len()],
             track: (0..plan.steps.len())
                 .map(|_| StepTrack {
