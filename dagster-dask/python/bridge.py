@@ -23,8 +23,12 @@ Messages:
 
 Each step is a Dask task whose function (defined here, shipped by value with cloudpickle)
 runs the job binary in step mode and forwards every output line to us, live, through
-`Worker.log_event`. Data never goes through Dask: the task returns a small status record.
-A step that fails raises, so Dask never runs what depends on it.
+`Worker.log_event`. The step process writes its own messages on a pipe of their own
+(`--events /dev/fd/N`, forwarded as stream "events"), so that nothing an op prints can pass
+for one. The run config is one task per run, fetched once per worker, and written to each step
+process's stdin: it is in no argv and in no task. Data never goes through Dask: the task
+returns a small status record. A step that fails raises, so Dask never runs what depends on
+it.
 """
 
 import json
@@ -113,7 +117,12 @@ class ShipBinary(WorkerPlugin):
             _os.replace(tmp, path)
 
 
-def run_step(spec_json, *upstream):
+def run_config(config_json):
+    """The task that holds the run's config for its steps."""
+    return config_json
+
+
+def run_step(spec_json, config_json, *upstream):
     """The Dask task of one step: run the job binary in step mode on this worker.
 
     Every error leaves as a `StepFailed` that names the step, so that the bridge can tell a
@@ -122,14 +131,14 @@ def run_step(spec_json, *upstream):
 
     spec = _json.loads(spec_json)
     try:
-        return _run_step(spec)
+        return _run_step(spec, config_json)
     except StepFailed:
         raise
     except Exception as e:
         raise StepFailed(spec["step"], spec["attempt"], None, None, None, f"{type(e).__name__}: {e}") from None
 
 
-def _run_step(spec):
+def _run_step(spec, config_json):
     import os as _os
     import signal as _signal
     import subprocess as _subprocess
@@ -153,13 +162,30 @@ def _run_step(spec):
         raise StepFailed(step, attempt, None, None, str(name),
                          f"worker {name} cannot run the job binary at {argv[0]}: set "
                          f"`ship_binary: auto` (or `always`) in execution.config to ship it")
-    proc = _subprocess.Popen(
-        argv,
-        stdout=_subprocess.PIPE,
-        stderr=_subprocess.PIPE,
-        stdin=_subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: a cancel kills it and its children
-    )
+    events_r, events_w = _os.pipe()
+    argv += ["--events", f"/dev/fd/{events_w}", "--config-stdin"]
+    try:
+        proc = _subprocess.Popen(
+            argv,
+            stdout=_subprocess.PIPE,
+            stderr=_subprocess.PIPE,
+            stdin=_subprocess.PIPE,
+            pass_fds=(events_w,),
+            start_new_session=True,  # its own process group: a cancel kills it and its children
+        )
+    except BaseException:
+        _os.close(events_r)
+        raise
+    finally:
+        _os.close(events_w)
+
+    def feed_config():
+        try:
+            proc.stdin.write(config_json.encode("utf-8"))
+            proc.stdin.close()
+        except OSError:
+            pass  # it ended before reading its config: its exit says why
+
     counter = {"n": 0}
     counter_lock = _threading.Lock()
 
@@ -178,6 +204,8 @@ def _run_step(spec):
     readers = [
         _threading.Thread(target=forward, args=(proc.stdout, "stdout"), daemon=True),
         _threading.Thread(target=forward, args=(proc.stderr, "stderr"), daemon=True),
+        _threading.Thread(target=forward, args=(_os.fdopen(events_r, "rb"), "events"), daemon=True),
+        _threading.Thread(target=feed_config, daemon=True),
     ]
     for r in readers:
         r.start()
@@ -258,6 +286,11 @@ class Bridge:
             self.attempt[s["step"]] = 1
             self.generation[s["step"]] = 0
         self.shipped = self.ship_binary(cmd)
+        # Once per run: one task holds it, and each worker fetches it once, as a dependency.
+        # (Not `scatter`: that waits for a worker, and a cluster may have none yet.)
+        self.config = self.client.submit(
+            run_config, cmd["config_json"], key=f"run-config-{cmd['run_id']}", pure=False
+        )
         self.submit_steps(self.order)
         threading.Thread(target=self.watch_resources, daemon=True).start()
 
@@ -311,7 +344,6 @@ class Bridge:
                     "--run-id", self.run["run_id"],
                     "--step", step,
                     "--attempt", str(self.attempt[step]),
-                    "--config-json", self.run["config_json"],
                 ]
                 task_spec = json.dumps(
                     {"step": step, "attempt": self.attempt[step], "topic": self.topic, "key": key,
@@ -319,7 +351,7 @@ class Bridge:
                 )
                 args = [self.key_of(d) if d in in_graph else self.futures[d] for d in spec["deps"]]
                 layers[key] = MaterializedLayer(
-                    {key: (run_step, task_spec, *args)},
+                    {key: (run_step, task_spec, self.config, *args)},
                     annotations={"resources": spec["resources"]} if spec["resources"] else None,
                 )
                 layer_deps[key] = {self.key_of(d) for d in spec["deps"] if d in in_graph}

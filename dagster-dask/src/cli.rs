@@ -7,10 +7,16 @@
 //! job validate -c FILE...                        check run config against the job
 //! ```
 //!
-//! A hidden `__step` command runs exactly one step of one run: the step mode that executors
-//! start on workers. It loads the step's inputs from the IO manager, runs it, stores its
-//! output and writes its events as JSON lines on stdout (any other stdout line is the op's
-//! own output). Exit codes: 0 success, 1 the run (or step) failed, 2 bad usage or config.
+//! A hidden `__step` command runs exactly one attempt of one step of one run: the step mode
+//! that executors start on workers. It reads the run config from `-c` files and, with
+//! `--config-stdin`, from its stdin (never argv), loads the step's inputs from the IO manager,
+//! runs it, stores its output and writes its messages as JSON lines to `--events` (a pipe its
+//! launcher passes, e.g. `/dev/fd/3`; stdout when absent, for a person running a step by
+//! hand). What the op writes to stdout and stderr is only ever its output.
+//!
+//! Exit codes: 0 the run succeeded; 1 the run started and failed or was canceled, whatever
+//! the cause (a step, a lost cluster, Ctrl-C); 2 the run never started (bad usage, config or
+//! anything checked before `RUN_START`).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -20,18 +26,26 @@ use std::sync::Arc;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, RunConfig};
-use crate::events::{EventKind, EventSink, JsonLinesStdout};
-use crate::exec::step::{StepEnv, StepOutcome, execute_step};
-use crate::exec::{Run, RunResult, RunStatus, StepStatus, check_run_id, open_io_manager};
+use crate::events::{Event, EventKind, EventSink};
+use crate::exec::dask::protocol::StepMessage;
+use crate::exec::state::AttemptEnd;
+use crate::exec::step::{StepEnv, execute_step};
+use crate::exec::{Run, RunId, RunResult, RunStatus, StepStatus, open_io_manager};
 use crate::graph::Job;
 
-/// Exit code of a run or step that failed.
+/// Exit code of a run that started and failed or was canceled, or of a failed step.
 pub const EXIT_FAILURE: u8 = 1;
-/// Exit code of bad usage or bad config: nothing ran.
+/// Exit code of a run that never started: bad usage, bad config, or anything checked before
+/// `RUN_START`.
 pub const EXIT_USAGE: u8 = 2;
 
+/// What `--help` says of exit codes.
+const EXIT_CODES: &str = "Exit codes: 0 the run succeeded; 1 the run started and failed or was \
+canceled (a step failed, the cluster was lost, Ctrl-C); 2 the run never started (bad usage, \
+bad config, or anything checked before RUN_START).";
+
 #[derive(Debug, Parser)]
-#[command(about = "A dagster-dask job binary", long_about = None)]
+#[command(about = "A dagster-dask job binary", long_about = None, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -91,9 +105,13 @@ struct StepArgs {
     /// Run config YAML files.
     #[arg(short = 'c', long = "config")]
     config: Vec<PathBuf>,
-    /// Run config as JSON (merged over the files): what the driver validated.
+    /// Read run config as JSON from stdin (merged over the files): what the driver
+    /// validated, kept out of argv.
     #[arg(long)]
-    config_json: Option<String>,
+    config_stdin: bool,
+    /// Where to write the step's messages (JSON lines); stdout when absent.
+    #[arg(long)]
+    events: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -202,7 +220,7 @@ fn load_config(
     );
     if let Some(json) = json {
         let overlay: serde_json::Value = serde_json::from_str(json)
-            .map_err(|e| usage(&format!("--config-json is not JSON: {e}")))?;
+            .map_err(|e| usage(&format!("the run config on stdin is not JSON: {e}")))?;
         config::merge(&mut value, overlay);
     }
     RunConfig::from_value(&value, job).map_err(|e| usage(&e))
@@ -229,6 +247,7 @@ fn run(job: &Job, defaults: Option<&serde_json::Value>, args: RunArgs) -> ExitCo
                 ExitCode::from(EXIT_FAILURE)
             }
         }
+        // The run never started.
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_USAGE)
@@ -283,6 +302,9 @@ fn print_summary(job: &Job, result: &RunResult) {
             count(StepStatus::Skipped),
             count(StepStatus::NotRun)
         );
+        if let Some(error) = result.engine_error() {
+            println!("  the executor could not go on: {error}");
+        }
         for event in result.events() {
             if let (Some(step), EventKind::StepFailure { error, .. }) =
                 (&event.step_key, &event.kind)
@@ -356,19 +378,67 @@ fn exit_with_parent() {
     });
 }
 
+/// The step process's messages: JSON lines on the channel its launcher passed.
+struct StepMessages {
+    out: std::sync::Mutex<Box<dyn std::io::Write + Send>>,
+}
+
+impl StepMessages {
+    fn open(path: Option<&std::path::Path>) -> std::io::Result<Self> {
+        let out: Box<dyn std::io::Write + Send> = match path {
+            Some(path) => Box::new(std::fs::OpenOptions::new().write(true).open(path)?),
+            None => Box::new(std::io::stdout()),
+        };
+        Ok(Self {
+            out: std::sync::Mutex::new(out),
+        })
+    }
+
+    fn send(&self, message: &StepMessage) {
+        // Messages are plain serde data: they always serialize.
+        let Ok(mut line) = serde_json::to_vec(message) else {
+            return;
+        };
+        line.push(b'\n');
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // One write per line; a closed channel means the launcher is gone, with no one left
+        // to tell.
+        let _ = out.write_all(&line).and_then(|()| out.flush());
+    }
+}
+
+impl EventSink for StepMessages {
+    fn emit(&self, event: Event) {
+        self.send(&StepMessage::Event(event));
+    }
+}
+
 fn step(job: &Job, defaults: Option<&serde_json::Value>, args: StepArgs) -> ExitCode {
     exit_with_parent();
     let usage = |msg: String| {
         eprintln!("error: {msg}");
         ExitCode::from(EXIT_USAGE)
     };
-    let config = match load_config(job, defaults, &args.config, args.config_json.as_deref()) {
+    let stdin_config = if args.config_stdin {
+        let mut text = String::new();
+        if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+            return usage(format!("cannot read the run config from stdin: {e}"));
+        }
+        Some(text)
+    } else {
+        None
+    };
+    let config = match load_config(job, defaults, &args.config, stdin_config.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Err(e) = check_run_id(&args.run_id) {
-        return usage(e.to_string());
-    }
+    let run_id = match RunId::parse(&args.run_id) {
+        Ok(id) => id,
+        Err(e) => return usage(e.to_string()),
+    };
     let Some(index) = job.plan().index_of(&args.step) else {
         let known: Vec<&str> = job.plan().steps.iter().map(|s| s.key.as_str()).collect();
         return usage(format!(
@@ -388,16 +458,26 @@ fn step(job: &Job, defaults: Option<&serde_json::Value>, args: StepArgs) -> Exit
         Ok(io) => io,
         Err(e) => return usage(e.to_string()),
     };
-    let sink: Arc<dyn EventSink> = Arc::new(JsonLinesStdout);
+    let messages = match StepMessages::open(args.events.as_deref()) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            let path = args.events.as_deref().unwrap_or(std::path::Path::new("-"));
+            return usage(format!("cannot open --events {}: {e}", path.display()));
+        }
+    };
+    let sink: Arc<dyn EventSink> = Arc::clone(&messages) as Arc<dyn EventSink>;
     let env = StepEnv {
         job,
-        run_id: &args.run_id,
+        run_id: run_id.as_str(),
         io: io.as_ref(),
         sink: &sink,
         op_config: &config.ops,
     };
-    match execute_step(&env, index, args.attempt, &mut fastrand::Rng::new()) {
-        StepOutcome::Success => ExitCode::SUCCESS,
-        StepOutcome::Failed { .. } => ExitCode::from(EXIT_FAILURE),
-    }
+    let end = execute_step(&env, index, args.attempt);
+    let code = match end {
+        AttemptEnd::Success { .. } => ExitCode::SUCCESS,
+        AttemptEnd::Failure(_) => ExitCode::from(EXIT_FAILURE),
+    };
+    messages.send(&StepMessage::Ended(end));
+    code
 }

@@ -13,6 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::error::{ErrorInfo, ErrorKind};
+
 /// One thing that happened in a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -197,82 +199,6 @@ impl fmt::Display for LogLevel {
     }
 }
 
-/// An error as events carry it: the message, then its chain of causes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct ErrorInfo {
-    /// Where the error came from.
-    pub kind: ErrorKind,
-    /// The error's own message.
-    pub message: String,
-    /// `source()` messages, outermost first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub causes: Vec<String>,
-}
-
-/// Where a step error came from; decides whether a retry can help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The op returned an error.
-    Op,
-    /// The op panicked.
-    Panic,
-    /// An input could not be loaded or decoded.
-    Input,
-    /// The output could not be encoded or stored.
-    Output,
-    /// The op's config could not be read.
-    Config,
-    /// The step could not be run at all (process, worker, executor).
-    Engine,
-}
-
-impl ErrorInfo {
-    /// An error with no causes.
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-            causes: Vec::new(),
-        }
-    }
-
-    /// Captures `err` and its `source()` chain.
-    pub fn from_error(kind: ErrorKind, err: &(dyn std::error::Error + 'static)) -> Self {
-        let mut causes = Vec::new();
-        let mut next = err.source();
-        while let Some(cause) = next {
-            causes.push(cause.to_string());
-            next = cause.source();
-        }
-        Self {
-            kind,
-            message: err.to_string(),
-            causes,
-        }
-    }
-
-    /// Whether another attempt could succeed: a bad input or config will not change.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self.kind,
-            ErrorKind::Op | ErrorKind::Panic | ErrorKind::Output | ErrorKind::Engine
-        )
-    }
-}
-
-impl fmt::Display for ErrorInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        for cause in &self.causes {
-            write!(f, "\n  caused by: {cause}")?;
-        }
-        Ok(())
-    }
-}
-
 /// The pid and host stamped on events from this process.
 fn origin() -> &'static (u32, String) {
     static ORIGIN: OnceLock<(u32, String)> = OnceLock::new();
@@ -333,7 +259,7 @@ impl Event {
                 bytes,
             } => format!(
                 "{output}: {} ({bytes} bytes)",
-                crate::plan::short_type_name(type_name)
+                crate::types::short_type_name(type_name)
             ),
             EventKind::HandledOutput { location, .. } => location.clone(),
             EventKind::Log { level, message } => format!("{level} {message}"),

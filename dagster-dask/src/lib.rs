@@ -39,20 +39,25 @@
 //!
 //! Modules, by domain: [`op`](mod@op) (op definitions, context, retry policy), [`graph`] (the job
 //! builder and its validation), [`plan`] (the frozen plan), [`config`] (run config),
-//! [`exec`] (executors and runs), [`io`] (IO managers), [`codec`] (values to bytes),
-//! [`events`] (events and the run's event log), [`cli`] (the job binary's command line).
+//! [`run`](mod@run) (a run: its id, launch and result), [`exec`] (executors and the run state
+//! they share), [`io`] (IO managers), [`codec`] (values to bytes), [`events`] (events and the
+//! run's event log), [`error`] (step errors), [`types`] (type names), [`cli`] (the job
+//! binary's command line).
 //! [`docs::type_errors`] explains the compile errors at job edges.
 
 pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod docs;
+pub mod error;
 pub mod events;
 pub mod exec;
 pub mod graph;
 pub mod io;
 pub mod op;
 pub mod plan;
+pub mod run;
+pub mod types;
 
 pub use cli::{main, main_with_defaults};
 #[doc(inline)]
@@ -76,9 +81,32 @@ pub mod __private {
         edge(handle)
     }
 
-    /// Runs an `async` op body to completion on the step's thread.
+    /// Runs an `async` op body to completion on the step's thread, on a current-thread
+    /// tokio runtime kept per thread (timers and IO enabled when the crate graph enables
+    /// tokio's `time` and `net`), so that ops may await tokio timers, sockets and
+    /// object_store. Inside a caller's own runtime, the body runs on that one's reactor.
     pub fn block_on<F: core::future::Future>(future: F) -> F::Output {
-        futures_executor::block_on(future)
+        use std::cell::OnceCell;
+        thread_local! {
+            static RUNTIME: OnceCell<Option<tokio::runtime::Runtime>> = const { OnceCell::new() };
+        }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return futures_executor::block_on(future);
+        }
+        let ran = RUNTIME.with(move |cell| {
+            let runtime = cell.get_or_init(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()
+            });
+            match runtime {
+                Some(rt) => Ok(rt.block_on(future)),
+                None => Err(future),
+            }
+        });
+        // No runtime could be built (out of file descriptors, say): run it bare.
+        ran.unwrap_or_else(futures_executor::block_on)
     }
 
     /// `T` itself, when `T` can flow between steps: `#[op]` names input and output types

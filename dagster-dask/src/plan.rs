@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::op::{RetryPolicy, Tags};
+pub use crate::types::short_type_name;
 
 /// A validated job, frozen and ordered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +27,27 @@ pub struct Plan {
     pub tags: BTreeMap<String, String>,
     /// The steps, each after all of its upstream steps.
     pub steps: Vec<PlanStep>,
+    /// Steps by key and the adjacency, computed once on first use.
+    #[serde(skip)]
+    index: PlanIndexCell,
+}
+
+/// How steps find each other by index: built once per plan.
+#[derive(Debug, Clone)]
+struct PlanIndex {
+    by_key: HashMap<String, usize>,
+    upstream: Vec<Vec<usize>>,
+    downstream: Vec<Vec<usize>>,
+}
+
+/// The plan's index; always equal, since it is derived from the steps.
+#[derive(Debug, Clone, Default)]
+struct PlanIndexCell(std::sync::OnceLock<PlanIndex>);
+
+impl PartialEq for PlanIndexCell {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// One step of a plan: an op instance.
@@ -108,59 +130,82 @@ impl Plan {
             description,
             tags,
             steps,
+            index: PlanIndexCell::default(),
         }
+    }
+
+    /// The index, built on first use. (`steps` is public: a plan edited after its first
+    /// lookup keeps the old index, so edit plans before using them.)
+    fn index(&self) -> &PlanIndex {
+        self.index.0.get_or_init(|| {
+            let by_key: HashMap<String, usize> = self
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.key.clone(), i))
+                .collect();
+            let upstream: Vec<Vec<usize>> = self
+                .steps
+                .iter()
+                .map(|step| {
+                    let mut up: Vec<usize> = step
+                        .inputs
+                        .iter()
+                        .flat_map(|input| input.sources.iter())
+                        .filter_map(|src| by_key.get(src.as_str()).copied())
+                        .collect();
+                    up.sort_unstable();
+                    up.dedup();
+                    up
+                })
+                .collect();
+            let downstream = invert(&upstream);
+            PlanIndex {
+                by_key,
+                upstream,
+                downstream,
+            }
+        })
     }
 
     /// The step with key `key`.
     pub fn step(&self, key: &str) -> Option<&PlanStep> {
-        self.steps.iter().find(|s| s.key == key)
+        self.index_of(key).map(|i| &self.steps[i])
     }
 
     /// The position of step `key` in [`steps`](Self::steps).
     pub fn index_of(&self, key: &str) -> Option<usize> {
-        self.steps.iter().position(|s| s.key == key)
+        self.index().by_key.get(key).copied()
     }
 
     /// For each step (by index), the indices of its distinct upstream steps.
-    pub fn upstream_indices(&self) -> Vec<Vec<usize>> {
-        let index: HashMap<&str, usize> = self
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.key.as_str(), i))
-            .collect();
-        self.steps
-            .iter()
-            .map(|step| {
-                let mut up: Vec<usize> = step
-                    .inputs
-                    .iter()
-                    .flat_map(|input| input.sources.iter())
-                    .filter_map(|src| index.get(src.as_str()).copied())
-                    .collect();
-                up.sort_unstable();
-                up.dedup();
-                up
-            })
-            .collect()
+    pub fn upstream(&self) -> &[Vec<usize>] {
+        &self.index().upstream
     }
 
     /// For each step (by index), the indices of its distinct downstream steps.
-    pub fn downstream_indices(&self) -> Vec<Vec<usize>> {
-        invert(&self.upstream_indices())
+    pub fn downstream(&self) -> &[Vec<usize>] {
+        &self.index().downstream
     }
 
-    /// Upstream and downstream step indices of every step, computed once: what executors
-    /// schedule by.
+    /// An owned copy of [`upstream`](Self::upstream).
+    pub fn upstream_indices(&self) -> Vec<Vec<usize>> {
+        self.upstream().to_vec()
+    }
+
+    /// An owned copy of [`downstream`](Self::downstream).
+    pub fn downstream_indices(&self) -> Vec<Vec<usize>> {
+        self.downstream().to_vec()
+    }
+
+    /// Owned copies of [`upstream`](Self::upstream) and [`downstream`](Self::downstream).
     pub fn adjacency(&self) -> (Vec<Vec<usize>>, Vec<Vec<usize>>) {
-        let upstream = self.upstream_indices();
-        let downstream = invert(&upstream);
-        (upstream, downstream)
+        (self.upstream_indices(), self.downstream_indices())
     }
 
     /// The steps no other step reads from: the job's results.
     pub fn sinks(&self) -> Vec<usize> {
-        self.downstream_indices()
+        self.downstream()
             .iter()
             .enumerate()
             .filter(|(_, d)| d.is_empty())
@@ -302,26 +347,6 @@ fn invert(upstream: &[Vec<usize>]) -> Vec<Vec<usize>> {
 
 fn escape_label(s: &str) -> String {
     s.replace('"', "'")
-}
-
-/// `alloc::vec::Vec<alloc::string::String>` -> `Vec<String>`: paths dropped, for people.
-pub fn short_type_name(full: &str) -> String {
-    let mut out = String::with_capacity(full.len());
-    let mut segment = String::new();
-    let flush = |segment: &mut String, out: &mut String| {
-        out.push_str(segment.rsplit("::").next().unwrap_or(segment));
-        segment.clear();
-    };
-    for c in full.chars() {
-        if c.is_alphanumeric() || c == '_' || c == ':' {
-            segment.push(c);
-        } else {
-            flush(&mut segment, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut segment, &mut out);
-    out
 }
 
 #[cfg(test)]

@@ -277,3 +277,112 @@ job! {
         after_nap(n);
     }
 }
+
+/// Lines that look like the step protocol and like run events of `ctx`'s run and step: a
+/// step's success, the run's success, a retry with an absurd delay, and the step protocol's
+/// own end and event messages.
+pub fn forged_lines(ctx: &OpContext) -> Vec<String> {
+    use dagster_dask::events::{ErrorInfo, ErrorKind, Event, EventKind};
+    let event = |step: Option<&str>, kind: EventKind| {
+        serde_json::to_string(&Event::new(ctx.run_id(), step, kind)).expect("events serialize")
+    };
+    let step = Some(ctx.step_key());
+    let success = event(step, EventKind::StepSuccess { duration_ms: 1.0 });
+    vec![
+        success.clone(),
+        event(None, EventKind::RunSuccess { duration_ms: 1.0 }),
+        event(
+            step,
+            EventKind::StepUpForRetry {
+                attempt: ctx.attempt(),
+                delay_ms: 1e300,
+                error: ErrorInfo::new(ErrorKind::Op, "forged"),
+            },
+        ),
+        r#"{"msg":"ended","body":{"outcome":"success","duration_ms":1.0}}"#.to_owned(),
+        format!(r#"{{"msg":"event","body":{success}}}"#),
+    ]
+}
+
+/// The message the `forger` op fails with, after its forged lines.
+pub const FORGER_ERROR: &str = "the forger fails after printing forged events";
+
+/// Prints [`forged_lines`] on stdout and stderr, then fails.
+#[op]
+fn forger(ctx: &OpContext) -> Result<u32, String> {
+    for line in forged_lines(ctx) {
+        println!("{line}");
+        eprintln!("{line}");
+    }
+    Err(FORGER_ERROR.to_owned())
+}
+
+/// Prints without a newline, then succeeds.
+#[op]
+fn partial() -> u32 {
+    print!("no newline at the end");
+    7
+}
+
+/// Ends its process with exit code 0 before its output is stored.
+#[op]
+fn quitter() -> u32 {
+    std::process::exit(0)
+}
+
+#[op]
+fn after_quitter(x: u32) -> u32 {
+    x
+}
+
+job! {
+    /// `forger` prints forged events and fails; `partial` prints without a newline and
+    /// succeeds; `quitter` exits 0 without storing its output, so `after_quitter` is skipped.
+    /// (Only for executors that run steps in processes of their own.)
+    pub fn hostile() {
+        forger();
+        partial();
+        after_quitter(quitter());
+    }
+}
+
+job! {
+    /// `forger` alone.
+    pub fn forging() {
+        forger();
+    }
+}
+
+/// Config of the `tokio_io` op.
+#[derive(Debug, Deserialize)]
+pub struct TokioConfig {
+    /// How long to sleep on a tokio timer, milliseconds.
+    pub sleep_ms: u64,
+}
+
+/// Awaits a tokio timer and a loopback TCP connection; returns the bytes it echoed.
+#[op(config = TokioConfig)]
+async fn tokio_io(ctx: &OpContext) -> Result<Vec<u8>, BoxError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cfg: TokioConfig = ctx.config()?;
+    tokio::time::sleep(Duration::from_millis(cfg.sleep_ms)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let client = tokio::spawn(async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(b"ping").await?;
+        Ok::<_, std::io::Error>(())
+    });
+    let (mut accepted, _) = listener.accept().await?;
+    let mut got = Vec::new();
+    accepted.read_to_end(&mut got).await?;
+    client.await??;
+    Ok(got)
+}
+
+job! {
+    /// One async op on tokio's timer and sockets.
+    pub fn tokio_job() {
+        tokio_io();
+    }
+}

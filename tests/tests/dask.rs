@@ -556,6 +556,19 @@ fn no_worker_with_the_resource_fails_within_the_timeout() {
     assert_eq!(ran.kinds("after_flaky"), ["STEP_SKIPPED"]);
 }
 
+/// The run started (the executor failed after `RUN_START`): exit 1, and the summary says why.
+fn assert_started_and_failed(out: &Output) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("RUN_START"), "{stderr}");
+    assert!(stdout.contains("RUN_FAILURE job `flaky`"), "{stdout}");
+    assert!(
+        stdout.contains("the executor could not go on: Dask executor: "),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn missing_python_or_distributed_is_one_clear_line() {
     let _serial = serial();
@@ -573,7 +586,7 @@ fn missing_python_or_distributed_is_one_clear_line() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_started_and_failed(&out);
     assert!(
         stderr.contains("cannot start Python `/nonexistent/python3` for the Dask executor"),
         "{stderr}"
@@ -596,7 +609,7 @@ fn missing_python_or_distributed_is_one_clear_line() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_started_and_failed(&out);
     assert!(
         stderr.contains(&format!("Python `{}` cannot import `distributed`: install it with `{} -m pip install 'distributed==2026.8.0'`", py.display(), py.display())),
         "{stderr}"
@@ -613,7 +626,7 @@ fn missing_python_or_distributed_is_one_clear_line() {
     );
     let out = command("flaky", &[&badkw], "r4").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_started_and_failed(&out);
     assert!(
         stderr.contains(
             "cannot start a local cluster with `execution.config.cluster.local` = {\"n_workers\":\"two\"}: TypeError"
@@ -633,7 +646,7 @@ fn missing_python_or_distributed_is_one_clear_line() {
     let started = Instant::now();
     let out = command("flaky", &[&unreachable], "r3").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_started_and_failed(&out);
     assert!(
         stderr.contains("cannot connect to the scheduler at tcp://127.0.0.1:9"),
         "{stderr}"

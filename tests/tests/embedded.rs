@@ -386,3 +386,45 @@ fn bad_run_ids_and_unknown_steps_are_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn an_op_printing_forged_events_changes_nothing() {
+    let job = tests::forging();
+    for execution in ["execution: { config: { in_process: } }", ""] {
+        let config = RunConfig::from_yaml(execution, &job).unwrap();
+        let result = Run::new(&job).config(config).in_memory().execute().unwrap();
+        assert_eq!(result.status(), RunStatus::Failure, "{execution}");
+        assert_eq!(kinds(&result, "forger"), ["STEP_START", "STEP_FAILURE"]);
+        let ends: Vec<_> = result
+            .events()
+            .iter()
+            .filter(|e| e.step_key.is_none() && e.kind.type_name().starts_with("RUN_"))
+            .map(|e| e.kind.type_name())
+            .collect();
+        assert_eq!(ends, ["RUN_START", "RUN_FAILURE"]);
+        let failure = result.step_events("forger").find_map(|e| match &e.kind {
+            EventKind::StepFailure { error, .. } => Some(error.message.clone()),
+            _ => None,
+        });
+        assert_eq!(failure.as_deref(), Some(tests::FORGER_ERROR));
+    }
+}
+
+#[test]
+fn async_ops_await_tokio_timers_and_sockets() {
+    let job = tests::tokio_job();
+    for execution in ["in_process:", "multithread:"] {
+        let config = RunConfig::from_yaml(
+            &format!(
+                "execution: {{ config: {{ {execution} }} }}\nops: {{ tokio_io: {{ config: {{ sleep_ms: 20 }} }} }}"
+            ),
+            &job,
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let result = Run::new(&job).config(config).in_memory().execute().unwrap();
+        assert!(result.success(), "{execution}: {:?}", result.events());
+        assert_eq!(result.output::<Vec<u8>>("tokio_io").unwrap(), b"ping");
+        assert!(started.elapsed() >= Duration::from_millis(20));
+    }
+}

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use dagster_dask::codec;
 use dagster_dask::config::RunConfig;
-use dagster_dask::events::{ErrorKind, Event, EventKind};
+use dagster_dask::events::{ErrorInfo, ErrorKind, Event, EventKind};
 use dagster_dask::exec::Run;
 use dagster_dask::plan::Plan;
 
@@ -25,6 +25,22 @@ fn run(name: &str, args: &[&str], home: &Path) -> Output {
         .env("DAGSTER_DASK_HOME", home)
         .output()
         .expect("the job binary starts")
+}
+
+/// Runs the job binary with `input` on its stdin.
+fn run_with_stdin(name: &str, args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(bin(name))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the job binary starts");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -56,14 +72,17 @@ fn write_storage_config(dir: &Path, name: &str, extra: &str) -> PathBuf {
     path
 }
 
-/// Runs one step in its own process; returns the exit code and the events it printed.
-fn step(
-    name: &str,
-    run_id: &str,
-    key: &str,
-    attempt: u32,
-    cfg: &Path,
-) -> (i32, Vec<Event>, String) {
+/// One step process: its exit code, the events it sent, how it said the attempt ended, and
+/// its stderr.
+struct Stepped {
+    code: i32,
+    events: Vec<Event>,
+    end: Option<serde_json::Value>,
+    stderr: String,
+}
+
+/// Runs one step in its own process, its messages on stdout (no `--events`).
+fn step(name: &str, run_id: &str, key: &str, attempt: u32, cfg: &Path) -> Stepped {
     let out = run(
         name,
         &[
@@ -79,25 +98,34 @@ fn step(
         ],
         cfg.parent().unwrap(),
     );
-    let stdout = text(&out.stdout);
-    let events = stdout
-        .lines()
-        .map(|line| {
-            serde_json::from_str::<Event>(line)
-                .unwrap_or_else(|e| panic!("not an event: {line}: {e}"))
-        })
-        .collect();
-    (out.status.code().unwrap_or(-1), events, text(&out.stderr))
+    let mut events = Vec::new();
+    let mut end = None;
+    for line in text(&out.stdout).lines() {
+        let message: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a message: {line}: {e}"));
+        match message["msg"].as_str() {
+            Some("event") => events.push(serde_json::from_value(message["body"].clone()).unwrap()),
+            Some("ended") => {
+                assert!(end.is_none(), "two ends: {line}");
+                end = Some(message["body"].clone());
+            }
+            _ => panic!("not a step message: {line}"),
+        }
+    }
+    Stepped {
+        code: out.status.code().unwrap_or(-1),
+        events,
+        end,
+        stderr: text(&out.stderr),
+    }
 }
 
-fn failure_of(events: &[Event]) -> (ErrorKind, String) {
-    events
-        .iter()
-        .find_map(|e| match &e.kind {
-            EventKind::StepFailure { error, .. } => Some((error.kind, error.to_string())),
-            _ => None,
-        })
-        .expect("a STEP_FAILURE event")
+/// The error a step process said its attempt failed with.
+fn failure_of(end: &Option<serde_json::Value>) -> (ErrorKind, String) {
+    let end = end.as_ref().expect("the attempt's end");
+    assert_eq!(end["outcome"], "failure", "{end}");
+    let error: ErrorInfo = serde_json::from_value(end.clone()).unwrap();
+    (error.kind, error.to_string())
 }
 
 #[test]
@@ -107,11 +135,17 @@ fn a_job_run_entirely_in_step_mode_equals_the_embedded_run() {
     let job = tests::diamond();
 
     for plan_step in &job.plan().steps {
-        let (code, events, stderr) = step("diamond", "by-steps", &plan_step.key, 1, &cfg_path);
+        let Stepped {
+            code,
+            events,
+            end,
+            stderr,
+        } = step("diamond", "by-steps", &plan_step.key, 1, &cfg_path);
         assert_eq!(code, 0, "step {}: {stderr}", plan_step.key);
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.type_name()).collect();
         assert_eq!(kinds.first(), Some(&"STEP_START"), "{kinds:?}");
-        assert_eq!(kinds.last(), Some(&"STEP_SUCCESS"), "{kinds:?}");
+        assert_eq!(kinds.last(), Some(&"HANDLED_OUTPUT"), "{kinds:?}");
+        assert_eq!(end.as_ref().unwrap()["outcome"], "success", "{end:?}");
         for e in &events {
             assert_eq!(e.step_key.as_deref(), Some(plan_step.key.as_str()));
             assert_eq!(e.run_id, "by-steps");
@@ -159,13 +193,13 @@ fn a_job_run_entirely_in_step_mode_equals_the_embedded_run() {
 fn corrupt_wrong_type_and_missing_inputs_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path());
-    assert_eq!(step("diamond", "r", "numbers", 1, &cfg).0, 0);
+    assert_eq!(step("diamond", "r", "numbers", 1, &cfg).code, 0);
     let stored = std::fs::canonicalize(dir.path().join("storage/r/numbers/result")).unwrap();
 
     std::fs::write(&stored, b"\x80\x04\x95 a pickle").unwrap();
-    let (code, events, _) = step("diamond", "r", "square", 1, &cfg);
+    let Stepped { code, end, .. } = step("diamond", "r", "square", 1, &cfg);
     assert_eq!(code, 1);
-    let (kind, message) = failure_of(&events);
+    let (kind, message) = failure_of(&end);
     assert_eq!(kind, ErrorKind::Input);
     assert!(
         message.contains("cannot load input `xs` of step `square` from step `numbers`"),
@@ -175,18 +209,18 @@ fn corrupt_wrong_type_and_missing_inputs_are_named() {
     assert!(message.contains(&stored.display().to_string()), "{message}");
 
     std::fs::write(&stored, codec::encode(&"a string".to_owned()).unwrap()).unwrap();
-    let (code, events, _) = step("diamond", "r", "square", 1, &cfg);
+    let Stepped { code, end, .. } = step("diamond", "r", "square", 1, &cfg);
     assert_eq!(code, 1);
-    let (_, message) = failure_of(&events);
+    let (_, message) = failure_of(&end);
     assert!(
         message
             .contains("object holds a `alloc::string::String`, expected a `alloc::vec::Vec<i64>`"),
         "{message}"
     );
 
-    let (code, events, _) = step("diamond", "other-run", "square", 1, &cfg);
+    let Stepped { code, end, .. } = step("diamond", "other-run", "square", 1, &cfg);
     assert_eq!(code, 1);
-    let (_, message) = failure_of(&events);
+    let (_, message) = failure_of(&end);
     assert!(
         message.contains("no stored output `result` of step `numbers` at"),
         "{message}"
@@ -198,21 +232,29 @@ fn corrupt_wrong_type_and_missing_inputs_are_named() {
 fn step_mode_reports_retries_and_failures_by_attempt() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_plain_config(dir.path());
-    let (code, events, _) = step("flaky", "r", "flaky", 1, &cfg);
+    let Stepped {
+        code, events, end, ..
+    } = step("flaky", "r", "flaky", 1, &cfg);
     assert_eq!(code, 1);
+    let (kind, message) = failure_of(&end);
+    assert_eq!(kind, ErrorKind::Op);
+    assert_eq!(message, "transient failure on attempt 1");
+    // Retries are the run's decision, not the step process's.
     assert!(
-        events
-            .iter()
-            .any(|e| matches!(e.kind, EventKind::StepUpForRetry { attempt: 1, .. }))
+        events.iter().all(|e| !matches!(
+            e.kind,
+            EventKind::StepUpForRetry { .. } | EventKind::StepFailure { .. }
+        )),
+        "{events:?}"
     );
-    let (code, events, _) = step("flaky", "r", "flaky", 3, &cfg);
+    let Stepped { code, events, .. } = step("flaky", "r", "flaky", 3, &cfg);
     assert_eq!(code, 0);
     assert_eq!(events[0].kind, EventKind::StepRestarted { attempt: 3 });
 
-    assert_eq!(step("failing", "r", "start", 1, &cfg).0, 0);
-    let (code, events, _) = step("failing", "r", "boom", 1, &cfg);
+    assert_eq!(step("failing", "r", "start", 1, &cfg).code, 0);
+    let Stepped { code, end, .. } = step("failing", "r", "boom", 1, &cfg);
     assert_eq!(code, 1);
-    let (kind, message) = failure_of(&events);
+    let (kind, message) = failure_of(&end);
     assert_eq!(kind, ErrorKind::Op);
     assert_eq!(
         message,
@@ -224,17 +266,22 @@ fn step_mode_reports_retries_and_failures_by_attempt() {
 fn step_mode_refuses_bad_usage() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path());
-    let (code, events, stderr) = step("diamond", "r", "nope", 1, &cfg);
+    let Stepped {
+        code,
+        events,
+        end,
+        stderr,
+    } = step("diamond", "r", "nope", 1, &cfg);
     assert_eq!(code, 2);
-    assert!(events.is_empty());
+    assert!(events.is_empty() && end.is_none());
     assert!(stderr.contains("job `diamond` has no step `nope` (steps: numbers, scale, square, negate, total, describe)"), "{stderr}");
-    let (code, _, stderr) = step("diamond", "r/..", "numbers", 1, &cfg);
+    let Stepped { code, stderr, .. } = step("diamond", "r/..", "numbers", 1, &cfg);
     assert_eq!(code, 2);
     assert!(stderr.contains("run id `r/..` is invalid"), "{stderr}");
-    let (code, _, stderr) = step("diamond", "r", "numbers", 0, &cfg);
+    let Stepped { code, stderr, .. } = step("diamond", "r", "numbers", 0, &cfg);
     assert_eq!(code, 2);
     assert!(stderr.contains("--attempt counts from 1"), "{stderr}");
-    let out = run(
+    let out = run_with_stdin(
         "diamond",
         &[
             "__step",
@@ -242,10 +289,9 @@ fn step_mode_refuses_bad_usage() {
             "r",
             "--step",
             "numbers",
-            "--config-json",
-            r#"{"ops":{"scale":{"config":{"factor":1}}},"resources":{"io_manager":{"config":{"in_memory":true}}}}"#,
+            "--config-stdin",
         ],
-        dir.path(),
+        r#"{"ops":{"scale":{"config":{"factor":1}}},"resources":{"io_manager":{"config":{"in_memory":true}}}}"#,
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -441,4 +487,31 @@ fn ctrl_c_cancels_an_embedded_run_after_the_running_step() {
         events.last().map(|e| &e.kind),
         Some(EventKind::RunCanceled { .. })
     ));
+}
+
+#[test]
+fn after_a_library_run_sigint_and_sigterm_take_their_default_action() {
+    use std::os::unix::process::ExitStatusExt;
+    for (name, number) in [("INT", 2), ("TERM", 15)] {
+        let out = Command::new(env!("CARGO_BIN_EXE_signals_after_run"))
+            .arg(name)
+            .output()
+            .unwrap();
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains("run ended"),
+            "{name}: {stdout}{}",
+            text(&out.stderr)
+        );
+        assert!(
+            !stdout.contains("SURVIVED"),
+            "SIG{name} was ignored: {stdout}"
+        );
+        assert_eq!(
+            out.status.signal(),
+            Some(number),
+            "SIG{name}: {:?}",
+            out.status
+        );
+    }
 }

@@ -1,28 +1,19 @@
 //! Running one step: load its inputs, call the op, store its output, report events.
 //!
 //! Every executor runs steps through [`execute_step`]: the embedded executor on its threads,
-//! and the step mode of the job binary (one process per step, as Dask workers run it).
+//! and the step mode of the job binary (one process per step, as Dask workers run it). How
+//! the attempt ended goes to the run's state, which decides retries and skips.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::events::{ErrorInfo, ErrorKind, Event, EventKind, EventSink};
+use super::state::AttemptEnd;
+use crate::error::{ErrorInfo, ErrorKind};
+use crate::events::{Event, EventKind, EventSink};
 use crate::graph::{Job, RESULT};
 use crate::io::{IoManager, OutputKey};
 use crate::op::OpContext;
-
-/// What an attempt of a step came to.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum StepOutcome {
-    /// The output is stored.
-    Success,
-    /// The attempt failed; `retry_in` says when to try again, `None` if never.
-    Failed {
-        error: ErrorInfo,
-        retry_in: Option<Duration>,
-    },
-}
 
 /// What a step needs from its run.
 pub(crate) struct StepEnv<'a> {
@@ -39,15 +30,10 @@ impl StepEnv<'_> {
     }
 }
 
-/// Runs attempt `attempt` (from 1) of the step at plan index `index`.
-pub(crate) fn execute_step(
-    env: &StepEnv<'_>,
-    index: usize,
-    attempt: u32,
-    rng: &mut fastrand::Rng,
-) -> StepOutcome {
-    let plan_step = &env.job.plan().steps[index];
-    let key = plan_step.key.as_str();
+/// Runs attempt `attempt` (from 1) of the step at plan index `index`: emits its start and
+/// what it loads and stores, and returns how it ended. The run's state decides what follows.
+pub(crate) fn execute_step(env: &StepEnv<'_>, index: usize, attempt: u32) -> AttemptEnd {
+    let key = env.job.plan().steps[index].key.as_str();
     env.emit(
         key,
         if attempt > 1 {
@@ -58,45 +44,10 @@ pub(crate) fn execute_step(
     );
     let started = Instant::now();
     match run_attempt(env, index, attempt) {
-        Ok(()) => {
-            env.emit(
-                key,
-                EventKind::StepSuccess {
-                    duration_ms: started.elapsed().as_secs_f64() * 1e3,
-                },
-            );
-            StepOutcome::Success
-        }
-        Err(error) => {
-            let policy = plan_step.retry_policy;
-            if error.is_retryable() && attempt <= policy.max_retries {
-                let delay = policy.delay_before(attempt, rng);
-                env.emit(
-                    key,
-                    EventKind::StepUpForRetry {
-                        attempt,
-                        delay_ms: delay.as_secs_f64() * 1e3,
-                        error: error.clone(),
-                    },
-                );
-                StepOutcome::Failed {
-                    error,
-                    retry_in: Some(delay),
-                }
-            } else {
-                env.emit(
-                    key,
-                    EventKind::StepFailure {
-                        attempt,
-                        error: error.clone(),
-                    },
-                );
-                StepOutcome::Failed {
-                    error,
-                    retry_in: None,
-                }
-            }
-        }
+        Ok(()) => AttemptEnd::Success {
+            duration_ms: started.elapsed().as_secs_f64() * 1e3,
+        },
+        Err(error) => AttemptEnd::Failure(error),
     }
 }
 

@@ -35,10 +35,10 @@ pub use tags::Tags;
 pub(crate) use tags::{resource_amounts, resources_json};
 
 use crate::codec::{self, CodecError};
-use crate::events::{ErrorInfo, ErrorKind};
+use crate::error::{ErrorInfo, ErrorKind};
 
 /// The error type ops may return: any error, with its `source()` chain.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use crate::error::BoxError;
 
 /// What may flow along an edge: anything serde can store, owned and sendable.
 #[diagnostic::on_unimplemented(

@@ -1,104 +1,16 @@
-//! The Python bridge: the process, and the JSON lines both ways.
+//! The Python bridge: the process, and the channel its messages arrive on.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
+use super::protocol::{FromBridge, ToBridge};
 use super::{PYTHON_ENV, distributed_requirement};
 use crate::exec::RunError;
-use crate::exec::interrupt::Interrupts;
 
 /// The bridge script the driver runs with Python.
 const BRIDGE: &str = include_str!("../../../python/bridge.py");
-
-#[derive(Serialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub(super) enum ToBridge<'a> {
-    Connect {
-        cluster: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        kwargs: Option<&'a serde_json::Map<String, serde_json::Value>>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        address: Option<&'a str>,
-        timeout: f64,
-    },
-    Submit {
-        run_id: &'a str,
-        binary: String,
-        config_json: String,
-        no_worker_timeout: f64,
-        ship_binary: &'static str,
-        platform: [&'static str; 2],
-        steps: Vec<SubmitStep<'a>>,
-    },
-    Retry {
-        step: &'a str,
-        attempt: u32,
-    },
-    Cancel,
-    Close,
-}
-
-#[derive(Serialize)]
-pub(super) struct SubmitStep<'a> {
-    pub(super) step: &'a str,
-    pub(super) deps: Vec<&'a str>,
-    #[serde(with = "crate::op::resource_amounts")]
-    pub(super) resources: BTreeMap<String, f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub(super) enum FromBridge {
-    Connected {
-        dashboard: Option<String>,
-        workers: BTreeMap<String, BTreeMap<String, f64>>,
-    },
-    Line(Line),
-    Done(Done),
-    Info {
-        message: String,
-    },
-    Canceled,
-    Fatal {
-        message: String,
-        #[serde(default)]
-        missing: bool,
-    },
-}
-
-/// One line a step process wrote, forwarded from its worker.
-#[derive(Debug, Deserialize)]
-pub(super) struct Line {
-    pub(super) step: String,
-    pub(super) attempt: u32,
-    pub(super) worker: Option<String>,
-    pub(super) stream: String,
-    pub(super) line: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub(super) struct Done {
-    pub(super) step: String,
-    pub(super) attempt: u32,
-    pub(super) status: DoneStatus,
-    pub(super) worker: Option<String>,
-    pub(super) lines: Option<usize>,
-    pub(super) message: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(super) enum DoneStatus {
-    Success,
-    Failed,
-    Killed,
-    NoWorker,
-}
 
 /// What the driver loop waits on.
 pub(super) enum Input {
@@ -107,8 +19,8 @@ pub(super) enum Input {
     Stray(String),
     /// The bridge's stdout closed: it exited.
     Closed,
-    /// SIGINT or SIGTERM.
-    Interrupt,
+    /// SIGINT or SIGTERM; the count so far.
+    Interrupt(u32),
 }
 
 /// The bridge process and the channel its messages arrive on.
@@ -116,11 +28,12 @@ pub(super) struct Bridge {
     child: Child,
     stdin: Option<ChildStdin>,
     inputs: mpsc::Receiver<Input>,
-    _interrupts: Option<Interrupts>,
+    /// Lets others (the interrupt hook) wake the driver loop.
+    waker: mpsc::Sender<Input>,
 }
 
 impl Bridge {
-    pub(super) fn start(python: &str, interrupts: bool) -> Result<Self, RunError> {
+    pub(super) fn start(python: &str) -> Result<Self, RunError> {
         use std::os::unix::process::CommandExt;
         let mut child = Command::new(python)
             .arg("-c")
@@ -163,12 +76,13 @@ impl Bridge {
             stdin: child.stdin.take(),
             child,
             inputs: rx,
-            _interrupts: interrupts.then(|| {
-                Interrupts::start(move || {
-                    let _ = tx.send(Input::Interrupt);
-                })
-            }),
+            waker: tx,
         })
+    }
+
+    /// A sender onto the driver's inputs.
+    pub(super) fn waker(&self) -> mpsc::Sender<Input> {
+        self.waker.clone()
     }
 
     pub(super) fn send(&mut self, command: &ToBridge<'_>) -> Result<(), RunError> {

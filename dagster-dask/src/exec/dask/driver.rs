@@ -1,101 +1,78 @@
-//! The driver's side of a Dask run: what each step did, and what to do next.
+//! The driver's side of a Dask run: what the cluster says, checked, and handed to the run's
+//! state.
+//!
+//! Nothing a step process sends is trusted: every message is checked against the run's state
+//! (right run, step and attempt, a kind a step may send, numbers in range) before it is
+//! recorded. A bad one is an engine error of that step's attempt, never a transition.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::DaskOutcome;
-use super::bridge::{Bridge, Done, DoneStatus, FromBridge, Input, Line, ToBridge};
-use crate::events::{ErrorInfo, ErrorKind, Event, EventKind};
-use crate::exec::{RunContext, RunError, StepStatus, mark_skipped, report_skips};
+use super::bridge::{Bridge, Input};
+use super::protocol::{Done, DoneStatus, EVENTS_STREAM, FromBridge, Line, StepMessage, ToBridge};
+use crate::error::{ErrorInfo, ErrorKind};
+use crate::events::{Event, EventKind};
+use crate::exec::state::{AttemptEnd, SharedState};
+use crate::exec::{RunContext, RunError};
+use crate::graph::RESULT;
 
 /// How long the driver waits for a finished step's last forwarded lines.
 const LINES_GRACE: Duration = Duration::from_secs(5);
+/// How long a cancel waits for the cluster to confirm.
+const CANCEL_WAIT: Duration = Duration::from_secs(15);
+/// The longest duration a step may report, milliseconds (about 30 years).
+const MAX_DURATION_MS: f64 = 1e12;
 
-/// What the driver knows of one step.
+/// What the driver knows of one step's attempts, beyond the run's state.
 #[derive(Default)]
 struct StepTrack {
-    attempt: u32,
     /// Lines received per attempt.
     lines: HashMap<u32, usize>,
     /// How the step process said the attempt ended.
-    ended: HashMap<u32, Ending>,
+    ended: HashMap<u32, AttemptEnd>,
+    /// The first invalid message of an attempt.
+    invalid: HashMap<u32, String>,
     /// The bridge's word that the attempt's task ended, and when it came.
     done: Option<(Done, Instant)>,
     worker: Option<String>,
 }
 
-#[derive(Clone)]
-enum Ending {
-    Success,
-    Retry(Duration),
-    Failure,
-}
-
 pub(super) struct Driver<'r, 'a> {
     run: &'r RunContext<'a>,
-    pub(super) upstream: Vec<Vec<usize>>,
-    downstream: Vec<Vec<usize>>,
-    status: Vec<StepStatus>,
+    state: &'r SharedState,
     track: Vec<StepTrack>,
-    index: HashMap<String, usize>,
-    retries: Vec<(Instant, usize)>,
-    rng: fastrand::Rng,
 }
 
 impl<'r, 'a> Driver<'r, 'a> {
-    pub(super) fn new(run: &'r RunContext<'a>) -> Self {
-        let plan = run.job.plan();
-        let (upstream, downstream) = plan.adjacency();
+    pub(super) fn new(run: &'r RunContext<'a>, state: &'r SharedState) -> Self {
         Self {
             run,
-            upstream,
-            downstream,
-            status: vec![StepStatus::NotRun; plan.steps.len()],
-            track: (0..plan.steps.len())
-                .map(|_| StepTrack {
-                    attempt: 1,
-                    ..StepTrack::default()
-                })
+            state,
+            track: (0..run.job.plan().steps.len())
+                .map(|_| StepTrack::default())
                 .collect(),
-            index: plan
-                .steps
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.key.clone(), i))
-                .collect(),
-            retries: Vec::new(),
-            rng: fastrand::Rng::new(),
         }
     }
 
-    fn all_ended(&self) -> bool {
-        self.status.iter().all(|s| *s != StepStatus::NotRun)
-    }
-
-    pub(super) fn run(mut self, bridge: &mut Bridge) -> Result<DaskOutcome, RunError> {
-        while !self.all_ended() {
+    pub(super) fn run(mut self, bridge: &mut Bridge) -> Result<(), RunError> {
+        loop {
             let now = Instant::now();
-            let mut due = Vec::new();
-            self.retries.retain(|&(at, i)| {
-                let is_due = at <= now;
-                if is_due {
-                    due.push(i);
+            let (due, next_retry) = {
+                let mut state = self.state.lock();
+                if state.all_ended() {
+                    return Ok(());
                 }
-                !is_due
-            });
-            for i in due {
+                if state.canceled().is_some() {
+                    drop(state);
+                    return self.cancel(bridge);
+                }
+                (state.due_retries(now), state.next_retry_in(now))
+            };
+            for (i, attempt) in due {
                 let key = &self.run.job.plan().steps[i].key;
-                bridge.send(&ToBridge::Retry {
-                    step: key,
-                    attempt: self.track[i].attempt,
-                })?;
+                bridge.send(&ToBridge::Retry { step: key, attempt })?;
             }
             // Wake for the next retry, or for a finished step whose lines are late.
-            let next_retry = self
-                .retries
-                .iter()
-                .map(|(at, _)| at.saturating_duration_since(now))
-                .min();
             let next_grace = self
                 .track
                 .iter()
@@ -111,15 +88,7 @@ impl<'r, 'a> Driver<'r, 'a> {
             };
             match bridge.recv(timeout) {
                 Some(Input::Bridge(FromBridge::Line(line))) => self.on_line(line),
-                Some(Input::Bridge(FromBridge::Done(done))) => {
-                    if let Some(&i) = self.index.get(&done.step) {
-                        if done.attempt == self.track[i].attempt
-                            && self.status[i] == StepStatus::NotRun
-                        {
-                            self.track[i].done = Some((done, Instant::now()));
-                        }
-                    }
-                }
+                Some(Input::Bridge(FromBridge::Done(done))) => self.on_done(done),
                 Some(Input::Bridge(FromBridge::Fatal { message, .. })) => {
                     self.engine(None, format!("the Dask bridge reported: {message}"));
                 }
@@ -128,7 +97,8 @@ impl<'r, 'a> Driver<'r, 'a> {
                 Some(Input::Stray(line)) => {
                     self.engine(None, format!("bridge: {line}"));
                 }
-                Some(Input::Interrupt) => return self.cancel(bridge),
+                // The hook canceled the state: the top of the loop cancels the cluster.
+                Some(Input::Interrupt(_)) => {}
                 Some(Input::Closed) => {
                     return Err(RunError::Dask(
                         "the Dask bridge exited before the run ended; its error is above"
@@ -137,12 +107,8 @@ impl<'r, 'a> Driver<'r, 'a> {
                 }
                 None => {}
             }
-            self.settle();
+            self.settle(false);
         }
-        Ok(DaskOutcome {
-            status: self.status,
-            canceled: None,
-        })
     }
 
     fn engine(&self, step: Option<&str>, message: String) {
@@ -153,6 +119,21 @@ impl<'r, 'a> Driver<'r, 'a> {
         ));
     }
 
+    fn on_done(&mut self, done: Done) {
+        let Some(i) = self.run.job.plan().index_of(&done.step) else {
+            self.engine(
+                None,
+                format!("the bridge reported unknown step `{}`", done.step),
+            );
+            return;
+        };
+        let state = self.state.lock();
+        if done.attempt == state.attempt(i) && state.status(i) == crate::run::StepStatus::NotRun {
+            drop(state);
+            self.track[i].done = Some((done, Instant::now()));
+        }
+    }
+
     fn on_line(&mut self, msg: Line) {
         let Line {
             step,
@@ -161,163 +142,207 @@ impl<'r, 'a> Driver<'r, 'a> {
             stream,
             line,
         } = msg;
-        let (step, stream) = (step.as_str(), stream.as_str());
-        let Some(&i) = self.index.get(step) else {
+        let Some(i) = self.run.job.plan().index_of(&step) else {
             self.engine(None, format!("output of unknown step `{step}`: {line}"));
             return;
         };
-        *self.track[i].lines.entry(attempt).or_default() += 1;
+        let track = &mut self.track[i];
+        *track.lines.entry(attempt).or_default() += 1;
         if worker.is_some() {
-            self.track[i].worker.clone_from(&worker);
+            track.worker.clone_from(&worker);
         }
-        let parsed = (stream == "stdout")
-            .then(|| serde_json::from_str::<Event>(&line).ok())
-            .flatten()
-            .filter(|e| e.run_id == self.run.run_id && e.step_key.as_deref() == Some(step));
-        let mut event = match parsed {
-            Some(event) => {
-                let ending = match &event.kind {
-                    EventKind::StepSuccess { .. } => Some(Ending::Success),
-                    EventKind::StepUpForRetry { delay_ms, .. } => Some(Ending::Retry(
-                        Duration::from_secs_f64(delay_ms.max(0.0) / 1e3),
-                    )),
-                    EventKind::StepFailure { .. } => Some(Ending::Failure),
-                    _ => None,
-                };
-                if let Some(ending) = ending {
-                    self.track[i].ended.insert(attempt, ending);
-                }
-                event
-            }
-            None => Event::new(
+        if stream != EVENTS_STREAM {
+            // Whatever the op printed, however it looks: an output line of the step.
+            let mut event = Event::new(
                 self.run.run_id,
-                Some(step),
-                EventKind::StepOutputLine {
-                    stream: stream.to_owned(),
-                    line,
-                },
-            ),
-        };
-        event.worker = worker;
-        self.run.sink.emit(event);
+                Some(&step),
+                EventKind::StepOutputLine { stream, line },
+            );
+            event.worker = worker;
+            self.run.sink.emit(event);
+            return;
+        }
+        match self.check_message(i, attempt, &line) {
+            Ok(Some(mut event)) => {
+                event.worker = worker;
+                self.run.sink.emit(event);
+            }
+            Ok(None) => {}
+            Err(problem) => {
+                let problem = format!(
+                    "step `{step}` attempt {attempt} sent an invalid message, ignored: {problem}"
+                );
+                self.engine(Some(&step), problem.clone());
+                self.track[i].invalid.entry(attempt).or_insert(problem);
+            }
+        }
     }
 
-    /// Finishes every step whose task ended and whose lines have all arrived (or are late).
-    fn settle(&mut self) {
+    /// Checks one message of a step process; returns the event to record, if it is one.
+    fn check_message(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        line: &str,
+    ) -> Result<Option<Event>, String> {
+        let message: StepMessage = serde_json::from_str(line).map_err(|e| {
+            let shown: String = line.chars().take(200).collect();
+            format!("not a step message ({e}): {shown}")
+        })?;
+        match message {
+            StepMessage::Event(event) => {
+                let key = &self.run.job.plan().steps[i].key;
+                if event.run_id != self.run.run_id {
+                    return Err(format!("an event of run `{}`", event.run_id));
+                }
+                if event.step_key.as_deref() != Some(key.as_str()) {
+                    return Err(format!("an event of step {:?}", event.step_key));
+                }
+                if !event.timestamp.is_finite() {
+                    return Err("a timestamp that is not a number".to_owned());
+                }
+                self.state
+                    .lock()
+                    .accept_step_event(i, attempt, &event.kind)?;
+                Ok(Some(event))
+            }
+            StepMessage::Ended(end) => {
+                if let AttemptEnd::Success { duration_ms } = end {
+                    if !(0.0..MAX_DURATION_MS).contains(&duration_ms) {
+                        return Err(format!("a duration of {duration_ms} ms"));
+                    }
+                }
+                let current = self.state.lock().attempt(i);
+                if attempt != current {
+                    return Err(format!(
+                        "the end of attempt {attempt}, at attempt {current}"
+                    ));
+                }
+                // (a later end of the same attempt is Dask running it again after a lost
+                // worker: the latest run is the one its task reports on)
+                self.track[i].ended.insert(attempt, end);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Finishes every step whose task ended and whose lines have all arrived (or are late,
+    /// or `now` is asked for).
+    fn settle(&mut self, now_all: bool) {
         let now = Instant::now();
         for i in 0..self.track.len() {
-            let Some((done, at)) = self.track[i].done.clone() else {
+            let Some((done, at)) = &self.track[i].done else {
                 continue;
             };
             let received = self.track[i].lines.get(&done.attempt).copied().unwrap_or(0);
             let complete = done.lines.is_none_or(|n| received >= n);
-            if complete || now >= at + LINES_GRACE {
-                self.track[i].done = None;
-                self.finish(i, done);
+            if now_all || complete || now >= *at + LINES_GRACE {
+                if let Some((done, _)) = self.track[i].done.take() {
+                    self.finish(i, done);
+                }
+            }
+        }
+    }
+
+    /// What the step process said and what its task did, together: how the attempt ended.
+    fn attempt_end(&mut self, i: usize, done: Done) -> AttemptEnd {
+        let plan = self.run.job.plan();
+        let key = plan.steps[i].key.as_str();
+        let track = &mut self.track[i];
+        let worker = done.worker.clone().or_else(|| track.worker.clone());
+        let on = worker.map(|w| format!(" (worker {w})")).unwrap_or_default();
+        let detail = done
+            .message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        let engine =
+            |message: String| AttemptEnd::Failure(ErrorInfo::new(ErrorKind::Engine, message));
+        if let Some(problem) = track.invalid.remove(&done.attempt) {
+            return engine(problem);
+        }
+        let reported = track.ended.remove(&done.attempt);
+        match (done.status, reported) {
+            (DoneStatus::NoWorker, _) => {
+                let resources = &plan.steps[i].tags.resource_requirements;
+                let message = done.message.unwrap_or_default();
+                let message = if resources.is_empty() {
+                    format!("step `{key}` found no worker: {message}")
+                } else {
+                    format!(
+                        "step `{key}` needs {}: {message}",
+                        crate::op::resources_json(resources)
+                    )
+                };
+                AttemptEnd::Failure(ErrorInfo::new(ErrorKind::Placement, message))
+            }
+            (DoneStatus::Success, Some(end))
+            | (DoneStatus::Failed, Some(end @ AttemptEnd::Failure(_))) => end,
+            (DoneStatus::Success, None) => engine(format!(
+                "step `{key}`{on} exited without storing output `{RESULT}`: its process ended \
+                 with code 0 before it reported the end of attempt {}",
+                done.attempt
+            )),
+            (DoneStatus::Failed, Some(AttemptEnd::Success { .. })) => engine(format!(
+                "step `{key}`{on} reported success, then its process failed{detail}"
+            )),
+            (DoneStatus::Killed, _) => {
+                engine(format!("the worker running step `{key}` died{on}{detail}"))
+            }
+            (DoneStatus::Failed, None) => {
+                // It crashed or could not start: the op's retry policy decides, as for an
+                // op error.
+                engine(format!("step `{key}` did not run to the end{on}{detail}"))
             }
         }
     }
 
     fn finish(&mut self, i: usize, done: Done) {
-        let plan = self.run.job.plan();
-        let key = plan.steps[i].key.clone();
-        let ended = self.track[i].ended.get(&done.attempt).cloned();
-        match (done.status, ended) {
-            (DoneStatus::Success, _) => self.status[i] = StepStatus::Succeeded,
-            (DoneStatus::Failed, Some(Ending::Retry(delay))) => self.schedule_retry(i, delay),
-            (DoneStatus::Failed, Some(Ending::Failure)) => self.fail(i),
-            (DoneStatus::NoWorker, _) => {
-                let resources = &plan.steps[i].tags.resource_requirements;
-                let message = done.message.unwrap_or_default();
-                let error = ErrorInfo::new(
-                    ErrorKind::Engine,
-                    if resources.is_empty() {
-                        format!("step `{key}` found no worker: {message}")
-                    } else {
-                        format!(
-                            "step `{key}` needs {}: {message}",
-                            crate::op::resources_json(resources)
-                        )
-                    },
-                );
-                self.emit_failure(i, done.attempt, error);
-                self.fail(i);
-            }
-            (status, _) => {
-                // The step process never said how it ended: it crashed, could not start,
-                // or its worker died. The op's retry policy decides, as for an op error.
-                let worker = done.worker.or_else(|| self.track[i].worker.clone());
-                let mut message = match status {
-                    DoneStatus::Killed => format!("the worker running step `{key}` died"),
-                    _ => format!("step `{key}` did not run to the end"),
-                };
-                if let Some(w) = worker {
-                    message.push_str(&format!(" (worker {w})"));
-                }
-                if let Some(m) = done.message {
-                    message.push_str(&format!(": {m}"));
-                }
-                let error = ErrorInfo::new(ErrorKind::Engine, message);
-                let policy = plan.steps[i].retry_policy;
-                if done.attempt <= policy.max_retries {
-                    let delay = policy.delay_before(done.attempt, &mut self.rng);
-                    self.run.sink.emit(Event::new(
-                        self.run.run_id,
-                        Some(&key),
-                        EventKind::StepUpForRetry {
-                            attempt: done.attempt,
-                            delay_ms: delay.as_secs_f64() * 1e3,
-                            error,
-                        },
-                    ));
-                    self.schedule_retry(i, delay);
-                } else {
-                    self.emit_failure(i, done.attempt, error);
-                    self.fail(i);
-                }
-            }
+        let attempt = done.attempt;
+        let worker = done.worker.clone().or_else(|| self.track[i].worker.clone());
+        let end = self.attempt_end(i, done);
+        let mut state = self.state.lock();
+        state.set_worker(i, worker);
+        let result = state.end_attempt(i, attempt, end);
+        drop(state);
+        if let Err(problem) = result {
+            self.engine(Some(&self.run.job.plan().steps[i].key), problem);
         }
     }
 
-    fn emit_failure(&self, i: usize, attempt: u32, error: ErrorInfo) {
-        let key = &self.run.job.plan().steps[i].key;
-        self.run.sink.emit(Event::new(
-            self.run.run_id,
-            Some(key),
-            EventKind::StepFailure { attempt, error },
-        ));
-    }
-
-    fn schedule_retry(&mut self, i: usize, delay: Duration) {
-        self.track[i].attempt += 1;
-        self.retries.push((Instant::now() + delay, i));
-    }
-
-    fn fail(&mut self, i: usize) {
-        self.status[i] = StepStatus::Failed;
-        let skipped = mark_skipped(&self.downstream, &mut self.status, i);
-        report_skips(self.run, &self.upstream, &self.status, &skipped);
-    }
-
-    fn cancel(mut self, bridge: &mut Bridge) -> Result<DaskOutcome, RunError> {
+    /// Cancels the run's tasks, waits for the cluster to confirm (a second interrupt stops
+    /// waiting), and records every attempt that started and did not end as interrupted.
+    fn cancel(mut self, bridge: &mut Bridge) -> Result<(), RunError> {
         self.engine(
             None,
             "interrupted: canceling the run's tasks on the cluster (interrupt again to stop waiting)"
                 .to_owned(),
         );
-        bridge.send(&ToBridge::Cancel)?;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            match bridge.recv(Some(deadline.saturating_duration_since(Instant::now()))) {
-                Some(Input::Bridge(FromBridge::Canceled) | Input::Closed | Input::Interrupt)
-                | None => break,
-                Some(Input::Bridge(FromBridge::Line(line))) => self.on_line(line),
-                Some(_) => {}
+        let mut confirmed = bridge.send(&ToBridge::Cancel).is_ok();
+        if confirmed {
+            confirmed = false;
+            let deadline = Instant::now() + CANCEL_WAIT;
+            loop {
+                match bridge.recv(Some(deadline.saturating_duration_since(Instant::now()))) {
+                    Some(Input::Bridge(FromBridge::Canceled)) => {
+                        confirmed = true;
+                        break;
+                    }
+                    Some(Input::Closed) | None => break,
+                    Some(Input::Interrupt(n)) if n > 1 => break,
+                    Some(Input::Bridge(FromBridge::Line(line))) => self.on_line(line),
+                    Some(Input::Bridge(FromBridge::Done(done))) => self.on_done(done),
+                    Some(_) => {}
+                }
             }
         }
-        Ok(DaskOutcome {
-            status: self.status,
-            canceled: Some("interrupted (SIGINT/SIGTERM): pending tasks canceled, running step processes killed".to_owned()),
-        })
+        // Attempts whose task already ended keep how they ended.
+        self.settle(true);
+        self.state.lock().interrupt_started(if confirmed {
+            "the run was canceled and its step process killed"
+        } else {
+            "the run was canceled; the cluster did not confirm that the step process stopped"
+        });
+        Ok(())
     }
 }

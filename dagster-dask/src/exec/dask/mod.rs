@@ -7,24 +7,30 @@
 //! Dask `resources`. Each task runs this job binary in step mode on its worker and forwards
 //! the step's output lines as they come, so events and op logs reach the driver live.
 //!
-//! The driver keeps the run's semantics: a step that fails raises in Dask, so nothing
-//! downstream of it runs; the driver marks those steps skipped, retries by the op's policy
-//! (resubmitting the step and what depends on it), fails a step no worker can take after
-//! `no_worker_timeout`, and cancels everything on Ctrl-C.
-
+//! Step processes send their events on a channel of their own, and the run config reaches
+//! them once per run: the bridge scatters it to the workers, and each task writes it to its
+//! step process's stdin (never argv). The run's state keeps the run's semantics: a step that
+//! fails raises in Dask, so nothing downstream of it runs; the state marks those steps
+//! skipped and retries by the op's policy (the bridge resubmits the step and what depends on
+//! it); the driver fails a step no worker can take after `no_worker_timeout`, and cancels
+//! everything on Ctrl-C.
 //!
-//! Modules: [`bridge`] (the Python process and the protocol), [`driver`] (the run's state:
-//! events, retries, skips, cancel).
+//! Modules: [`protocol`] (the wire types), [`bridge`] (the Python process), [`driver`] (what
+//! the cluster says, checked and handed to the run's state).
 
 mod bridge;
 mod driver;
+pub(crate) mod protocol;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use self::bridge::{Bridge, FromBridge, Input, SubmitStep, ToBridge};
+use self::bridge::{Bridge, Input};
 use self::driver::Driver;
-use super::{RunContext, RunError, StepStatus};
+use self::protocol::{FromBridge, SubmitStep, ToBridge};
+use super::state::SharedState;
+use super::{Executor, RunContext, RunError};
 use crate::config::{ClusterConfig, DaskConfig, RunConfig, ShipBinary};
 use crate::events::{Event, EventKind};
 
@@ -63,12 +69,6 @@ pub struct DaskExecutor {
     config: DaskConfig,
 }
 
-/// How a Dask run ended, when it ran at all.
-pub(crate) struct DaskOutcome {
-    pub(crate) status: Vec<StepStatus>,
-    pub(crate) canceled: Option<String>,
-}
-
 impl DaskExecutor {
     /// An executor for this config.
     pub fn new(config: DaskConfig) -> Self {
@@ -82,22 +82,43 @@ impl DaskExecutor {
             ClusterConfig::Existing { address } => format!("dask ({address})"),
         }
     }
+}
 
-    pub(crate) fn execute(&self, run: &RunContext<'_>) -> Result<DaskOutcome, RunError> {
+impl Executor for DaskExecutor {
+    fn name(&self) -> String {
+        DaskExecutor::name(self)
+    }
+
+    fn prepare(&self, run: &RunContext<'_>) -> Result<(), RunError> {
+        step_config_json(run).map(drop)
+    }
+
+    fn execute(&self, run: &RunContext<'_>, state: &Arc<SharedState>) -> Result<(), RunError> {
         let binary = std::env::current_exe()
             .map_err(|e| RunError::Dask(format!("cannot find this job binary's path: {e}")))?;
-        let mut bridge = Bridge::start(&python_for(&self.config), run.cancel_on_interrupt)?;
-        let result = self.drive(run, &mut bridge, binary);
+        let mut bridge = Bridge::start(&python_for(&self.config))?;
+        let waker = bridge.waker();
+        run.interrupts.set({
+            let state = Arc::clone(state);
+            move |count| {
+                state.lock().cancel("interrupted (SIGINT/SIGTERM)");
+                let _ = waker.send(Input::Interrupt(count));
+            }
+        });
+        let result = self.drive(run, state, &mut bridge, binary);
         bridge.close();
         result
     }
+}
 
+impl DaskExecutor {
     fn drive(
         &self,
         run: &RunContext<'_>,
+        state: &SharedState,
         bridge: &mut Bridge,
         binary: PathBuf,
-    ) -> Result<DaskOutcome, RunError> {
+    ) -> Result<(), RunError> {
         let python = python_for(&self.config);
         let (connect, deadline, target) = match &self.config.cluster {
             ClusterConfig::Local(kwargs) => (
@@ -182,7 +203,7 @@ impl DaskExecutor {
                     }));
                 }
                 Some(Input::Stray(_)) => {}
-                Some(Input::Interrupt) => {
+                Some(Input::Interrupt(_)) => {
                     return Err(RunError::Dask(format!(
                         "interrupted while connecting to {target}"
                     )));
@@ -207,11 +228,10 @@ impl DaskExecutor {
         }
 
         let plan = run.job.plan();
-        let driver = Driver::new(run);
         let steps = plan
             .steps
             .iter()
-            .zip(&driver.upstream)
+            .zip(plan.upstream())
             .map(|(s, up)| SubmitStep {
                 step: &s.key,
                 deps: up.iter().map(|&u| plan.steps[u].key.as_str()).collect(),
@@ -231,7 +251,7 @@ impl DaskExecutor {
             platform: [std::env::consts::OS, std::env::consts::ARCH],
             steps,
         })?;
-        driver.run(bridge)
+        Driver::new(run, state).run(bridge)
     }
 }
 

@@ -1,0 +1,645 @@
+//! The run state machine: how a run's steps go, each rule written once.
+//!
+//! Every executor drives a [`RunState`]: it asks which step may run next (or is told by its
+//! cluster that one started), and reports how each attempt ended. The state decides the rest
+//! and emits the event of every transition: success, retry (with the policy's delay), final
+//! failure, the skips downstream of a failure or of an output that was not produced, cancel,
+//! and the run's own end. An executor only decides where and when a step runs.
+//!
+//! Steps are addressed by index. Steps may be added while the run goes ([`RunState::add_step`]),
+//! so that a step that produces work at run time can create the steps that consume it.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::error::{ErrorInfo, ErrorKind};
+use crate::events::{Event, EventKind, EventSink};
+use crate::op::RetryPolicy;
+use crate::plan::Plan;
+use crate::run::{RunStatus, StepStatus};
+
+/// How one attempt of a step ended, as whoever ran it reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub(crate) enum AttemptEnd {
+    /// Its outputs are stored.
+    Success {
+        /// Time spent in the attempt, milliseconds.
+        duration_ms: f64,
+    },
+    /// It failed; the state decides whether to try again.
+    Failure(ErrorInfo),
+}
+
+/// Why a step is skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SkipReason {
+    /// These upstream steps failed or were skipped.
+    Upstream(Vec<usize>),
+    /// An upstream step ended without producing an output this step needs.
+    #[allow(dead_code)] // optional outputs report through it
+    NotProduced {
+        /// The upstream step.
+        step: usize,
+        /// The output it did not produce.
+        output: String,
+    },
+}
+
+/// Where one step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Some upstream step has not succeeded yet.
+    Waiting,
+    /// Every upstream step succeeded: it may run (queued, or handed to a cluster).
+    Ready,
+    /// An attempt was taken by an executor thread or said it started on a worker.
+    Running,
+    /// An attempt failed; the next one is due at the retry time.
+    RetryWait,
+    /// It ended; `StepStatus` says how.
+    Ended,
+}
+
+/// What an embedded executor thread should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Run attempt `.1` of step `.0`.
+    Run(usize, u32),
+    /// Nothing to run now: wait for another step to end, or at most this long for a retry.
+    Wait(Option<Duration>),
+    /// The run is over.
+    Done,
+}
+
+/// One step's place in the run.
+#[derive(Debug)]
+struct StepState {
+    key: String,
+    policy: RetryPolicy,
+    upstream: Vec<usize>,
+    downstream: Vec<usize>,
+    /// Upstream steps that have not succeeded yet.
+    remaining: usize,
+    phase: Phase,
+    status: StepStatus,
+    /// The current attempt, from 1.
+    attempt: u32,
+    /// Whether the current attempt has started.
+    started: bool,
+    /// Whether an executor thread took the current attempt with [`RunState::next`].
+    taken: bool,
+    /// Where its last attempt ran, when a cluster ran it: stamped on its events.
+    worker: Option<String>,
+}
+
+/// The state of one run's steps.
+pub(crate) struct RunState {
+    run_id: String,
+    sink: Arc<dyn EventSink>,
+    steps: Vec<StepState>,
+    /// Ready steps in plan order, for executors that pull work.
+    ready: BinaryHeap<Reverse<usize>>,
+    retries: Vec<(Instant, usize)>,
+    /// Attempts taken with [`next`](Self::next) and not ended.
+    taken: usize,
+    ended: usize,
+    canceled: Option<String>,
+    rng: fastrand::Rng,
+}
+
+impl std::fmt::Debug for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunState")
+            .field("run_id", &self.run_id)
+            .field("steps", &self.steps)
+            .field("canceled", &self.canceled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunState {
+    /// Every step of `plan` waiting for its upstream steps.
+    pub(crate) fn new(plan: &Plan, run_id: &str, sink: Arc<dyn EventSink>) -> Self {
+        let mut state = Self {
+            run_id: run_id.to_owned(),
+            sink,
+            steps: Vec::with_capacity(plan.steps.len()),
+            ready: BinaryHeap::new(),
+            retries: Vec::new(),
+            taken: 0,
+            ended: 0,
+            canceled: None,
+            rng: fastrand::Rng::new(),
+        };
+        for (step, upstream) in plan.steps.iter().zip(plan.upstream()) {
+            state.add_step(step.key.clone(), step.retry_policy, upstream.clone());
+        }
+        state
+    }
+
+    /// Adds a step that runs after `upstream` (indices of steps already added); returns its
+    /// index. An upstream step that already failed or was skipped skips it at once.
+    pub(crate) fn add_step(
+        &mut self,
+        key: String,
+        policy: RetryPolicy,
+        upstream: Vec<usize>,
+    ) -> usize {
+        let index = self.steps.len();
+        let remaining = upstream
+            .iter()
+            .filter(|&&u| self.steps[u].status != StepStatus::Succeeded)
+            .count();
+        let doomed: Vec<usize> = upstream
+            .iter()
+            .copied()
+            .filter(|&u| {
+                matches!(
+                    self.steps[u].status,
+                    StepStatus::Failed | StepStatus::Skipped
+                )
+            })
+            .collect();
+        for &u in &upstream {
+            self.steps[u].downstream.push(index);
+        }
+        self.steps.push(StepState {
+            key,
+            policy,
+            upstream,
+            downstream: Vec::new(),
+            remaining,
+            phase: Phase::Waiting,
+            status: StepStatus::NotRun,
+            attempt: 1,
+            started: false,
+            taken: false,
+            worker: None,
+        });
+        if !doomed.is_empty() {
+            self.skip(index, SkipReason::Upstream(doomed));
+        } else if remaining == 0 {
+            self.make_ready(index);
+        }
+        index
+    }
+
+    fn make_ready(&mut self, i: usize) {
+        self.steps[i].phase = Phase::Ready;
+        self.ready.push(Reverse(i));
+    }
+
+    fn emit(&self, step: Option<usize>, kind: EventKind) {
+        let key = step.map(|i| self.steps[i].key.as_str());
+        let mut event = Event::new(&self.run_id, key, kind);
+        event.worker = step.and_then(|i| self.steps[i].worker.clone());
+        self.sink.emit(event);
+    }
+
+    /// Records the worker that runs step `i`'s current attempt.
+    pub(crate) fn set_worker(&mut self, i: usize, worker: Option<String>) {
+        if worker.is_some() {
+            self.steps[i].worker = worker;
+        }
+    }
+
+    /// The current attempt of step `i`.
+    pub(crate) fn attempt(&self, i: usize) -> u32 {
+        self.steps[i].attempt
+    }
+
+    /// How step `i` stands (`NotRun` until it ends).
+    pub(crate) fn status(&self, i: usize) -> StepStatus {
+        self.steps[i].status
+    }
+
+    /// Every step's status, by index.
+    pub(crate) fn statuses(&self) -> Vec<StepStatus> {
+        self.steps.iter().map(|s| s.status).collect()
+    }
+
+    /// Whether every step has ended.
+    pub(crate) fn all_ended(&self) -> bool {
+        self.ended == self.steps.len()
+    }
+
+    /// Why the run was canceled, once it was.
+    pub(crate) fn canceled(&self) -> Option<&str> {
+        self.canceled.as_deref()
+    }
+
+    /// Takes the next step to run, for executors that run steps themselves.
+    pub(crate) fn next(&mut self, now: Instant) -> Next {
+        if self.canceled.is_some() {
+            return if self.taken == 0 {
+                Next::Done
+            } else {
+                Next::Wait(None)
+            };
+        }
+        self.due_retries(now);
+        if let Some(Reverse(i)) = self.ready.pop() {
+            self.taken += 1;
+            let step = &mut self.steps[i];
+            step.phase = Phase::Running;
+            step.started = true;
+            step.taken = true;
+            return Next::Run(i, step.attempt);
+        }
+        if self.all_ended() || (self.taken == 0 && self.retries.is_empty()) {
+            return Next::Done;
+        }
+        Next::Wait(self.next_retry_in(now))
+    }
+
+    /// The retries that are due: each step is ready again, at its new attempt. Executors that
+    /// hand steps to a cluster resubmit these.
+    pub(crate) fn due_retries(&mut self, now: Instant) -> Vec<(usize, u32)> {
+        if self.canceled.is_some() {
+            return Vec::new();
+        }
+        let mut due = Vec::new();
+        self.retries.retain(|&(at, i)| {
+            let is_due = at <= now;
+            if is_due {
+                due.push(i);
+            }
+            !is_due
+        });
+        due.sort_unstable();
+        due.into_iter()
+            .map(|i| {
+                self.make_ready(i);
+                (i, self.steps[i].attempt)
+            })
+            .collect()
+    }
+
+    /// How long until the next retry is due.
+    pub(crate) fn next_retry_in(&self, now: Instant) -> Option<Duration> {
+        self.retries
+            .iter()
+            .map(|(at, _)| at.saturating_duration_since(now))
+            .min()
+    }
+
+    /// Checks an event that the process running attempt `attempt` of step `i` sent, before
+    /// it is recorded: it must be about the current attempt of a step that has not ended, and
+    /// be a kind a step process may send (the state alone decides how a step ends). A start
+    /// marks the attempt started.
+    pub(crate) fn accept_step_event(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        kind: &EventKind,
+    ) -> Result<(), String> {
+        self.check_current(i, attempt)?;
+        let step = &mut self.steps[i];
+        match kind {
+            EventKind::StepStart | EventKind::StepRestarted { .. } => {
+                let fits = match kind {
+                    EventKind::StepRestarted { attempt: a } => *a == attempt && attempt > 1,
+                    _ => attempt == 1,
+                };
+                if !fits {
+                    return Err(format!(
+                        "a {} does not start attempt {attempt}",
+                        kind.type_name()
+                    ));
+                }
+                // (a start of an attempt that started already is the cluster running it
+                // again, as Dask does when it loses the worker that held its result)
+                step.started = true;
+                step.phase = Phase::Running;
+                Ok(())
+            }
+            EventKind::LoadedInput { .. }
+            | EventKind::StepOutput { .. }
+            | EventKind::HandledOutput { .. }
+            | EventKind::Log { .. } => Ok(()),
+            other => Err(format!(
+                "a step process may not send {} (the run decides how a step ends)",
+                other.type_name()
+            )),
+        }
+    }
+
+    fn check_current(&self, i: usize, attempt: u32) -> Result<(), String> {
+        let step = &self.steps[i];
+        if step.phase == Phase::Ended {
+            return Err(format!("step `{}` has already ended", step.key));
+        }
+        if attempt != step.attempt {
+            return Err(format!(
+                "step `{}` is at attempt {}, not {attempt}",
+                step.key, step.attempt
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records how attempt `attempt` of step `i` ended: success readies its downstream
+    /// steps; a failure is retried while the op's policy allows and the error can change,
+    /// else it fails the step and skips everything downstream of it.
+    pub(crate) fn end_attempt(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        end: AttemptEnd,
+    ) -> Result<(), String> {
+        self.check_current(i, attempt)?;
+        let step = &mut self.steps[i];
+        if std::mem::take(&mut step.taken) {
+            self.taken -= 1;
+        }
+        step.started = false;
+        match end {
+            AttemptEnd::Success { duration_ms } => {
+                self.emit(Some(i), EventKind::StepSuccess { duration_ms });
+                self.end(i, StepStatus::Succeeded);
+                for d in self.steps[i].downstream.clone() {
+                    let down = &mut self.steps[d];
+                    down.remaining -= 1;
+                    if down.remaining == 0 && down.phase == Phase::Waiting {
+                        self.make_ready(d);
+                    }
+                }
+            }
+            AttemptEnd::Failure(error) => {
+                let policy = self.steps[i].policy;
+                if error.is_retryable() && attempt <= policy.max_retries && self.canceled.is_none()
+                {
+                    let delay = policy.delay_before(attempt, &mut self.rng);
+                    self.emit(
+                        Some(i),
+                        EventKind::StepUpForRetry {
+                            attempt,
+                            delay_ms: delay.as_secs_f64() * 1e3,
+                            error,
+                        },
+                    );
+                    let step = &mut self.steps[i];
+                    step.attempt += 1;
+                    step.phase = Phase::RetryWait;
+                    self.retries.push((Instant::now() + delay, i));
+                } else {
+                    self.emit(Some(i), EventKind::StepFailure { attempt, error });
+                    self.end(i, StepStatus::Failed);
+                    self.skip_downstream(i);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, i: usize, status: StepStatus) {
+        let step = &mut self.steps[i];
+        step.phase = Phase::Ended;
+        step.status = status;
+        self.ended += 1;
+    }
+
+    /// Skips step `i` (if it has not ended) and everything downstream of it.
+    pub(crate) fn skip(&mut self, i: usize, reason: SkipReason) {
+        if self.steps[i].phase == Phase::Ended {
+            return;
+        }
+        let upstream = match reason {
+            SkipReason::Upstream(steps) => {
+                steps.iter().map(|&u| self.steps[u].key.clone()).collect()
+            }
+            SkipReason::NotProduced { step, output } => {
+                vec![format!("{}.{output} (not produced)", self.steps[step].key)]
+            }
+        };
+        self.end(i, StepStatus::Skipped);
+        self.emit(Some(i), EventKind::StepSkipped { upstream });
+        self.skip_downstream(i);
+    }
+
+    /// Skips every step downstream of `i`, which did not succeed, in index order; each skip
+    /// names its upstream steps that did not succeed.
+    fn skip_downstream(&mut self, i: usize) {
+        let mut stack = self.steps[i].downstream.clone();
+        let mut doomed = Vec::new();
+        while let Some(d) = stack.pop() {
+            if self.steps[d].phase != Phase::Ended && !doomed.contains(&d) {
+                doomed.push(d);
+                stack.extend(&self.steps[d].downstream);
+            }
+        }
+        doomed.sort_unstable();
+        // Marked first, so that each skip names every culprit, skipped ones included.
+        for &d in &doomed {
+            self.end(d, StepStatus::Skipped);
+        }
+        for d in doomed {
+            let culprits = self.steps[d]
+                .upstream
+                .iter()
+                .filter(|&&u| {
+                    matches!(
+                        self.steps[u].status,
+                        StepStatus::Failed | StepStatus::Skipped
+                    )
+                })
+                .map(|&u| self.steps[u].key.clone())
+                .collect();
+            self.emit(Some(d), EventKind::StepSkipped { upstream: culprits });
+        }
+    }
+
+    /// Cancels the run: nothing more starts and no failure is retried. Returns `false` when
+    /// it was canceled already.
+    pub(crate) fn cancel(&mut self, why: &str) -> bool {
+        if self.canceled.is_some() {
+            return false;
+        }
+        self.canceled = Some(why.to_owned());
+        self.retries.clear();
+        true
+    }
+
+    /// Ends every attempt that started and has not ended as a failure: what a cluster
+    /// executor does once it has stopped the step processes of a canceled run.
+    pub(crate) fn interrupt_started(&mut self, message: &str) {
+        for i in 0..self.steps.len() {
+            let step = &self.steps[i];
+            if step.started && step.phase != Phase::Ended {
+                let attempt = step.attempt;
+                let error = ErrorInfo::new(
+                    ErrorKind::Interrupted,
+                    format!("step `{}` was interrupted: {message}", step.key),
+                );
+                // (the current attempt of a step that has not ended: always accepted)
+                let _ = self.end_attempt(i, attempt, AttemptEnd::Failure(error));
+            }
+        }
+    }
+
+    /// Ends the run: emits `RUN_SUCCESS`, `RUN_FAILURE` or `RUN_CANCELED` and returns the
+    /// status. `engine_error` is why the executor could not go on, when it could not: the
+    /// run fails with it, whatever the steps did.
+    pub(crate) fn finish(&mut self, duration: Duration, engine_error: Option<&str>) -> RunStatus {
+        let duration_ms = duration.as_secs_f64() * 1e3;
+        if let Some(message) = engine_error {
+            self.emit(
+                None,
+                EventKind::EngineEvent {
+                    message: message.to_owned(),
+                },
+            );
+        }
+        if let Some(why) = &self.canceled {
+            let not_run = self
+                .steps
+                .iter()
+                .filter(|s| s.status == StepStatus::NotRun)
+                .count();
+            let message = format!("{why}; {not_run} step(s) not run");
+            self.emit(None, EventKind::RunCanceled { message });
+            return RunStatus::Canceled;
+        }
+        if engine_error.is_none() && self.steps.iter().all(|s| s.status == StepStatus::Succeeded) {
+            self.emit(None, EventKind::RunSuccess { duration_ms });
+            return RunStatus::Success;
+        }
+        let keys_with = |wanted: StepStatus| -> Vec<String> {
+            self.steps
+                .iter()
+                .filter(|s| s.status == wanted)
+                .map(|s| s.key.clone())
+                .collect()
+        };
+        self.emit(
+            None,
+            EventKind::RunFailure {
+                failed: keys_with(StepStatus::Failed),
+                skipped: keys_with(StepStatus::Skipped),
+                duration_ms,
+            },
+        );
+        RunStatus::Failure
+    }
+}
+
+/// A run state shared by an executor's threads and the interrupt handler.
+#[derive(Debug)]
+pub(crate) struct SharedState {
+    state: Mutex<RunState>,
+    /// Wakes threads that wait for a step to end, a retry or a cancel.
+    pub(crate) wake: Condvar,
+}
+
+impl SharedState {
+    pub(crate) fn new(state: RunState) -> Self {
+        Self {
+            state: Mutex::new(state),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// The state. Steps run outside the lock and op panics are caught, so a poisoned lock
+    /// still holds a consistent state.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, RunState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits on [`wake`](Self::wake), at most `timeout`.
+    pub(crate) fn wait<'a>(
+        &self,
+        guard: MutexGuard<'a, RunState>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, RunState> {
+        match timeout {
+            None => self
+                .wake
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner),
+            Some(t) => {
+                self.wake
+                    .wait_timeout(guard, t)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::RunLog;
+    use crate::graph::JobBuilder;
+    use crate::op::OpDef;
+
+    fn diamond() -> crate::graph::Job {
+        let one = OpDef::new("one", [], |_ctx, (): ()| 1_i64);
+        let inc = OpDef::new("inc", ["x"], |_ctx, (x,): (i64,)| x + 1);
+        let mut b = JobBuilder::new("d");
+        let a = b.add(&one, ());
+        let l = b.add_as("left", &inc, a);
+        let r = b.add_as("right", &inc, a);
+        b.add_as("after_left", &inc, l);
+        let _ = r;
+        b.build().unwrap()
+    }
+
+    fn state(job: &crate::graph::Job) -> (RunState, Arc<RunLog>) {
+        let log = Arc::new(RunLog::in_memory(false));
+        let sink: Arc<dyn EventSink> = Arc::clone(&log) as _;
+        (RunState::new(job.plan(), "r", sink), log)
+    }
+
+    #[test]
+    fn a_failure_skips_downstream_only() {
+        let job = diamond();
+        let (mut s, log) = state(&job);
+        assert_eq!(s.next(Instant::now()), Next::Run(0, 1));
+        s.end_attempt(0, 1, AttemptEnd::Success { duration_ms: 1.0 })
+            .unwrap();
+        let Next::Run(left, 1) = s.next(Instant::now()) else {
+            panic!("left is ready")
+        };
+        let error = ErrorInfo::new(ErrorKind::Input, "bad");
+        s.end_attempt(left, 1, AttemptEnd::Failure(error)).unwrap();
+        let after = job.plan().index_of("after_left").unwrap();
+        assert_eq!(s.status(after), StepStatus::Skipped);
+        let right = job.plan().index_of("right").unwrap();
+        assert_eq!(s.status(right), StepStatus::NotRun);
+        let kinds: Vec<_> = log.events().iter().map(|e| e.kind.type_name()).collect();
+        assert!(kinds.contains(&"STEP_SKIPPED"), "{kinds:?}");
+    }
+
+    #[test]
+    fn worker_events_cannot_end_a_step_or_speak_for_another_attempt() {
+        let job = diamond();
+        let (mut s, _log) = state(&job);
+        let success = EventKind::StepSuccess { duration_ms: 1.0 };
+        assert!(s.accept_step_event(0, 1, &success).is_err());
+        assert!(s.accept_step_event(0, 2, &EventKind::StepStart).is_err());
+        let restarted = EventKind::StepRestarted { attempt: 1 };
+        assert!(s.accept_step_event(0, 1, &restarted).is_err());
+        assert!(s.accept_step_event(0, 1, &EventKind::StepStart).is_ok());
+        assert_eq!(s.status(0), StepStatus::NotRun);
+    }
+
+    #[test]
+    fn steps_added_while_the_run_goes_wait_for_their_upstream() {
+        let job = diamond();
+        let (mut s, _log) = state(&job);
+        let added = s.add_step("late".to_owned(), RetryPolicy::default(), vec![0]);
+        assert_eq!(s.next(Instant::now()), Next::Run(0, 1));
+        assert_eq!(s.next(Instant::now()), Next::Wait(None));
+        s.end_attempt(0, 1, AttemptEnd::Success { duration_ms: 1.0 })
+            .unwrap();
+        let mut ran = Vec::new();
+        while let Next::Run(i, _) = s.next(Instant::now()) {
+            ran.push(i);
+        }
+        assert!(ran.contains(&added), "{ran:?}");
+    }
+}
