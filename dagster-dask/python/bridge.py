@@ -16,7 +16,7 @@ Messages:
   {"type": "connected", "dashboard": URL|null, "workers": {name: resources}}
   {"type": "line", "step": S, "attempt": N, "worker": W, "stream": "stdout"|"stderr", "line": L}
   {"type": "done", "step": S, "attempt": N, "status": "success"|"failed"|"killed"|"no_worker",
-   "worker": W|null, "lines": N|null, "message": M|null}
+   "worker": W|null, "lines": N|null, "message": M|null, "exit_code": N|null}
   {"type": "info", "message": M}
   {"type": "canceled"}
   {"type": "fatal", "message": M}
@@ -122,6 +122,17 @@ def run_config(config_json):
     return config_json
 
 
+def _reported_success(line):
+    """Whether a step process's last message says its attempt succeeded."""
+    import json as _json
+
+    try:
+        msg = _json.loads(line)
+        return msg.get("msg") == "ended" and msg.get("body", {}).get("outcome") == "success"
+    except (ValueError, AttributeError):
+        return False
+
+
 def run_step(spec_json, config_json, *upstream):
     """The Dask task of one step: run the job binary in step mode on this worker.
 
@@ -186,12 +197,14 @@ def _run_step(spec, config_json):
         except OSError:
             pass  # it ended before reading its config: its exit says why
 
-    counter = {"n": 0}
+    counter = {"n": 0, "last_event": ""}
     counter_lock = _threading.Lock()
 
     def forward(stream, label):
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip("\n")
+            if label == "events":
+                counter["last_event"] = line
             worker.log_event(
                 topic,
                 # (the scheduler overwrites a "worker" key with the worker's address)
@@ -228,6 +241,11 @@ def _run_step(spec, config_json):
         r.join()
     if code != 0:
         raise StepFailed(step, attempt, code, counter["n"], str(name))
+    if not _reported_success(counter["last_event"]):
+        # Exit 0 without a success end: Dask must not run what depends on it.
+        raise StepFailed(step, attempt, code, counter["n"], str(name),
+                         f"step `{step}` attempt {attempt} exited with code 0 on {name} "
+                         f"without reporting success")
     return {"step": step, "attempt": attempt, "worker": str(name), "lines": counter["n"]}
 
 
@@ -396,7 +414,8 @@ class Bridge:
             if getattr(exc, "step", None) != step:
                 return  # erred because an upstream failed: the driver skips it
             emit({"type": "done", "step": step, "attempt": attempt, "status": "failed",
-                  "worker": exc.worker, "lines": exc.lines, "message": str(exc)})
+                  "worker": exc.worker, "lines": exc.lines, "message": str(exc),
+                  "exit_code": exc.exit_code})
             return
         name = type(exc).__name__
         if name == "KilledWorker":

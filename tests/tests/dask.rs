@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dagster_dask::events::{Event, EventKind, read_event_log};
+use dagster_dask::events::{ErrorKind, Event, EventKind, read_event_log};
 use tests::dask::{Cluster, python};
 
 /// Dask tests share two cores: one at a time.
@@ -27,6 +27,7 @@ fn bin(name: &str) -> PathBuf {
         "sleepy" => env!("CARGO_BIN_EXE_sleepy"),
         "chain20" => env!("CARGO_BIN_EXE_chain20"),
         "fan50" => env!("CARGO_BIN_EXE_fan50"),
+        "hostile" => env!("CARGO_BIN_EXE_hostile"),
         other => panic!("no job binary {other}"),
     })
 }
@@ -384,7 +385,13 @@ fn existing_cluster() {
             "cancel took {:?}",
             interrupted.elapsed()
         );
-        assert_ne!(ran.code, Some(0));
+        assert_eq!(
+            ran.code,
+            Some(1),
+            "{signal}: {}\n{}",
+            ran.stdout,
+            ran.stderr
+        );
         assert!(
             ran.events
                 .iter()
@@ -392,6 +399,21 @@ fn existing_cluster() {
             "{signal}: {}\n{}",
             ran.stdout,
             ran.stderr
+        );
+        // The started step has its one end: a failure, as interrupted.
+        let ends: Vec<_> = ran
+            .step_events("nap")
+            .filter_map(|e| match &e.kind {
+                EventKind::StepFailure { error, .. } => Some(error.kind),
+                EventKind::StepSuccess { .. } => Some(ErrorKind::Op),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ends, [ErrorKind::Interrupted], "{signal}: {}", ran.stdout);
+        assert!(
+            ran.stdout.contains("RUN_CANCELED job `sleepy`"),
+            "{}",
+            ran.stdout
         );
         assert_gone(step_pid);
     }
@@ -655,5 +677,156 @@ fn missing_python_or_distributed_is_one_clear_line() {
         started.elapsed() < Duration::from_secs(60),
         "took {:?}",
         started.elapsed()
+    );
+}
+
+#[test]
+fn step_processes_cannot_forge_events_and_must_store_their_output() {
+    let _serial = serial();
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = existing(&cluster, dir.path(), "");
+    let ran = run("hostile", &[&cfg], dir.path());
+    assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
+
+    // Forged lines on stdout and stderr are output lines of the step, nothing more.
+    assert_eq!(
+        ran.kinds("forger")
+            .into_iter()
+            .filter(|k| *k != "STEP_OUTPUT_LINE")
+            .collect::<Vec<_>>(),
+        ["STEP_START", "STEP_FAILURE"]
+    );
+    for stream in ["stdout", "stderr"] {
+        let forged = ran
+            .step_events("forger")
+            .filter(
+                |e| matches!(&e.kind, EventKind::StepOutputLine { stream: s, .. } if s == stream),
+            )
+            .count();
+        assert_eq!(forged, 5, "{stream}");
+    }
+    let failure = ran.step_events("forger").find_map(|e| match &e.kind {
+        EventKind::StepFailure { error, .. } => Some(error.message.clone()),
+        _ => None,
+    });
+    assert_eq!(failure.as_deref(), Some(tests::FORGER_ERROR));
+    let run_ends: Vec<_> = ran
+        .events
+        .iter()
+        .filter(|e| e.step_key.is_none() && e.kind.type_name().starts_with("RUN_"))
+        .map(|e| e.kind.type_name())
+        .collect();
+    assert_eq!(run_ends, ["RUN_START", "RUN_FAILURE"]);
+
+    // A line without a newline is still a line, and the step's own end still arrives.
+    assert!(
+        ran.kinds("partial").contains(&"STEP_SUCCESS"),
+        "{:?}",
+        ran.kinds("partial")
+    );
+    assert!(ran.step_events("partial").any(|e| matches!(&e.kind,
+        EventKind::StepOutputLine { line, .. } if line == "no newline at the end")));
+
+    // Exit 0 without storing the output is a failure of that step, not of the next one.
+    let failure = ran.step_events("quitter").find_map(|e| match &e.kind {
+        EventKind::StepFailure { error, .. } => Some(error.to_string()),
+        _ => None,
+    });
+    let failure = failure.expect("quitter failed");
+    assert!(
+        failure.contains("exited without storing output `result`"),
+        "{failure}"
+    );
+    assert_eq!(ran.kinds("after_quitter"), ["STEP_SKIPPED"]);
+}
+
+#[test]
+fn a_one_mib_run_config_reaches_the_steps_and_stays_out_of_argv() {
+    let _serial = serial();
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let marker = format!("SECRET-{}", fastrand_name());
+    let padding = format!("{marker}{}", "x".repeat(1 << 20));
+    let run_id = dagster_dask::exec::new_run_id();
+    let pid_file = d.join("big.pid");
+    let cfg = existing(
+        &cluster,
+        d,
+        &format!(
+            "ops: {{ nap: {{ config: {{ seconds: 2, pid_file: '{}', padding: '{padding}' }} }} }}\n",
+            pid_file.display()
+        ),
+    );
+    assert!(std::fs::metadata(&cfg).unwrap().len() > 1 << 20);
+    let child = command("sleepy", &[&cfg], &run_id)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let step_pid = wait_for_pid(&pid_file);
+    // While the step runs: no process (driver, bridge, scheduler, workers, step) shows it.
+    let mut seen = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            seen += 1;
+            assert!(
+                !String::from_utf8_lossy(&cmdline).contains(&marker),
+                "{} shows the run config in its argv",
+                entry.path().display()
+            );
+        }
+    }
+    assert!(seen > 5, "only {seen} processes seen");
+    assert!(std::path::Path::new(&format!("/proc/{step_pid}/cmdline")).exists());
+    let ran = finish(child.wait_with_output().unwrap(), d, &run_id);
+    assert_success(&ran, "sleepy with a 1 MiB run config");
+    assert!(ran.stdout.contains("after_nap = 4"), "{}", ran.stdout);
+}
+
+#[test]
+fn ctrl_c_while_a_local_cluster_starts_cancels_the_run() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "local.yaml",
+        &format!(
+            "execution: {{ config: {{ cluster: {{ local: {{ n_workers: 1 }} }} }} }}\n{}",
+            storage(dir.path())
+        ),
+    );
+    let run_id = dagster_dask::exec::new_run_id();
+    let child = command("flaky", &[&cfg], &run_id)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // RUN_START is in the log once the run's handlers are in place.
+    let log = dir
+        .path()
+        .join("storage")
+        .join(&run_id)
+        .join("events.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("RUN_START")) {
+        assert!(Instant::now() < deadline, "no RUN_START");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let ran = finish(child.wait_with_output().unwrap(), dir.path(), &run_id);
+    assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout.contains("RUN_CANCELED job `flaky`"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(
+        ran.events.last().map(|e| e.kind.type_name()),
+        Some("RUN_CANCELED")
     );
 }

@@ -16,6 +16,9 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 /// What an executor does on an interrupt; called with how many interrupts came so far.
 type Hook = Box<dyn Fn(u32) + Send + Sync>;
 
+/// The callback of the run that listens now, if one does.
+type Current = Arc<Mutex<Option<Arc<dyn Fn() + Send + Sync>>>>;
+
 /// The interrupts one run has received, and what its executor does on one.
 #[derive(Default)]
 pub(crate) struct InterruptHook {
@@ -59,7 +62,7 @@ impl InterruptHook {
 struct Handlers {
     /// True while no run listens: the signals then take their default action.
     default: Arc<AtomicBool>,
-    current: Arc<Mutex<Option<Arc<dyn Fn() + Send + Sync>>>>,
+    current: Current,
 }
 
 fn handlers() -> Result<&'static Handlers, String> {
@@ -67,7 +70,7 @@ fn handlers() -> Result<&'static Handlers, String> {
     HANDLERS
         .get_or_init(|| {
             let default = Arc::new(AtomicBool::new(true));
-            let current: Arc<Mutex<Option<Arc<dyn Fn() + Send + Sync>>>> = Arc::default();
+            let current: Current = Arc::default();
             let (mut reader, writer) = UnixStream::pair().map_err(|e| e.to_string())?;
             for signal in [SIGINT, SIGTERM] {
                 signal_hook::flag::register_conditional_default(signal, Arc::clone(&default))

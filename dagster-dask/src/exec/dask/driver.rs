@@ -262,6 +262,11 @@ impl<'r, 'a> Driver<'r, 'a> {
             return engine(problem);
         }
         let reported = track.ended.remove(&done.attempt);
+        let unstored = engine(format!(
+            "step `{key}`{on} exited without storing output `{RESULT}`: its process ended with \
+             code 0 before it reported the end of attempt {}",
+            done.attempt
+        ));
         match (done.status, reported) {
             (DoneStatus::NoWorker, _) => {
                 let resources = &plan.steps[i].tags.resource_requirements;
@@ -278,11 +283,8 @@ impl<'r, 'a> Driver<'r, 'a> {
             }
             (DoneStatus::Success, Some(end))
             | (DoneStatus::Failed, Some(end @ AttemptEnd::Failure(_))) => end,
-            (DoneStatus::Success, None) => engine(format!(
-                "step `{key}`{on} exited without storing output `{RESULT}`: its process ended \
-                 with code 0 before it reported the end of attempt {}",
-                done.attempt
-            )),
+            (DoneStatus::Success, None) => unstored,
+            (DoneStatus::Failed, None) if done.exit_code == Some(0) => unstored,
             (DoneStatus::Failed, Some(AttemptEnd::Success { .. })) => engine(format!(
                 "step `{key}`{on} reported success, then its process failed{detail}"
             )),

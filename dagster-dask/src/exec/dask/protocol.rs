@@ -99,6 +99,9 @@ pub(crate) struct Done {
     pub(crate) worker: Option<String>,
     pub(crate) lines: Option<usize>,
     pub(crate) message: Option<String>,
+    /// The step process's exit code, when it exited.
+    #[serde(default)]
+    pub(crate) exit_code: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
