@@ -2,7 +2,7 @@
 //!
 //! The rules of a run (attempts, retries, skips, cancel, the final status, and the events of
 //! each transition) live in one state machine, `state`, which every executor drives; an
-//! [`Executor`] only decides where and when a step runs. The embedded executor
+//! executor (the `Executor` trait) only decides where and when a step runs. The embedded executor
 //! ([`EmbeddedExecutor`]) runs steps in this process and is the default; the Dask executor
 //! ([`DaskExecutor`]) runs each step as a task on a `distributed` cluster.
 //!
