@@ -1,24 +1,16 @@
-//! A run of a job: its id, how it is launched ([`Run`]), and what it did ([`RunResult`]).
-//!
-//! A run is checked before it starts (run id, storage, event log, the executor's own
-//! preconditions): a problem there is a [`RunError`] and nothing ran. Once `RUN_START` is
-//! emitted, every run ends with a [`RunResult`] and one of `RUN_SUCCESS`, `RUN_FAILURE` or
-//! `RUN_CANCELED`, whatever happens, an executor that loses its cluster included.
+//! What a run is: its id ([`RunId`]), how it and its steps end ([`RunStatus`],
+//! [`StepStatus`]), what it did ([`RunResult`]) and why it could not start ([`RunError`]).
+//! Runs are launched with [`exec::Run`](crate::exec::Run).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::codec::{self, CodecError};
-use crate::config::{ExecutionConfig, RunConfig};
-use crate::events::{Event, EventKind, EventSink, RunLog};
-use crate::exec::interrupt::{InterruptHook, Interrupts};
-use crate::exec::state::{RunState, SharedState};
-use crate::exec::{RunContext, event_log_path, executor_for, open_io_manager};
-use crate::graph::{Job, RESULT};
-use crate::io::{IoError, IoManager, ObjectStoreIoManager, OutputKey};
+use crate::events::Event;
+use crate::graph::RESULT;
+use crate::io::{IoError, IoManager, OutputKey};
 use crate::op::Value;
 
 /// How a run ended.
@@ -104,7 +96,7 @@ pub enum RunError {
 
 /// A run's id: letters, digits, `_` and `-`, so that it can be part of a storage path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RunId(String);
+pub struct RunId(pub(crate) String);
 
 impl RunId {
     /// A new run id: 128 random bits, in the UUID text layout Dagster uses.
@@ -150,186 +142,17 @@ pub fn new_run_id() -> String {
     RunId::random().0
 }
 
-/// A run about to be launched: [`Run::new`], options, then [`Run::execute`].
-///
-/// ```
-/// # use dagster_dask::{graph::JobBuilder, op::OpDef, exec::Run};
-/// let one = OpDef::new("one", [], |_ctx, (): ()| 1_i64);
-/// let mut b = JobBuilder::new("tiny");
-/// b.add(&one, ());
-/// let job = b.build().unwrap();
-///
-/// let result = Run::new(&job).in_memory().execute().unwrap();
-/// assert!(result.success());
-/// assert_eq!(result.output::<i64>("one").unwrap(), 1);
-/// ```
-#[derive(Debug)]
-pub struct Run<'j> {
-    job: &'j Job,
-    config: RunConfig,
-    run_id: Option<String>,
-    io: Option<Arc<dyn IoManager>>,
-    console: bool,
-    cancel_on_interrupt: bool,
-}
-
-impl<'j> Run<'j> {
-    /// A run of `job` with the default config: multithreaded, default storage, quiet.
-    pub fn new(job: &'j Job) -> Self {
-        Self {
-            job,
-            config: RunConfig::default(),
-            run_id: None,
-            io: None,
-            console: false,
-            cancel_on_interrupt: false,
-        }
-    }
-
-    /// Uses this (validated) run config.
-    pub fn config(mut self, config: RunConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Uses this run id instead of a new one.
-    pub fn run_id(mut self, run_id: impl Into<String>) -> Self {
-        self.run_id = Some(run_id.into());
-        self
-    }
-
-    /// Stores outputs with this IO manager instead of the one the config names.
-    pub fn io_manager(mut self, io: Arc<dyn IoManager>) -> Self {
-        self.io = Some(io);
-        self
-    }
-
-    /// Keeps outputs in memory (in-process executors only).
-    pub fn in_memory(self) -> Self {
-        self.io_manager(Arc::new(ObjectStoreIoManager::in_memory()))
-    }
-
-    /// Prints events on stderr as they happen.
-    pub fn console(mut self, on: bool) -> Self {
-        self.console = on;
-        self
-    }
-
-    /// Turns Ctrl-C (SIGINT) and SIGTERM into a cancel while the run goes: no new step
-    /// starts, running steps end (Dask kills their processes and records them failed as
-    /// interrupted; the embedded executor lets them finish, and a second interrupt exits at
-    /// once), and the run ends `RUN_CANCELED`. The handlers are in place before `RUN_START`;
-    /// after the run, both signals take their default action again. The job binary's `run`
-    /// command does this; off by default for library callers.
-    pub fn cancel_on_interrupt(mut self, on: bool) -> Self {
-        self.cancel_on_interrupt = on;
-        self
-    }
-
-    /// Runs the job. Step failures, a lost cluster and a cancel are not errors: they are in
-    /// the [`RunResult`]. An error means the run never started.
-    pub fn execute(self) -> Result<RunResult, RunError> {
-        let run_id = match &self.run_id {
-            Some(id) => RunId::parse(id)?,
-            None => RunId::random(),
-        };
-        let executor = executor_for(&self.config.execution);
-        let io = match self.io {
-            Some(io) => io,
-            None => open_io_manager(&self.config.io_manager)?,
-        };
-        let log = match io.local_base() {
-            Some(base) => {
-                let path = event_log_path(base, run_id.as_str());
-                // Two runs under one id would mix their outputs and their events.
-                if path.exists() {
-                    return Err(RunError::RunExists {
-                        run_id: run_id.0,
-                        path,
-                    });
-                }
-                RunLog::to_file(&path, self.console)
-                    .map_err(|source| RunError::EventLog { path, source })?
-            }
-            None => RunLog::in_memory(self.console),
-        };
-        let plan = self.job.plan();
-        let log = Arc::new(log.with_progress(plan.steps.len()));
-        let sink: Arc<dyn EventSink> = Arc::clone(&log) as Arc<dyn EventSink>;
-        let interrupts = Arc::new(InterruptHook::default());
-        let run = RunContext {
-            job: self.job,
-            run_id: run_id.as_str(),
-            config: &self.config,
-            io: io.as_ref(),
-            sink: Arc::clone(&sink),
-            interrupts: Arc::clone(&interrupts),
-        };
-        executor.prepare(&run)?;
-        let state = Arc::new(SharedState::new(RunState::new(
-            plan,
-            run_id.as_str(),
-            Arc::clone(&sink),
-        )));
-        // In place before RUN_START: an interrupt from here on is the run's.
-        let _handlers = if self.cancel_on_interrupt {
-            let state = Arc::clone(&state);
-            let hook = Arc::clone(&interrupts);
-            Some(
-                Interrupts::install(move || {
-                    // The executor's hook first: it says what a cancel means for it.
-                    hook.fire();
-                    state.lock().cancel("interrupted (SIGINT/SIGTERM)");
-                    state.wake.notify_all();
-                })
-                .map_err(RunError::Signals)?,
-            )
-        } else {
-            None
-        };
-        let started = Instant::now();
-        sink.emit(Event::new(
-            run_id.as_str(),
-            None,
-            EventKind::RunStart {
-                job: plan.job.clone(),
-                executor: executor.name(),
-                steps: plan.steps.len(),
-            },
-        ));
-        let engine_error = executor.execute(&run, &state).err().map(|e| e.to_string());
-        let mut state = state.lock();
-        let status = state.finish(started.elapsed(), engine_error.as_deref());
-        log.flush();
-        Ok(RunResult {
-            status,
-            steps: plan
-                .steps
-                .iter()
-                .map(|s| s.key.clone())
-                .zip(state.statuses())
-                .collect(),
-            events: log.events(),
-            event_log: log.path().map(Path::to_owned),
-            io,
-            job: plan.job.clone(),
-            engine_error,
-            run_id: run_id.0,
-        })
-    }
-}
-
 /// What a run did.
 #[derive(Debug)]
 pub struct RunResult {
-    run_id: String,
-    job: String,
-    status: RunStatus,
-    steps: BTreeMap<String, StepStatus>,
-    events: Vec<Event>,
-    event_log: Option<PathBuf>,
-    io: Arc<dyn IoManager>,
-    engine_error: Option<String>,
+    pub(crate) run_id: String,
+    pub(crate) job: String,
+    pub(crate) status: RunStatus,
+    pub(crate) steps: BTreeMap<String, StepStatus>,
+    pub(crate) events: Vec<Event>,
+    pub(crate) event_log: Option<PathBuf>,
+    pub(crate) io: Arc<dyn IoManager>,
+    pub(crate) engine_error: Option<String>,
 }
 
 impl RunResult {
@@ -409,17 +232,5 @@ impl RunResult {
             step,
             output: RESULT,
         }
-    }
-}
-
-impl Job {
-    /// Runs the job in this thread, one step at a time, outputs in memory, quietly: for
-    /// tests, like Dagster's `execute_in_process`.
-    pub fn execute_in_process(&self) -> Result<RunResult, RunError> {
-        let config = RunConfig {
-            execution: ExecutionConfig::InProcess,
-            ..RunConfig::default()
-        };
-        Run::new(self).config(config).in_memory().execute()
     }
 }

@@ -14,6 +14,7 @@
 pub(crate) mod dask;
 mod embedded;
 pub(crate) mod interrupt;
+mod launch;
 pub(crate) mod state;
 pub(crate) mod step;
 
@@ -23,7 +24,8 @@ use std::sync::Arc;
 pub use dask::{DaskExecutor, PYTHON_ENV, REQUIREMENTS, distributed_requirement, python_for};
 pub use embedded::EmbeddedExecutor;
 
-pub use crate::run::{Run, RunError, RunId, RunResult, RunStatus, StepStatus, new_run_id};
+pub use crate::run::{RunError, RunId, RunResult, RunStatus, StepStatus, new_run_id};
+pub use launch::Run;
 
 use self::interrupt::InterruptHook;
 use self::state::SharedState;

@@ -2,17 +2,24 @@
 //!
 //! Every executor and every step process reports what happens as [`Event`]s: the same serde
 //! type whether the event is printed on the console, written to the run's event log (JSON
-//! lines, `<base>/<run_id>/events.jsonl`) or sent from a step process to its driver (JSON lines
-//! on the step process's stdout).
+//! lines, `<base>/<run_id>/events.jsonl`) or sent from a step process to its driver (in the
+//! step protocol, on a channel of its own).
+//!
+//! Modules: the types here; `console` (how a person reads them), `sink` (where they go:
+//! [`EventSink`], [`RunLog`]), `log` (reading an event log back).
 
 use std::fmt;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+mod console;
+mod log;
+mod sink;
+
+pub use self::log::{EventLogError, read_event_log};
+pub use self::sink::{EventSink, JsonLinesStdout, RunLog};
 pub use crate::error::{ErrorInfo, ErrorKind};
 
 /// One thing that happened in a run.
@@ -230,277 +237,6 @@ impl Event {
             kind,
         }
     }
-
-    /// One line of human-readable text, as printed on the console.
-    pub fn display_line(&self) -> String {
-        let short_run = self.run_id.get(..8).unwrap_or(&self.run_id);
-        let mut line = format!("{} {short_run}", clock(self.timestamp));
-        if let Some(step) = &self.step_key {
-            line.push_str(&format!(" {step}"));
-        }
-        if let Some(worker) = &self.worker {
-            line.push_str(&format!(" [{worker}]"));
-        }
-        line.push_str(&format!(" {}", self.kind.type_name()));
-        let detail = match &self.kind {
-            EventKind::RunStart {
-                job,
-                executor,
-                steps,
-            } => format!("job `{job}`, {steps} steps, executor {executor}"),
-            EventKind::StepStart => String::new(),
-            EventKind::StepRestarted { attempt } => format!("attempt {attempt}"),
-            EventKind::LoadedInput {
-                input, upstream, ..
-            } => format!("{input} <- {upstream}"),
-            EventKind::StepOutput {
-                output,
-                type_name,
-                bytes,
-            } => format!(
-                "{output}: {} ({bytes} bytes)",
-                crate::types::short_type_name(type_name)
-            ),
-            EventKind::HandledOutput { location, .. } => location.clone(),
-            EventKind::Log { level, message } => format!("{level} {message}"),
-            EventKind::StepOutputLine { stream, line } => format!("{stream}: {line}"),
-            EventKind::StepSuccess { duration_ms } => format!("in {duration_ms:.1} ms"),
-            EventKind::StepUpForRetry {
-                attempt,
-                delay_ms,
-                error,
-            } => format!("attempt {attempt} failed, retrying in {delay_ms:.0} ms: {error}"),
-            EventKind::StepFailure { attempt, error } => {
-                format!("attempt {attempt}: {error}")
-            }
-            EventKind::StepSkipped { upstream } => {
-                format!("upstream did not succeed: {}", upstream.join(", "))
-            }
-            EventKind::RunSuccess { duration_ms } => format!("in {duration_ms:.1} ms"),
-            EventKind::RunFailure {
-                failed, skipped, ..
-            } => format!(
-                "failed: [{}], skipped: [{}]",
-                failed.join(", "),
-                skipped.join(", ")
-            ),
-            EventKind::RunCanceled { message } | EventKind::EngineEvent { message } => {
-                message.clone()
-            }
-        };
-        if !detail.is_empty() {
-            line.push(' ');
-            line.push_str(&detail);
-        }
-        line
-    }
-}
-
-/// `HH:MM:SS.mmm` (UTC) of a Unix timestamp.
-fn clock(ts: f64) -> String {
-    let ms = (ts * 1000.0) as u64;
-    let secs = ms / 1000;
-    format!(
-        "{:02}:{:02}:{:02}.{:03}",
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60,
-        ms % 1000
-    )
-}
-
-/// Where events go.
-pub trait EventSink: Send + Sync {
-    /// Records one event. Sinks do not fail: a sink that cannot write reports it once on
-    /// stderr and keeps the run going, since losing a log line must not fail a pipeline.
-    fn emit(&self, event: Event);
-}
-
-/// Writes each event as one JSON line on stdout: the step process's half of the protocol.
-#[derive(Debug, Default)]
-pub struct JsonLinesStdout;
-
-impl EventSink for JsonLinesStdout {
-    fn emit(&self, event: Event) {
-        let mut out = std::io::stdout().lock();
-        // A closed stdout means the driver is gone; there is no one left to tell.
-        if serde_json::to_writer(&mut out, &event).is_ok() {
-            let _ = out.write_all(b"\n");
-            let _ = out.flush();
-        }
-    }
-}
-
-/// The events of one run: kept in memory, appended to `events.jsonl` and printed, as asked.
-#[derive(Debug)]
-pub struct RunLog {
-    inner: Mutex<RunLogInner>,
-    path: Option<PathBuf>,
-    console: bool,
-    /// The number of steps, when the console shows progress.
-    steps: Option<usize>,
-}
-
-#[derive(Debug)]
-struct RunLogInner {
-    events: Vec<Event>,
-    file: Option<std::io::BufWriter<std::fs::File>>,
-    write_failed: bool,
-    /// Steps that ended (succeeded, failed for good, or skipped).
-    ended: usize,
-}
-
-impl RunLog {
-    /// A log kept in memory only.
-    pub fn in_memory(console: bool) -> Self {
-        Self {
-            inner: Mutex::new(RunLogInner {
-                events: Vec::new(),
-                file: None,
-                write_failed: false,
-                ended: 0,
-            }),
-            path: None,
-            console,
-            steps: None,
-        }
-    }
-
-    /// Shows progress on the console: each line that ends a step says how many of `steps`
-    /// have ended, so a long run shows how far it is.
-    pub fn with_progress(mut self, steps: usize) -> Self {
-        self.steps = Some(steps);
-        self
-    }
-
-    /// A log also appended, as JSON lines, to `path` (its directory is created).
-    pub fn to_file(path: &Path, console: bool) -> std::io::Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        let log = Self::in_memory(console);
-        log.lock().file = Some(std::io::BufWriter::new(file));
-        Ok(Self {
-            path: Some(path.to_owned()),
-            ..log
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, RunLogInner> {
-        // A panic while holding the lock leaves a consistent Vec; keep logging.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The JSON lines file, when there is one.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
-    }
-
-    /// Every event so far.
-    pub fn events(&self) -> Vec<Event> {
-        self.lock().events.clone()
-    }
-
-    /// Flushes the file.
-    pub fn flush(&self) {
-        let mut inner = self.lock();
-        if let Some(file) = inner.file.as_mut() {
-            let _ = file.flush();
-        }
-    }
-}
-
-impl EventSink for RunLog {
-    fn emit(&self, event: Event) {
-        let mut inner = self.lock();
-        let step_ended = matches!(
-            event.kind,
-            EventKind::StepSuccess { .. }
-                | EventKind::StepFailure { .. }
-                | EventKind::StepSkipped { .. }
-        );
-        if step_ended {
-            inner.ended += 1;
-        }
-        if self.console {
-            // A closed stderr (`| head`) must not stop the run: errors are dropped.
-            let mut err = std::io::stderr().lock();
-            let _ = match self.steps {
-                Some(total) if step_ended => {
-                    writeln!(err, "{} [{}/{total}]", event.display_line(), inner.ended)
-                }
-                _ => writeln!(err, "{}", event.display_line()),
-            };
-        }
-
-        if let Some(file) = inner.file.as_mut() {
-            let written = serde_json::to_writer(&mut *file, &event)
-                .map_err(std::io::Error::from)
-                .and_then(|()| file.write_all(b"\n"))
-                // Every line is flushed: the log is read while runs go (`tail -f`, a UI),
-                // and a line costs one write next to the step's own storage work.
-                .and_then(|()| file.flush());
-            if let Err(e) = written {
-                if !inner.write_failed {
-                    inner.write_failed = true;
-                    eprintln!(
-                        "dagster-dask: cannot write the event log {}: {e}; events stay in memory",
-                        self.path.as_deref().unwrap_or(Path::new("?")).display()
-                    );
-                }
-            }
-        }
-        inner.events.push(event);
-    }
-}
-
-/// Reads an event log written by [`RunLog`].
-pub fn read_event_log(path: &Path) -> Result<Vec<Event>, EventLogError> {
-    let text = std::fs::read_to_string(path).map_err(|source| EventLogError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| {
-            serde_json::from_str(line).map_err(|source| EventLogError::Parse {
-                path: path.to_owned(),
-                line: i + 1,
-                source,
-            })
-        })
-        .collect()
-}
-
-/// Why an event log could not be read.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EventLogError {
-    /// The file could not be read.
-    #[error("cannot read event log {}: {source}", path.display())]
-    Io {
-        /// The log's path.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// A line is not an event.
-    #[error("event log {}, line {line}: not an event: {source}", path.display())]
-    Parse {
-        /// The log's path.
-        path: PathBuf,
-        /// 1-based line number.
-        line: usize,
-        /// What serde reported.
-        source: serde_json::Error,
-    },
 }
 
 #[cfg(test)]

@@ -1,0 +1,137 @@
+//! Step mode: one attempt of one step in a process of its own, as workers run it.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use super::{EXIT_FAILURE, EXIT_USAGE, StepArgs, load_config};
+use crate::events::{Event, EventSink};
+use crate::exec::dask::protocol::StepMessage;
+use crate::exec::state::AttemptEnd;
+use crate::exec::step::{StepEnv, execute_step};
+use crate::exec::{RunId, open_io_manager};
+use crate::graph::Job;
+
+/// Ends this step process when its parent (the Dask worker) is gone, so a lost worker leaves
+/// no orphan step behind. (Polling the parent id needs no `unsafe` and, unlike a
+/// `PR_SET_PDEATHSIG` set up in the worker, keeps the worker's fast spawn path.)
+fn exit_with_parent() {
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if std::os::unix::process::parent_id() != parent {
+                // Not `eprintln!`: with the worker gone, stderr may be a broken pipe.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "dagster-dask step: the process that started this step (pid {parent}) is gone; stopping"
+                );
+                std::process::exit(i32::from(EXIT_FAILURE));
+            }
+        }
+    });
+}
+
+/// The step process's messages: JSON lines on the channel its launcher passed.
+struct StepMessages {
+    out: std::sync::Mutex<Box<dyn std::io::Write + Send>>,
+}
+
+impl StepMessages {
+    fn open(path: Option<&std::path::Path>) -> std::io::Result<Self> {
+        let out: Box<dyn std::io::Write + Send> = match path {
+            Some(path) => Box::new(std::fs::OpenOptions::new().write(true).open(path)?),
+            None => Box::new(std::io::stdout()),
+        };
+        Ok(Self {
+            out: std::sync::Mutex::new(out),
+        })
+    }
+
+    fn send(&self, message: &StepMessage) {
+        // Messages are plain serde data: they always serialize.
+        let Ok(mut line) = serde_json::to_vec(message) else {
+            return;
+        };
+        line.push(b'\n');
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // One write per line; a closed channel means the launcher is gone, with no one left
+        // to tell.
+        let _ = out.write_all(&line).and_then(|()| out.flush());
+    }
+}
+
+impl EventSink for StepMessages {
+    fn emit(&self, event: Event) {
+        self.send(&StepMessage::Event(event));
+    }
+}
+
+pub(super) fn step(job: &Job, defaults: Option<&serde_json::Value>, args: StepArgs) -> ExitCode {
+    exit_with_parent();
+    let usage = |msg: String| {
+        eprintln!("error: {msg}");
+        ExitCode::from(EXIT_USAGE)
+    };
+    let stdin_config = if args.config_stdin {
+        let mut text = String::new();
+        if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+            return usage(format!("cannot read the run config from stdin: {e}"));
+        }
+        Some(text)
+    } else {
+        None
+    };
+    let config = match load_config(job, defaults, &args.config, stdin_config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let run_id = match RunId::parse(&args.run_id) {
+        Ok(id) => id,
+        Err(e) => return usage(e.to_string()),
+    };
+    let Some(index) = job.plan().index_of(&args.step) else {
+        let known: Vec<&str> = job.plan().steps.iter().map(|s| s.key.as_str()).collect();
+        return usage(format!(
+            "job `{}` has no step `{}` (steps: {})",
+            job.name(),
+            args.step,
+            known.join(", ")
+        ));
+    };
+    if args.attempt == 0 {
+        return usage("--attempt counts from 1".to_owned());
+    }
+    if config.io_manager.in_memory {
+        return usage("step mode needs storage other processes can read: the in-memory IO manager is per process".to_owned());
+    }
+    let io = match open_io_manager(&config.io_manager) {
+        Ok(io) => io,
+        Err(e) => return usage(e.to_string()),
+    };
+    let messages = match StepMessages::open(args.events.as_deref()) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            let path = args.events.as_deref().unwrap_or(std::path::Path::new("-"));
+            return usage(format!("cannot open --events {}: {e}", path.display()));
+        }
+    };
+    let sink: Arc<dyn EventSink> = Arc::clone(&messages) as Arc<dyn EventSink>;
+    let env = StepEnv {
+        job,
+        run_id: run_id.as_str(),
+        io: io.as_ref(),
+        sink: &sink,
+        op_config: &config.ops,
+    };
+    let end = execute_step(&env, index, args.attempt);
+    let code = match end {
+        AttemptEnd::Success { .. } => ExitCode::SUCCESS,
+        AttemptEnd::Failure(_) => ExitCode::from(EXIT_FAILURE),
+    };
+    messages.send(&StepMessage::Ended(end));
+    code
+}

@@ -1,0 +1,108 @@
+//! The summary a run prints when it ends: outcome, results or failures, placement, log.
+
+use crate::events::EventKind;
+use crate::exec::{RunResult, RunStatus, StepStatus};
+use crate::graph::Job;
+
+/// The longest output value printed in a run summary.
+const SUMMARY_VALUE_CHARS: usize = 200;
+
+pub(super) fn print_summary(job: &Job, result: &RunResult) {
+    let plan = job.plan();
+    let count = |s: StepStatus| {
+        plan.steps
+            .iter()
+            .filter(|p| result.step_status(&p.key) == Some(s))
+            .count()
+    };
+    if result.success() {
+        println!(
+            "RUN_SUCCESS job `{}` run {}: {} steps succeeded",
+            plan.job,
+            result.run_id(),
+            plan.steps.len()
+        );
+        for index in plan.sinks() {
+            let key = &plan.steps[index].key;
+            let shown = result
+                .output_bytes(key)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    (job.step(index).spec.output_to_json)(&bytes).map_err(|e| e.to_string())
+                })
+                .map(|v| truncate(&v.to_string(), SUMMARY_VALUE_CHARS));
+            match shown {
+                Ok(value) => println!("  {key} = {value}"),
+                Err(e) => println!("  {key}: (cannot show: {e})"),
+            }
+        }
+    } else {
+        let outcome = if result.status() == RunStatus::Canceled {
+            "RUN_CANCELED"
+        } else {
+            "RUN_FAILURE"
+        };
+        println!(
+            "{outcome} job `{}` run {}: {} succeeded, {} failed, {} skipped, {} not run",
+            plan.job,
+            result.run_id(),
+            count(StepStatus::Succeeded),
+            count(StepStatus::Failed),
+            count(StepStatus::Skipped),
+            count(StepStatus::NotRun)
+        );
+        if let Some(error) = result.engine_error() {
+            println!("  the executor could not go on: {error}");
+        }
+        for event in result.events() {
+            if let (Some(step), EventKind::StepFailure { error, .. }) =
+                (&event.step_key, &event.kind)
+            {
+                let place = event
+                    .worker
+                    .as_deref()
+                    .map(|w| format!(" on worker {w}"))
+                    .unwrap_or_default();
+                println!(
+                    "  {step} failed{place}: {}",
+                    error.to_string().replace('\n', "\n  ")
+                );
+            }
+        }
+    }
+    let placement = placement(result);
+    if !placement.is_empty() {
+        println!("workers: {placement}");
+    }
+    if let Some(path) = result.event_log() {
+        println!("event log: {}", path.display());
+    }
+}
+
+/// `worker-a [step1, step2], worker-b [step3]`: where the steps ran, from their events.
+fn placement(result: &RunResult) -> String {
+    let mut by_worker: std::collections::BTreeMap<&str, Vec<&str>> =
+        std::collections::BTreeMap::new();
+    for event in result.events() {
+        if let (Some(step), Some(worker), EventKind::StepStart | EventKind::StepRestarted { .. }) =
+            (&event.step_key, &event.worker, &event.kind)
+        {
+            let steps = by_worker.entry(worker).or_default();
+            if !steps.contains(&step.as_str()) {
+                steps.push(step);
+            }
+        }
+    }
+    by_worker
+        .iter()
+        .map(|(w, steps)| format!("{w} [{}]", steps.join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}... ({} chars)", &s[..cut], s.chars().count()),
+        None => s.to_owned(),
+    }
+}

@@ -1,0 +1,71 @@
+//! `ops.<step>.config`: each op's config, checked against the op's config type.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::check::{Checker, join};
+use crate::graph::Job;
+
+pub(super) fn parse_ops(c: &mut Checker, ops: &Value, job: &Job) -> BTreeMap<String, Value> {
+    let plan = job.plan();
+    let keys: Vec<&str> = plan.steps.iter().map(|s| s.key.as_str()).collect();
+    let mut out = BTreeMap::new();
+    let Some(map) = c.mapping(ops, "ops", &keys) else {
+        return out;
+    };
+    for (step, body) in map {
+        let Some(index) = plan.index_of(step) else {
+            continue; // reported by `mapping` as an unknown key, with the list of steps
+        };
+        let path = join("ops", step);
+        let Some(m) = c.mapping(body, &path, &["config"]) else {
+            continue;
+        };
+        let Some(value) = m.get("config") else {
+            continue;
+        };
+        let cpath = join(&path, "config");
+        match job.step(index).spec.config {
+            None => c.problem(
+                &cpath,
+                format!(
+                    "op `{}` of step `{step}` takes no config; remove this block",
+                    plan.steps[index].op
+                ),
+            ),
+            Some(spec) => {
+                if let Err(e) = (spec.check)(value) {
+                    c.problem(&cpath, format!("does not fit `{}`: {e}", spec.type_name));
+                }
+                out.insert(step.clone(), value.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Ops that declare a config type whose empty value does not deserialize need config.
+pub(super) fn check_required_op_config(
+    c: &mut Checker,
+    given: &BTreeMap<String, Value>,
+    job: &Job,
+) {
+    let empty = Value::Object(Map::new());
+    for (index, step) in job.plan().steps.iter().enumerate() {
+        if given.contains_key(&step.key) {
+            continue;
+        }
+        if let Some(spec) = job.step(index).spec.config {
+            if let Err(e) = (spec.check)(&empty) {
+                c.problem(
+                    &format!("ops.{}.config", step.key),
+                    format!(
+                        "required: op `{}` takes config `{}` ({e})",
+                        step.op, spec.type_name
+                    ),
+                );
+            }
+        }
+    }
+}

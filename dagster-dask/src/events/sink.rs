@@ -1,0 +1,158 @@
+//! Where events go: the [`EventSink`] trait, and the run's own log ([`RunLog`]).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::{Event, EventKind};
+
+/// Where events go.
+pub trait EventSink: Send + Sync {
+    /// Records one event. Sinks do not fail: a sink that cannot write reports it once on
+    /// stderr and keeps the run going, since losing a log line must not fail a pipeline.
+    fn emit(&self, event: Event);
+}
+
+/// Writes each event as one JSON line on stdout.
+#[derive(Debug, Default)]
+pub struct JsonLinesStdout;
+
+impl EventSink for JsonLinesStdout {
+    fn emit(&self, event: Event) {
+        let mut out = std::io::stdout().lock();
+        // A closed stdout means the driver is gone; there is no one left to tell.
+        if serde_json::to_writer(&mut out, &event).is_ok() {
+            let _ = out.write_all(b"\n");
+            let _ = out.flush();
+        }
+    }
+}
+
+/// The events of one run: kept in memory, appended to `events.jsonl` and printed, as asked.
+#[derive(Debug)]
+pub struct RunLog {
+    inner: Mutex<RunLogInner>,
+    path: Option<PathBuf>,
+    console: bool,
+    /// The number of steps, when the console shows progress.
+    steps: Option<usize>,
+}
+
+#[derive(Debug)]
+struct RunLogInner {
+    events: Vec<Event>,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    write_failed: bool,
+    /// Steps that ended (succeeded, failed for good, or skipped).
+    ended: usize,
+}
+
+impl RunLog {
+    /// A log kept in memory only.
+    pub fn in_memory(console: bool) -> Self {
+        Self {
+            inner: Mutex::new(RunLogInner {
+                events: Vec::new(),
+                file: None,
+                write_failed: false,
+                ended: 0,
+            }),
+            path: None,
+            console,
+            steps: None,
+        }
+    }
+
+    /// Shows progress on the console: each line that ends a step says how many of `steps`
+    /// have ended, so a long run shows how far it is.
+    pub fn with_progress(mut self, steps: usize) -> Self {
+        self.steps = Some(steps);
+        self
+    }
+
+    /// A log also appended, as JSON lines, to `path` (its directory is created).
+    pub fn to_file(path: &Path, console: bool) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let log = Self::in_memory(console);
+        log.lock().file = Some(std::io::BufWriter::new(file));
+        Ok(Self {
+            path: Some(path.to_owned()),
+            ..log
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RunLogInner> {
+        // A panic while holding the lock leaves a consistent Vec; keep logging.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The JSON lines file, when there is one.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Every event so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.lock().events.clone()
+    }
+
+    /// Flushes the file.
+    pub fn flush(&self) {
+        let mut inner = self.lock();
+        if let Some(file) = inner.file.as_mut() {
+            let _ = file.flush();
+        }
+    }
+}
+
+impl EventSink for RunLog {
+    fn emit(&self, event: Event) {
+        let mut inner = self.lock();
+        let step_ended = matches!(
+            event.kind,
+            EventKind::StepSuccess { .. }
+                | EventKind::StepFailure { .. }
+                | EventKind::StepSkipped { .. }
+        );
+        if step_ended {
+            inner.ended += 1;
+        }
+        if self.console {
+            // A closed stderr (`| head`) must not stop the run: errors are dropped.
+            let mut err = std::io::stderr().lock();
+            let _ = match self.steps {
+                Some(total) if step_ended => {
+                    writeln!(err, "{} [{}/{total}]", event.display_line(), inner.ended)
+                }
+                _ => writeln!(err, "{}", event.display_line()),
+            };
+        }
+
+        if let Some(file) = inner.file.as_mut() {
+            let written = serde_json::to_writer(&mut *file, &event)
+                .map_err(std::io::Error::from)
+                .and_then(|()| file.write_all(b"\n"))
+                // Every line is flushed: the log is read while runs go (`tail -f`, a UI),
+                // and a line costs one write next to the step's own storage work.
+                .and_then(|()| file.flush());
+            if let Err(e) = written {
+                if !inner.write_failed {
+                    inner.write_failed = true;
+                    eprintln!(
+                        "dagster-dask: cannot write the event log {}: {e}; events stay in memory",
+                        self.path.as_deref().unwrap_or(Path::new("?")).display()
+                    );
+                }
+            }
+        }
+        inner.events.push(event);
+    }
+}

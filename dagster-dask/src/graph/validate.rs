@@ -1,0 +1,333 @@
+//! Validating a whole graph at once, and freezing it into a [`Job`].
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use super::RESULT;
+use super::builder::{InputsDecl, JobBuilder, StepDecl};
+use super::error::{GraphError, GraphProblem};
+use super::job::{Job, JobStep, ResolvedInput};
+use crate::op::TypeInfo;
+use crate::plan::{Plan, PlanInput, PlanOutput, PlanStep};
+
+impl JobBuilder {
+    /// Validates the whole graph and freezes it into a [`Job`].
+    pub fn build(self) -> Result<Job, GraphError> {
+        let mut problems = Vec::new();
+        if !is_valid_name(&self.name) {
+            problems.push(GraphProblem::InvalidName {
+                what: "job",
+                name: self.name.clone(),
+            });
+        }
+
+        let mut index: HashMap<&str, usize> = HashMap::with_capacity(self.steps.len());
+        let mut reported_dup = HashSet::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            if !is_valid_name(&step.key) {
+                problems.push(GraphProblem::InvalidName {
+                    what: "step",
+                    name: step.key.clone(),
+                });
+            }
+            if index.insert(&step.key, i).is_some() && reported_dup.insert(step.key.as_str()) {
+                let ops = self
+                    .steps
+                    .iter()
+                    .filter(|s| s.key == step.key)
+                    .map(|s| s.spec.name.clone())
+                    .collect();
+                problems.push(GraphProblem::DuplicateStep {
+                    step: step.key.clone(),
+                    ops,
+                });
+            }
+        }
+        // Duplicates resolve to the first step of that name: the error is reported above.
+        let mut first: HashMap<&str, usize> = HashMap::with_capacity(self.steps.len());
+        for (i, step) in self.steps.iter().enumerate() {
+            first.entry(&step.key).or_insert(i);
+        }
+
+        let mut resolved: Vec<Vec<ResolvedInput>> = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            resolved.push(self.resolve_inputs(step, &first, &mut problems));
+        }
+
+        let mut graph: DiGraph<usize, ()> =
+            DiGraph::with_capacity(self.steps.len(), self.steps.len());
+        let nodes: Vec<NodeIndex> = (0..self.steps.len()).map(|i| graph.add_node(i)).collect();
+        for (i, inputs) in resolved.iter().enumerate() {
+            for input in inputs {
+                for &src in &input.sources {
+                    graph.update_edge(nodes[src], nodes[i], ());
+                }
+            }
+        }
+        let order = topological_order(&graph, &nodes);
+        if order.len() < nodes.len() {
+            // Kahn's order stops short exactly when there are cycles; name each one.
+            // (Kosaraju is iterative: deep graphs do not overflow the stack.)
+            let mut cycles: Vec<Vec<String>> = petgraph::algo::kosaraju_scc(&graph)
+                .into_iter()
+                .filter(|scc| scc.len() > 1 || graph.contains_edge(scc[0], scc[0]))
+                .map(|scc| {
+                    cycle_path(&graph, &scc)
+                        .iter()
+                        .map(|&n| self.steps[graph[n]].key.clone())
+                        .collect()
+                })
+                .collect();
+            cycles.sort();
+            problems.extend(
+                cycles
+                    .into_iter()
+                    .map(|steps| GraphProblem::Cycle { steps }),
+            );
+        }
+
+        if !problems.is_empty() {
+            problems.sort_by_key(GraphProblem::order);
+            return Err(GraphError {
+                job: self.name,
+                problems,
+            });
+        }
+
+        let mut position = vec![0; order.len()];
+        for (pos, &i) in order.iter().enumerate() {
+            position[i] = pos;
+        }
+        let mut plan_steps = Vec::with_capacity(order.len());
+        let mut job_steps = Vec::with_capacity(order.len());
+        for &i in &order {
+            let decl = &self.steps[i];
+            let spec = &decl.spec;
+            let inputs = std::mem::take(&mut resolved[i]);
+            plan_steps.push(PlanStep {
+                key: decl.key.clone(),
+                op: spec.name.clone(),
+                description: spec.description.clone(),
+                inputs: inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(k, input)| PlanInput {
+                        name: spec.input_names[k].to_owned(),
+                        type_name: spec.input_types[k].name().to_owned(),
+                        sources: input
+                            .sources
+                            .iter()
+                            .map(|&s| self.steps[s].key.clone())
+                            .collect(),
+                        fan_in: input.collect.is_some(),
+                    })
+                    .collect(),
+                output: PlanOutput {
+                    name: RESULT.to_owned(),
+                    type_name: spec.output_type.name().to_owned(),
+                },
+                tags: spec.tags.clone(),
+                retry_policy: spec.retry_policy,
+                config_type: spec.config.map(|c| c.type_name.to_owned()),
+            });
+            job_steps.push(JobStep {
+                spec: Arc::clone(spec),
+                inputs: inputs
+                    .into_iter()
+                    .map(|mut input| {
+                        // From declaration order to plan order.
+                        for s in &mut input.sources {
+                            *s = position[*s];
+                        }
+                        input
+                    })
+                    .collect(),
+            });
+        }
+        Ok(Job {
+            plan: Plan::new(self.name, self.description, self.tags, plan_steps),
+            steps: job_steps,
+        })
+    }
+
+    fn resolve_inputs(
+        &self,
+        step: &StepDecl,
+        first: &HashMap<&str, usize>,
+        problems: &mut Vec<GraphProblem>,
+    ) -> Vec<ResolvedInput> {
+        let spec = &step.spec;
+        let mut out = Vec::with_capacity(spec.input_names.len());
+        match &step.inputs {
+            InputsDecl::Typed(wirings) => {
+                for (k, wiring) in wirings.iter().enumerate() {
+                    let input = spec.input_names.get(k).copied().unwrap_or("?");
+                    if spec.input_types.get(k) != Some(&wiring.input_type) {
+                        problems.push(GraphProblem::TypeMismatch {
+                            step: step.key.clone(),
+                            input: input.to_owned(),
+                            expected: spec.input_types.get(k).map_or("?", |t| t.name()).to_owned(),
+                            upstream: "(handle)".to_owned(),
+                            found: wiring.input_type.name().to_owned(),
+                        });
+                    }
+                    let mut sources = Vec::with_capacity(wiring.sources.len());
+                    for &(builder, src) in &wiring.sources {
+                        if builder != self.id || src >= self.steps.len() {
+                            problems.push(GraphProblem::ForeignHandle {
+                                step: step.key.clone(),
+                                input: input.to_owned(),
+                            });
+                            continue;
+                        }
+                        self.check_source_type(step, input, src, wiring.source_type, problems);
+                        sources.push(src);
+                    }
+                    out.push(ResolvedInput {
+                        sources,
+                        decode: wiring.decode,
+                        collect: wiring.collect,
+                    });
+                }
+            }
+            InputsDecl::ByName(wired) => {
+                for (name, _) in wired {
+                    if !spec.input_names.contains(&name.as_str()) {
+                        problems.push(GraphProblem::UnknownInput {
+                            step: step.key.clone(),
+                            op: spec.name.clone(),
+                            input: name.clone(),
+                            known: spec.input_names.iter().map(|s| (*s).to_owned()).collect(),
+                        });
+                    }
+                }
+                for (k, input) in spec.input_names.iter().enumerate() {
+                    let mut sources = Vec::new();
+                    match wired.iter().find(|(name, _)| name == input) {
+                        None => problems.push(GraphProblem::MissingInput {
+                            step: step.key.clone(),
+                            input: (*input).to_owned(),
+                            type_name: spec.input_types[k].name().to_owned(),
+                        }),
+                        Some((_, upstreams)) if upstreams.len() > 1 => {
+                            problems.push(GraphProblem::FanInByName {
+                                step: step.key.clone(),
+                                input: (*input).to_owned(),
+                                upstreams: upstreams.clone(),
+                            });
+                        }
+                        Some((_, upstreams)) => {
+                            let upstream = &upstreams[0];
+                            match first.get(upstream.as_str()) {
+                                None => problems.push(GraphProblem::DanglingInput {
+                                    step: step.key.clone(),
+                                    input: (*input).to_owned(),
+                                    upstream: upstream.clone(),
+                                }),
+                                Some(&src) => {
+                                    self.check_source_type(
+                                        step,
+                                        input,
+                                        src,
+                                        spec.input_types[k],
+                                        problems,
+                                    );
+                                    sources.push(src);
+                                }
+                            }
+                        }
+                    }
+                    out.push(ResolvedInput {
+                        sources,
+                        decode: spec.input_decoders[k],
+                        collect: None,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn check_source_type(
+        &self,
+        step: &StepDecl,
+        input: &str,
+        src: usize,
+        expected: TypeInfo,
+        problems: &mut Vec<GraphProblem>,
+    ) {
+        let found = self.steps[src].spec.output_type;
+        if found != expected {
+            problems.push(GraphProblem::TypeMismatch {
+                step: step.key.clone(),
+                input: input.to_owned(),
+                expected: expected.name().to_owned(),
+                upstream: self.steps[src].key.clone(),
+                found: found.name().to_owned(),
+            });
+        }
+    }
+}
+
+/// Step and job names: Dagster's rule, so names work as paths and Dask keys.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Kahn's algorithm, preferring declaration order among ready steps, so plans are stable.
+fn topological_order(graph: &DiGraph<usize, ()>, nodes: &[NodeIndex]) -> Vec<usize> {
+    let mut indegree: Vec<usize> = nodes
+        .iter()
+        .map(|&n| {
+            graph
+                .neighbors_directed(n, petgraph::Direction::Incoming)
+                .count()
+        })
+        .collect();
+    let mut ready: BinaryHeap<Reverse<usize>> = indegree
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| **d == 0)
+        .map(|(i, _)| Reverse(i))
+        .collect();
+    let mut order = Vec::with_capacity(nodes.len());
+    while let Some(Reverse(i)) = ready.pop() {
+        order.push(i);
+        for next in graph.neighbors_directed(nodes[i], petgraph::Direction::Outgoing) {
+            let j = graph[next];
+            indegree[j] -= 1;
+            if indegree[j] == 0 {
+                ready.push(Reverse(j));
+            }
+        }
+    }
+    order
+}
+
+/// One cycle through the strongly connected component `scc`, starting at its first step.
+fn cycle_path(graph: &DiGraph<usize, ()>, scc: &[NodeIndex]) -> Vec<NodeIndex> {
+    let members: HashSet<NodeIndex> = scc.iter().copied().collect();
+    let start = *scc.iter().min_by_key(|n| graph[**n]).unwrap_or(&scc[0]);
+    // Depth-first search for a path back to `start` inside the component.
+    let mut path = vec![start];
+    let mut seen = HashSet::from([start]);
+    let mut stack = vec![graph.neighbors(start).collect::<Vec<_>>()];
+    while let Some(frontier) = stack.last_mut() {
+        match frontier.pop() {
+            Some(n) if n == start => return path,
+            Some(n) if members.contains(&n) && seen.insert(n) => {
+                path.push(n);
+                stack.push(graph.neighbors(n).collect());
+            }
+            Some(_) => {}
+            None => {
+                stack.pop();
+                path.pop();
+            }
+        }
+    }
+    scc.to_vec()
+}
