@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::Event;
 
-/// Reads an event log written by [`RunLog`].
+/// Reads an event log written by [`RunLog`](super::RunLog).
 pub fn read_event_log(path: &Path) -> Result<Vec<Event>, EventLogError> {
     let text = std::fs::read_to_string(path).map_err(|source| EventLogError::Io {
         path: path.to_owned(),

@@ -22,7 +22,7 @@ pub(super) struct StepDecl {
     pub(super) inputs: InputsDecl,
 }
 
-/// Builds a [`Job`]: add op instances, then [`build`](Self::build) validates the graph.
+/// Builds a [`Job`](super::Job): add op instances, then [`build`](Self::build) validates the graph.
 pub struct JobBuilder {
     pub(super) id: u64,
     pub(super) name: String,

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 
 use crate::op::{AnyValue, DecodeFn, TypeInfo, Value, decode_any};
 
-/// A typed handle to the output of a step added to a [`JobBuilder`].
+/// A typed handle to the output of a step added to a [`JobBuilder`](super::JobBuilder).
 pub struct Output<T> {
     pub(super) builder: u64,
     pub(super) step: usize,
