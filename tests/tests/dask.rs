@@ -81,6 +81,15 @@ fn storage(dir: &Path) -> String {
     )
 }
 
+/// A run config for a local cluster with these kwargs (YAML flow mapping, or empty).
+fn local(dir: &Path, kwargs: &str) -> PathBuf {
+    let yaml = format!(
+        "execution: {{ config: {{ cluster: {{ local: {kwargs} }} }} }}\n{}",
+        storage(dir)
+    );
+    write(dir, &format!("local-{}.yaml", fastrand_name()), &yaml)
+}
+
 fn existing(cluster: &Cluster, dir: &Path, extra: &str) -> PathBuf {
     let yaml = format!(
         "execution: {{ config: {{ cluster: {{ existing: {{ address: '{}' }} }} }} }}\n{}{extra}",
@@ -595,14 +604,7 @@ fn assert_started_and_failed(out: &Output) {
 fn missing_python_or_distributed_is_one_clear_line() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write(
-        dir.path(),
-        "local.yaml",
-        &format!(
-            "execution: {{ config: {{ cluster: {{ local: }} }} }}\n{}",
-            storage(dir.path())
-        ),
-    );
+    let cfg = local(dir.path(), "");
     let out = command("flaky", &[&cfg], "r1")
         .env(dagster_dask::exec::PYTHON_ENV, "/nonexistent/python3")
         .output()
@@ -789,14 +791,7 @@ fn a_one_mib_run_config_reaches_the_steps_and_stays_out_of_argv() {
 fn ctrl_c_while_a_local_cluster_starts_cancels_the_run() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write(
-        dir.path(),
-        "local.yaml",
-        &format!(
-            "execution: {{ config: {{ cluster: {{ local: {{ n_workers: 1 }} }} }} }}\n{}",
-            storage(dir.path())
-        ),
-    );
+    let cfg = local(dir.path(), "{ n_workers: 1 }");
     let run_id = dagster_dask::exec::new_run_id();
     let child = command("flaky", &[&cfg], &run_id)
         .stdout(Stdio::piped())

@@ -360,7 +360,9 @@ impl RunState {
             AttemptEnd::Success { duration_ms } => {
                 self.emit(Some(i), EventKind::StepSuccess { duration_ms });
                 self.end(i, StepStatus::Succeeded);
-                for d in self.steps[i].downstream.clone() {
+                // (by position: no copy of the list on this hot path)
+                for k in 0..self.steps[i].downstream.len() {
+                    let d = self.steps[i].downstream[k];
                     let down = &mut self.steps[d];
                     down.remaining -= 1;
                     if down.remaining == 0 && down.phase == Phase::Waiting {

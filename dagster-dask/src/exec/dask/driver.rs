@@ -348,3 +348,98 @@ impl<'r, 'a> Driver<'r, 'a> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::RunConfig;
+    use crate::events::{EventSink, RunLog};
+    use crate::exec::interrupt::InterruptHook;
+    use crate::exec::state::RunState;
+    use crate::graph::JobBuilder;
+    use crate::io::ObjectStoreIoManager;
+    use crate::op::OpDef;
+    use crate::run::StepStatus;
+
+    /// Valid messages of step `one`, attempt 1, then mutated at random: truncated, bytes
+    /// flipped, numbers swapped for absurd ones, other runs, steps and attempts.
+    fn messages(run_id: &str) -> Vec<String> {
+        let event = |kind| {
+            serde_json::to_string(&StepMessage::Event(Event::new(run_id, Some("one"), kind)))
+                .unwrap()
+        };
+        vec![
+            event(EventKind::StepStart),
+            event(EventKind::StepSuccess { duration_ms: 1.0 }),
+            event(EventKind::RunSuccess { duration_ms: 1.0 }),
+            event(EventKind::StepUpForRetry {
+                attempt: 1,
+                delay_ms: 1e300,
+                error: ErrorInfo::new(ErrorKind::Op, "x"),
+            }),
+            serde_json::to_string(&StepMessage::Ended(AttemptEnd::Success { duration_ms: 2.0 }))
+                .unwrap(),
+            r#"{"msg":"ended","body":{"outcome":"success","duration_ms":1e300}}"#.to_owned(),
+            r#"{"msg":"ended","body":{"outcome":"success","duration_ms":-1}}"#.to_owned(),
+        ]
+    }
+
+    #[test]
+    fn no_message_from_a_worker_panics_or_ends_a_step() {
+        let one = OpDef::new("one", [], |_ctx, (): ()| 1_i64);
+        let inc = OpDef::new("inc", ["x"], |_ctx, (x,): (i64,)| x + 1);
+        let mut b = JobBuilder::new("j");
+        let a = b.add(&one, ());
+        b.add(&inc, a);
+        let job = b.build().unwrap();
+        let config = RunConfig::default();
+        let io = ObjectStoreIoManager::in_memory();
+        let sink: Arc<dyn EventSink> = Arc::new(RunLog::in_memory(false));
+        let run = RunContext {
+            job: &job,
+            run_id: "r",
+            config: &config,
+            io: &io,
+            sink: Arc::clone(&sink),
+            interrupts: Arc::new(InterruptHook::default()),
+        };
+        let state = SharedState::new(RunState::new(job.plan(), "r", sink));
+        let mut driver = Driver::new(&run, &state);
+        let mut rng = fastrand::Rng::with_seed(7);
+        let seeds = messages("r");
+        let (mut accepted, mut refused) = (0, 0);
+        for n in 0..20_000 {
+            let mut line = seeds[n % seeds.len()].clone().into_bytes();
+            match rng.u8(..4) {
+                0 => line.truncate(rng.usize(..=line.len())),
+                1 => {
+                    for _ in 0..rng.usize(1..4) {
+                        let at = rng.usize(..line.len());
+                        line[at] = rng.u8(..);
+                    }
+                }
+                2 => {
+                    let text = String::from_utf8_lossy(&line)
+                        .replace("\"r\"", "\"other\"")
+                        .replace("\"one\"", "\"inc\"");
+                    line = text.into_bytes();
+                }
+                _ => {}
+            }
+            let line = String::from_utf8_lossy(&line);
+            let step = rng.usize(..2);
+            let attempt = rng.u32(..3);
+            match driver.check_message(step, attempt, &line) {
+                Ok(_) => accepted += 1,
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(accepted > 0 && refused > accepted, "{accepted} accepted, {refused} refused");
+        // Nothing a worker sent ended a step: only the run's state does that.
+        let state = state.lock();
+        assert_eq!(state.statuses(), [StepStatus::NotRun, StepStatus::NotRun]);
+        assert!(!state.all_ended());
+    }
+}
