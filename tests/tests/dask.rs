@@ -825,3 +825,38 @@ fn ctrl_c_while_a_local_cluster_starts_cancels_the_run() {
         Some("RUN_CANCELED")
     );
 }
+
+#[test]
+fn losing_the_bridge_mid_run_fails_the_run_with_exit_1() {
+    let _serial = serial();
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (child, run_id, _step_pid) = start_nap(&cluster, dir.path(), 60, "bridge");
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+    let bridge = children
+        .split_whitespace()
+        .next()
+        .expect("the driver's child: the bridge");
+    Command::new("kill")
+        .args(["-KILL", bridge])
+        .status()
+        .unwrap();
+    let ran = finish(child.wait_with_output().unwrap(), dir.path(), &run_id);
+    assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout.contains("RUN_FAILURE job `sleepy`"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout
+            .contains("the executor could not go on: Dask executor: the Dask bridge exited"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(
+        ran.events.last().map(|e| e.kind.type_name()),
+        Some("RUN_FAILURE")
+    );
+}

@@ -379,8 +379,10 @@ mod tests {
                 delay_ms: 1e300,
                 error: ErrorInfo::new(ErrorKind::Op, "x"),
             }),
-            serde_json::to_string(&StepMessage::Ended(AttemptEnd::Success { duration_ms: 2.0 }))
-                .unwrap(),
+            serde_json::to_string(&StepMessage::Ended(AttemptEnd::Success {
+                duration_ms: 2.0,
+            }))
+            .unwrap(),
             r#"{"msg":"ended","body":{"outcome":"success","duration_ms":1e300}}"#.to_owned(),
             r#"{"msg":"ended","body":{"outcome":"success","duration_ms":-1}}"#.to_owned(),
         ]
@@ -436,7 +438,10 @@ mod tests {
                 Err(_) => refused += 1,
             }
         }
-        assert!(accepted > 0 && refused > accepted, "{accepted} accepted, {refused} refused");
+        assert!(
+            accepted > 0 && refused > accepted,
+            "{accepted} accepted, {refused} refused"
+        );
         // Nothing a worker sent ended a step: only the run's state does that.
         let state = state.lock();
         assert_eq!(state.statuses(), [StepStatus::NotRun, StepStatus::NotRun]);
