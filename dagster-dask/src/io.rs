@@ -79,6 +79,21 @@ pub enum IoError {
         /// What the storage reported.
         source: Box<object_store::Error>,
     },
+    /// Something other than a stored object sits where an output belongs.
+    #[error(
+        "cannot load output `{output}` of step `{step}`: {location} is {what}, not a stored \
+         output; remove it and run the step again"
+    )]
+    NotAnObject {
+        /// The step.
+        step: String,
+        /// The output.
+        output: String,
+        /// Where.
+        location: String,
+        /// What is there instead.
+        what: &'static str,
+    },
     /// The storage could not be opened.
     #[error("cannot open storage at {location}: {reason}")]
     Open {
@@ -138,6 +153,32 @@ impl ObjectStoreIoManager {
         StorePath::from_iter([key.run_id, key.step, key.output])
     }
 
+    /// Refuses what would block or mislead a read on local storage: a FIFO (opening it waits
+    /// for a writer), a directory, a dangling link. A missing file is left to the store.
+    fn check_local_file(&self, key: OutputKey<'_>) -> Result<(), IoError> {
+        let Some(base) = &self.base else {
+            return Ok(());
+        };
+        let file = base.join(key.run_id).join(key.step).join(key.output);
+        let what = match std::fs::symlink_metadata(&file) {
+            Err(_) => return Ok(()),
+            Ok(meta) if meta.file_type().is_symlink() => match std::fs::metadata(&file) {
+                Err(_) => "a symbolic link to nothing",
+                Ok(target) if target.is_file() => return Ok(()),
+                Ok(_) => "a symbolic link to something other than a file",
+            },
+            Ok(meta) if meta.is_file() => return Ok(()),
+            Ok(meta) if meta.is_dir() => "a directory",
+            Ok(_) => "a FIFO, socket or device",
+        };
+        Err(IoError::NotAnObject {
+            step: key.step.to_owned(),
+            output: key.output.to_owned(),
+            location: self.location(key),
+            what,
+        })
+    }
+
     fn storage_err(
         &self,
         action: &'static str,
@@ -172,6 +213,7 @@ impl IoManager for ObjectStoreIoManager {
     }
 
     fn load(&self, key: OutputKey<'_>) -> Result<Vec<u8>, IoError> {
+        self.check_local_file(key)?;
         let path = Self::path(key);
         let bytes =
             futures_executor::block_on(async { self.store.get(&path).await?.bytes().await })
@@ -205,6 +247,40 @@ mod tests {
         step: "hello",
         output: "result",
     };
+
+    #[test]
+    fn a_fifo_a_directory_or_a_dangling_link_at_an_output_is_an_error_not_a_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let io = ObjectStoreIoManager::local(dir.path()).unwrap();
+        let place = dir.path().join("r1/hello");
+        std::fs::create_dir_all(&place).unwrap();
+        let file = place.join("result");
+        let cases: [(&str, &dyn Fn()); 3] = [
+            ("a FIFO, socket or device", &|| {
+                let made = std::process::Command::new("mkfifo").arg(&file).status();
+                assert!(made.unwrap().success());
+            }),
+            ("a directory", &|| std::fs::create_dir(&file).unwrap()),
+            ("a symbolic link to nothing", &|| {
+                std::os::unix::fs::symlink(place.join("gone"), &file).unwrap();
+            }),
+        ];
+        for (what, make) in cases {
+            make();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let io = io.clone();
+            std::thread::spawn(move || tx.send(io.load(KEY).map_err(|e| e.to_string())));
+            let got = rx
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .unwrap_or_else(|_| panic!("loading from {what} blocked"));
+            let err = got.unwrap_err();
+            assert!(
+                err.contains(&format!("is {what}, not a stored output")),
+                "{err}"
+            );
+            let _ = std::fs::remove_file(&file).or_else(|_| std::fs::remove_dir(&file));
+        }
+    }
 
     #[test]
     fn local_round_trip_and_layout() {

@@ -37,12 +37,12 @@
 //!
 //! A job binary's `main` is one line: `fn main() -> ExitCode { dagster_dask::main(job()) }`.
 //!
-//! Modules, by domain: [`op`](mod@op) (op definitions, context, retry policy), [`graph`] (the job
-//! builder and its validation), [`plan`] (the frozen plan), [`config`] (run config),
-//! [`run`](mod@run) (a run: its id, launch and result), [`exec`] (executors and the run state
-//! they share), [`io`] (IO managers), [`codec`] (values to bytes), [`events`] (events and the
-//! run's event log), [`error`] (step errors), [`types`] (type names), [`cli`] (the job
-//! binary's command line).
+//! Modules, by domain: [`op`](mod@op) (op definitions, context, retry policy), [`graph`] (the
+//! job builder and its validation), [`plan`] (the frozen plan), [`config`] (run config),
+//! [`run`](mod@run) (a run: its id, statuses and result), [`exec`] (launching runs, executors
+//! and the run state they share), [`storage`] (where a run's data lives), [`io`] (IO
+//! managers), [`codec`] (values to bytes), [`events`] (events and the run's event log),
+//! [`error`] (step errors), [`types`] (type names), [`cli`] (the job binary's command line).
 //! [`docs::type_errors`] explains the compile errors at job edges.
 
 pub mod cli;
@@ -57,6 +57,7 @@ pub mod io;
 pub mod op;
 pub mod plan;
 pub mod run;
+pub mod storage;
 pub mod types;
 
 pub use cli::{main, main_with_defaults};

@@ -317,6 +317,11 @@ fn storage_choices_are_checked() {
         cfg.io_manager.base_dir,
         Some(PathBuf::from("/shared/storage"))
     );
+    refused(
+        &format!("{SCALE}resources: {{ io_manager: {{ config: {{ base_dir: '' }} }} }}"),
+        "resources.io_manager.config.base_dir",
+        "is empty: name the directory",
+    );
 }
 
 #[test]
@@ -386,4 +391,191 @@ fn to_value_round_trips() {
     .unwrap();
     let again = RunConfig::from_value(&cfg.to_value(), &tests::diamond()).unwrap();
     assert_eq!(again, cfg);
+}
+
+/// The classic "billion laughs": 700 bytes that expand to billions of nodes.
+fn alias_bomb() -> String {
+    let mut yaml = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for (name, prev) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+        .iter()
+        .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+    {
+        yaml.push_str(&format!(
+            "{name}: &{name} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"
+        ));
+    }
+    yaml
+}
+
+/// `depth` nested mappings, in block style.
+fn deep_block(depth: usize) -> String {
+    (0..depth)
+        .map(|i| format!("{}k:\n", " ".repeat(i)))
+        .collect()
+}
+
+#[test]
+fn aliases_and_deep_nesting_are_refused_before_anything_is_built() {
+    let started = std::time::Instant::now();
+    let err = config::parse_yaml(&alias_bomb(), "bomb.yaml").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("YAML anchors (`&name`) are not supported"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("bomb.yaml, line 1"), "{err}");
+    // An alias is refused at its anchor, or as an unknown anchor.
+    let err = config::parse_yaml("a: *nothing\n", "alias.yaml").unwrap_err();
+    assert!(err.to_string().contains("alias.yaml"), "{err}");
+    for yaml in [
+        deep_block(3_000),
+        format!("{}{}", "{a: ".repeat(3_000), "}".repeat(3_000)),
+        format!("{}{}", "[".repeat(3_000), "]".repeat(3_000)),
+    ] {
+        let err = config::parse_yaml(&yaml, "deep.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "nested deeper than {} levels",
+                config::MAX_NESTING
+            )) || err.contains("recursion limit"),
+            "{err}"
+        );
+    }
+    // Nesting up to the limit is fine.
+    assert!(config::parse_yaml(&deep_block(config::MAX_NESTING), "ok.yaml").is_ok());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn ten_thousand_malformed_configs_end_in_a_config_or_an_error() {
+    let seeds = [
+        std::fs::read_to_string(fixture("dask_remote.yaml")).unwrap(),
+        std::fs::read_to_string(fixture("dask_hello_world.yaml")).unwrap(),
+        format!("{SCALE}execution: {{ config: {{ multithread: {{ max_concurrent: 2 }} }} }}\n"),
+    ];
+    let nasty = [
+        "&a ",
+        "*a",
+        "[",
+        "]",
+        "{",
+        "}",
+        "\t",
+        ": ",
+        "- ",
+        "\n",
+        "\"",
+        "'",
+        "!!binary ",
+        "? ",
+        "---\n",
+        "...\n",
+        "\u{0}",
+        "\u{feff}",
+        "%YAML 1.2\n",
+        "<<: ",
+        "1e999",
+        "-9223372036854775809",
+    ];
+    let job = tests::diamond();
+    let mut rng = fastrand_rng();
+    let (mut ok, mut refused) = (0, 0);
+    for n in 0..10_000 {
+        let mut text: Vec<char> = seeds[n % seeds.len()].chars().collect();
+        for _ in 0..rng(1, 4) {
+            let at = rng(0, text.len());
+            match rng(0, 4) {
+                0 => text.truncate(at),
+                1 => {
+                    let piece = nasty[rng(0, nasty.len())];
+                    text.splice(at..at, piece.chars());
+                }
+                2 if !text.is_empty() => {
+                    text.remove(at.min(text.len() - 1));
+                }
+                _ => {
+                    // A duplicated line: duplicate keys.
+                    let line: String = text.iter().take_while(|c| **c != '\n').collect();
+                    text.splice(0..0, format!("{line}\n").chars());
+                }
+            }
+        }
+        let text: String = text.into_iter().collect();
+        match config::parse_yaml(&text, "fuzz.yaml").and_then(|v| RunConfig::from_value(&v, &job)) {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                assert!(!e.problems.is_empty());
+                refused += 1;
+            }
+        }
+    }
+    assert!(ok > 0 && refused > 0, "{ok} valid, {refused} refused");
+}
+
+/// A small deterministic generator: `rng(lo, hi)` is in `lo..hi` (or `lo` when empty).
+fn fastrand_rng() -> impl FnMut(usize, usize) -> usize {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    move |lo, hi| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        if hi <= lo {
+            lo
+        } else {
+            lo + (state % (hi - lo) as u64) as usize
+        }
+    }
+}
+
+#[test]
+fn nasty_config_files_exit_2_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let files: [(&str, Vec<u8>); 6] = [
+        ("bomb.yaml", alias_bomb().into_bytes()),
+        ("deep.yaml", deep_block(3_000).into_bytes()),
+        ("binary.yaml", (0..=255_u8).cycle().take(4096).collect()),
+        (
+            "huge.yaml",
+            format!(
+                "ops: {{ scale: {{ config: {{ factor: {} }} }} }}",
+                "9".repeat(1 << 20)
+            )
+            .into_bytes(),
+        ),
+        (
+            "tabs.yaml",
+            b"ops:\n\tscale:\n\t\tconfig: { factor: 2 }\n".to_vec(),
+        ),
+        (
+            "dupes.yaml",
+            b"ops: { scale: { config: { factor: 2 } } }\nops: {}\n".to_vec(),
+        ),
+    ];
+    for (name, bytes) in files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_diamond"))
+            .arg("validate")
+            .arg("-c")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{name}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{name}: {:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -9,8 +9,9 @@ use crate::events::{Event, EventSink};
 use crate::exec::dask::protocol::StepMessage;
 use crate::exec::state::AttemptEnd;
 use crate::exec::step::{StepEnv, execute_step};
-use crate::exec::{RunId, open_io_manager};
 use crate::graph::Job;
+use crate::run::RunId;
+use crate::storage::open_io_manager;
 
 /// Ends this step process when its parent (the Dask worker) is gone, so a lost worker leaves
 /// no orphan step behind. (Polling the parent id needs no `unsafe` and, unlike a

@@ -36,7 +36,7 @@ pub use self::error::{ConfigError, ConfigProblem};
 use self::execution::parse_execution;
 use self::ops::{check_required_op_config, parse_ops};
 use self::resources::parse_resources;
-pub use self::yaml::{load_files, merge, parse_yaml};
+pub use self::yaml::{MAX_NESTING, load_files, merge, parse_yaml};
 use crate::graph::Job;
 
 /// Seconds a Dask step may wait for a worker with the resources it needs, by default.

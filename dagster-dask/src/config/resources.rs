@@ -37,6 +37,14 @@ pub(super) fn parse_resources(c: &mut Checker, resources: &Value) -> Option<IoMa
         return None;
     }
     if let Some(dir) = &base_dir {
+        if dir.as_os_str().is_empty() {
+            c.problem(
+                &join(path, "base_dir"),
+                "is empty: name the directory that holds the runs' outputs (every Dask worker \
+                 must see it), or leave `base_dir` out for the default",
+            );
+            return None;
+        }
         if let Some(scheme) = url_scheme(dir) {
             c.problem(
                 &join(path, "base_dir"),

@@ -7,8 +7,16 @@ use serde_json::{Map, Value};
 use super::check::join;
 use super::error::{ConfigError, ConfigProblem};
 
+/// How deep mappings and lists may nest in a run config: real ones are a few levels deep, and
+/// the converters below recurse once per level.
+pub const MAX_NESTING: usize = 64;
+
 /// Parses one YAML document into a JSON value (`source` names it in errors).
+///
+/// Anchors, aliases and nesting are checked on the parser's events first, before anything is
+/// built: an alias bomb or a runaway nesting is a clear error in bounded time and memory.
 pub fn parse_yaml(text: &str, source: &str) -> Result<Value, ConfigError> {
+    check_events(text, source)?;
     let docs = yaml_rust2::YamlLoader::load_from_str(text)
         .map_err(|e| ConfigError::one(source, format!("not valid YAML: {e}")))?;
     match docs.len() {
@@ -26,6 +34,54 @@ pub fn parse_yaml(text: &str, source: &str) -> Result<Value, ConfigError> {
             source,
             format!("holds {n} YAML documents; a run config is one document"),
         )),
+    }
+}
+
+/// Walks the parser's events (no tree is built): refuses anchors and aliases, and nesting
+/// deeper than [`MAX_NESTING`].
+fn check_events(text: &str, source: &str) -> Result<(), ConfigError> {
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(text);
+    let mut depth = 0_usize;
+    loop {
+        let (event, mark) = parser
+            .next_token()
+            .map_err(|e| ConfigError::one(source, format!("not valid YAML: {e}")))?;
+        let at = || format!("{source}, line {}", mark.line());
+        let anchor = match &event {
+            Event::StreamEnd => return Ok(()),
+            Event::Alias(_) => {
+                return Err(ConfigError::one(
+                    at(),
+                    "YAML aliases (`*name`) are not supported in run config: write the value out",
+                ));
+            }
+            Event::Scalar(_, _, anchor, _) => *anchor,
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(ConfigError::one(
+                        at(),
+                        format!(
+                            "nested deeper than {MAX_NESTING} levels: a run config is a few \
+                             levels deep; check the indentation or whatever generated it"
+                        ),
+                    ));
+                }
+                *anchor
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                depth = depth.saturating_sub(1);
+                0
+            }
+            _ => 0,
+        };
+        if anchor != 0 {
+            return Err(ConfigError::one(
+                at(),
+                "YAML anchors (`&name`) are not supported in run config: write the value out",
+            ));
+        }
     }
 }
 

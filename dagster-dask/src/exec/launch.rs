@@ -12,12 +12,13 @@ use std::time::Instant;
 
 use super::interrupt::{InterruptHook, Interrupts};
 use super::state::{RunState, SharedState};
-use super::{RunContext, event_log_path, executor_for, open_io_manager};
+use super::{RunContext, executor_for};
 use crate::config::{ExecutionConfig, RunConfig};
 use crate::events::{Event, EventKind, EventSink, RunLog};
 use crate::graph::Job;
 use crate::io::{IoManager, ObjectStoreIoManager};
 use crate::run::{RunError, RunId, RunResult};
+use crate::storage::{event_log_path, open_io_manager};
 
 /// A run about to be launched: [`Run::new`], options, then [`Run::execute`].
 ///

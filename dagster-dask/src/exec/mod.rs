@@ -18,21 +18,21 @@ mod launch;
 pub(crate) mod state;
 pub(crate) mod step;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use dask::{DaskExecutor, PYTHON_ENV, REQUIREMENTS, distributed_requirement, python_for};
 pub use embedded::EmbeddedExecutor;
 
 pub use crate::run::{RunError, RunId, RunResult, RunStatus, StepStatus, new_run_id};
+pub use crate::storage::{default_storage_dir, event_log_path, open_io_manager};
 pub use launch::Run;
 
 use self::interrupt::InterruptHook;
 use self::state::SharedState;
-use crate::config::{ExecutionConfig, IoManagerConfig, RunConfig};
+use crate::config::{ExecutionConfig, RunConfig};
 use crate::events::EventSink;
 use crate::graph::Job;
-use crate::io::{IoManager, ObjectStoreIoManager};
+use crate::io::IoManager;
 
 /// Runs a run's steps: decides where and when each runs, and reports how each attempt
 /// ended to the run's state, which decides everything else.
@@ -60,28 +60,6 @@ pub(crate) fn executor_for(config: &ExecutionConfig) -> Box<dyn Executor> {
         }
         ExecutionConfig::Dask(dask) => Box::new(DaskExecutor::new(dask.clone())),
     }
-}
-
-/// The default storage directory: `$DAGSTER_DASK_HOME/storage`, else under the temp dir.
-pub fn default_storage_dir() -> PathBuf {
-    match std::env::var_os("DAGSTER_DASK_HOME") {
-        Some(home) => PathBuf::from(home).join("storage"),
-        None => std::env::temp_dir().join("dagster-dask").join("storage"),
-    }
-}
-
-/// Opens the IO manager a run config asks for.
-pub fn open_io_manager(config: &IoManagerConfig) -> Result<Arc<dyn IoManager>, RunError> {
-    if config.in_memory {
-        return Ok(Arc::new(ObjectStoreIoManager::in_memory()));
-    }
-    let base = config.base_dir.clone().unwrap_or_else(default_storage_dir);
-    Ok(Arc::new(ObjectStoreIoManager::local(base)?))
-}
-
-/// Where a run's event log lives under a storage directory.
-pub fn event_log_path(base: &Path, run_id: &str) -> PathBuf {
-    base.join(run_id).join("events.jsonl")
 }
 
 /// What a running plan shares with its executor and its steps.

@@ -333,7 +333,13 @@ impl<'r, 'a> Driver<'r, 'a> {
                     Some(Input::Closed) | None => break,
                     Some(Input::Interrupt(n)) if n > 1 => break,
                     Some(Input::Bridge(FromBridge::Line(line))) => self.on_line(line),
-                    Some(Input::Bridge(FromBridge::Done(done))) => self.on_done(done),
+                    // A step that succeeded before the cancel keeps its success; any other
+                    // end now is the cancel's doing, recorded below as interrupted.
+                    Some(Input::Bridge(FromBridge::Done(done)))
+                        if done.status == DoneStatus::Success =>
+                    {
+                        self.on_done(done);
+                    }
                     Some(_) => {}
                 }
             }
