@@ -37,6 +37,11 @@ pub trait IoManager: Send + Sync + fmt::Debug {
     /// Loads an encoded output stored by [`store`](Self::store).
     fn load(&self, key: OutputKey<'_>) -> Result<Vec<u8>, IoError>;
 
+    /// The size in bytes of a stored output, without loading it (where the store can).
+    fn size(&self, key: OutputKey<'_>) -> Result<u64, IoError> {
+        self.load(key).map(|bytes| bytes.len() as u64)
+    }
+
     /// Where `key` is (or would be) stored, for messages.
     fn location(&self, key: OutputKey<'_>) -> String;
 
@@ -219,6 +224,14 @@ impl IoManager for ObjectStoreIoManager {
             futures_executor::block_on(async { self.store.get(&path).await?.bytes().await })
                 .map_err(|e| self.storage_err("load", key, e))?;
         Ok(bytes.to_vec())
+    }
+
+    fn size(&self, key: OutputKey<'_>) -> Result<u64, IoError> {
+        self.check_local_file(key)?;
+        let path = Self::path(key);
+        let meta = futures_executor::block_on(self.store.head(&path))
+            .map_err(|e| self.storage_err("look up", key, e))?;
+        Ok(meta.size)
     }
 
     fn location(&self, key: OutputKey<'_>) -> String {

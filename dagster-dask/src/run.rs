@@ -214,15 +214,26 @@ impl RunResult {
         })
     }
 
+    /// The size in bytes of the encoded output of step `key`, without loading it.
+    pub fn output_size(&self, key: &str) -> Result<u64, RunError> {
+        self.check_step(key)?;
+        Ok(self.io.size(self.key(key))?)
+    }
+
+    fn check_step(&self, key: &str) -> Result<(), RunError> {
+        if self.steps.contains_key(key) {
+            return Ok(());
+        }
+        Err(RunError::UnknownStep {
+            job: self.job.clone(),
+            step: key.to_owned(),
+            known: self.steps.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
     /// The encoded output of step `key`.
     pub fn output_bytes(&self, key: &str) -> Result<Vec<u8>, RunError> {
-        if !self.steps.contains_key(key) {
-            return Err(RunError::UnknownStep {
-                job: self.job.clone(),
-                step: key.to_owned(),
-                known: self.steps.keys().cloned().collect::<Vec<_>>().join(", "),
-            });
-        }
+        self.check_step(key)?;
         Ok(self.io.load(self.key(key))?)
     }
 

@@ -386,3 +386,24 @@ job! {
         tokio_io();
     }
 }
+
+/// Config of the `payload` op.
+#[derive(Debug, Deserialize)]
+pub struct PayloadConfig {
+    /// How many bytes the op returns.
+    pub bytes: usize,
+}
+
+/// Returns `bytes` bytes.
+#[op(config = PayloadConfig)]
+fn payload(ctx: &OpContext) -> Result<Vec<u8>, BoxError> {
+    let cfg: PayloadConfig = ctx.config()?;
+    Ok(vec![7; cfg.bytes])
+}
+
+job! {
+    /// One op that returns as many bytes as its config says.
+    pub fn payload_job() {
+        payload();
+    }
+}

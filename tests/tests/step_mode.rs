@@ -15,6 +15,7 @@ fn bin(name: &str) -> PathBuf {
         "failing" => PathBuf::from(env!("CARGO_BIN_EXE_failing")),
         "flaky" => PathBuf::from(env!("CARGO_BIN_EXE_flaky")),
         "sleepy" => PathBuf::from(env!("CARGO_BIN_EXE_sleepy")),
+        "payload" => PathBuf::from(env!("CARGO_BIN_EXE_payload")),
         other => panic!("no binary {other}"),
     }
 }
@@ -512,6 +513,37 @@ fn after_a_library_run_sigint_and_sigterm_take_their_default_action() {
             Some(number),
             "SIG{name}: {:?}",
             out.status
+        );
+    }
+}
+
+#[test]
+fn the_summary_shows_a_large_output_by_type_and_size_without_decoding_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // The stored size: the value and the codec's small header.
+    for (bytes, shown) in [
+        (10, "  payload = [7,7,7,7,7,7,7,7,7,7]"),
+        (300_000, "  payload: a `Vec<u8>` of 3000"),
+    ] {
+        let cfg = write_storage_config(
+            dir.path(),
+            &format!("payload-{bytes}.yaml"),
+            &format!("ops: {{ payload: {{ config: {{ bytes: {bytes} }} }} }}\n"),
+        );
+        let out = run(
+            "payload",
+            &["run", "-q", "-c", cfg.to_str().unwrap()],
+            dir.path(),
+        );
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        let line = stdout.lines().find(|l| l.starts_with("  payload"));
+        let line = line.unwrap_or_else(|| panic!("no payload line in {stdout}"));
+        assert!(line.starts_with(shown), "{line}");
+        assert_eq!(
+            line.ends_with("bytes (too large to show here)"),
+            bytes > 65_536,
+            "{line}"
         );
     }
 }

@@ -3,9 +3,13 @@
 use crate::events::EventKind;
 use crate::exec::{RunResult, RunStatus, StepStatus};
 use crate::graph::Job;
+use crate::types::short_type_name;
 
 /// The longest output value printed in a run summary.
 const SUMMARY_VALUE_CHARS: usize = 200;
+/// The largest output the summary decodes to show; a larger one shows its type and size, so
+/// that the summary takes bounded time and memory whatever a job returns.
+const SUMMARY_DECODE_BYTES: u64 = 64 * 1024;
 
 pub(super) fn print_summary(job: &Job, result: &RunResult) {
     let plan = job.plan();
@@ -24,6 +28,13 @@ pub(super) fn print_summary(job: &Job, result: &RunResult) {
         );
         for index in plan.sinks() {
             let key = &plan.steps[index].key;
+            if let Ok(size) = result.output_size(key) {
+                if size > SUMMARY_DECODE_BYTES {
+                    let type_name = short_type_name(&plan.steps[index].output.type_name);
+                    println!("  {key}: a `{type_name}` of {size} bytes (too large to show here)");
+                    continue;
+                }
+            }
             let shown = result
                 .output_bytes(key)
                 .map_err(|e| e.to_string())
