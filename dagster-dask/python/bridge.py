@@ -15,9 +15,11 @@ stdout (the protocol) and log on stderr. Commands:
 Messages:
   {"type": "connected", "dashboard": URL|null, "workers": {name: resources}}
   {"type": "line", "step": S, "attempt": N, "worker": W, "stream": "stdout"|"stderr", "line": L}
-  {"type": "done", "step": S, "attempt": N, "status": "success"|"failed"|"killed"|"no_worker",
+  {"type": "done", "step": S, "attempt": N,
+   "status": "success"|"failed"|"killed"|"no_worker"|"cancelled",
    "worker": W|null, "lines": N|null, "message": M|null, "exit_code": N|null}
   {"type": "info", "message": M}
+  {"type": "heartbeat", "client": STATUS}                  (every second once connected)
   {"type": "canceled"}
   {"type": "fatal", "message": M}
 
@@ -262,6 +264,7 @@ class Bridge:
         self.waiting_since = {}  # step -> time it was submitted, for resource waits
         self.lock = threading.Lock()
         self.closed = threading.Event()
+        self.own_cancels = set()  # keys of futures this bridge cancelled itself
 
     # -- connecting ---------------------------------------------------------------------------
 
@@ -281,6 +284,13 @@ class Bridge:
         except Exception:
             dashboard = None
         emit({"type": "connected", "dashboard": dashboard, "workers": self.worker_resources()})
+        threading.Thread(target=self.heartbeat, daemon=True).start()
+
+    def heartbeat(self):
+        """Tells the driver every second that we are alive, and how our client stands with the
+        scheduler ("running", or "connecting"/"closed" once it is lost)."""
+        while not self.closed.wait(1.0):
+            emit({"type": "heartbeat", "client": str(self.client.status)})
 
     def worker_resources(self):
         try:
@@ -304,11 +314,8 @@ class Bridge:
             self.attempt[s["step"]] = 1
             self.generation[s["step"]] = 0
         self.shipped = self.ship_binary(cmd)
-        # Once per run: one task holds it, and each worker fetches it once, as a dependency.
-        # (Not `scatter`: that waits for a worker, and a cluster may have none yet.)
-        self.config = self.client.submit(
-            run_config, cmd["config_json"], key=f"run-config-{cmd['run_id']}", pure=False
-        )
+        self.config = None
+        self.config_generation = 0
         self.submit_steps(self.order)
         threading.Thread(target=self.watch_resources, daemon=True).start()
 
@@ -353,6 +360,15 @@ class Bridge:
         """
         layers, layer_deps, keys = {}, {}, []
         in_graph = set(steps)
+        # The run config: one task holds it, and each worker fetches it once, as a dependency.
+        # (Not `scatter`: that waits for a worker, and a cluster may have none yet.) Submitted
+        # again when someone else's restart cancelled it.
+        if self.config is None or self.config.status in ("cancelled", "lost", "error"):
+            self.config_generation += 1
+            self.config = self.client.submit(
+                run_config, self.run["config_json"], pure=False,
+                key=f"run-config-{self.run['run_id']}-{self.config_generation}",
+            )
         with self.lock:
             for step in steps:
                 spec = self.steps[step]
@@ -367,7 +383,15 @@ class Bridge:
                     {"step": step, "attempt": self.attempt[step], "topic": self.topic, "key": key,
                      "argv": argv, "shipped": self.shipped}
                 )
-                args = [self.key_of(d) if d in in_graph else self.futures[d] for d in spec["deps"]]
+                # A dependency outside the submission has succeeded (the driver resubmits a
+                # step only then): its future only orders, so one that someone else's restart
+                # cancelled is left out rather than failing the step.
+                args = [
+                    self.key_of(d) if d in in_graph else self.futures[d]
+                    for d in spec["deps"]
+                    if d in in_graph or (self.futures[d] is not None
+                                         and self.futures[d].status in ("pending", "finished"))
+                ]
                 layers[key] = MaterializedLayer(
                     {key: (run_step, task_spec, self.config, *args)},
                     annotations={"resources": spec["resources"]} if spec["resources"] else None,
@@ -404,7 +428,15 @@ class Bridge:
                   "worker": result["worker"], "lines": result["lines"]})
             return
         if status == "cancelled":
-            return  # the driver canceled, or a step upstream failed for good
+            with self.lock:
+                ours = fut.key in self.own_cancels
+            if ours:
+                return  # the driver canceled, or a step upstream found no worker
+            # Someone else: another client's restart, or the scheduler connection lost.
+            exc = getattr(getattr(fut, "_state", None), "exception", None)
+            emit({"type": "done", "step": step, "attempt": attempt, "status": "cancelled",
+                  "message": str(exc) if exc is not None else "cancelled"})
+            return
         try:
             exc = fut.exception()
         except Exception as e:
@@ -431,10 +463,7 @@ class Bridge:
     def retry(self, cmd):
         step = cmd["step"]
         # The failed step and everything downstream of it (erred with it) go again.
-        again = {step}
-        for s in self.order:
-            if any(d in again for d in self.steps[s]["deps"]):
-                again.add(s)
+        again = self.downstream_of(step) | {step}
         todo = [s for s in self.order if s in again]
         with self.lock:
             self.attempt[step] = cmd["attempt"]
@@ -465,12 +494,18 @@ class Bridge:
                             self.waiting_since[step] = now
                     continue
                 if now - since >= timeout:
+                    below = self.downstream_of(step)
                     with self.lock:
                         if self.waiting_since.pop(step, None) is None:
                             continue
                         fut = self.futures[step]
                         attempt = self.attempt[step]
                         self.futures[step] = None
+                        # Dask cancels what depends on it too: those are ours as well.
+                        self.own_cancels.add(fut.key)
+                        self.own_cancels.update(
+                            f.key for s, f in self.futures.items()
+                            if f is not None and s in below)
                     self.client.cancel([fut], force=True)
                     if need:
                         why = f"no worker offers the resources {json.dumps(need)}"
@@ -480,10 +515,20 @@ class Bridge:
                           "message": f"{why} after waiting {timeout:g} s; workers and their "
                                      f"resources: {json.dumps(workers)}"})
 
+    def downstream_of(self, step):
+        """Every step that depends on `step`, directly or not."""
+        below = {step}
+        for s in self.order:
+            if any(d in below for d in self.steps[s]["deps"]):
+                below.add(s)
+        below.discard(step)
+        return below
+
     def cancel(self):
         with self.lock:
             futures = [f for f in self.futures.values() if f is not None]
             self.futures = {s: None for s in self.futures}
+            self.own_cancels.update(f.key for f in futures)
         if futures:
             self.client.cancel(futures, force=True)
         emit({"type": "canceled"})

@@ -205,6 +205,23 @@ impl Cluster {
         );
     }
 
+    /// SIGKILLs the scheduler (the workers stay).
+    pub fn kill_scheduler(&mut self) {
+        let scheduler = &mut self.processes[0];
+        let _ = scheduler.kill();
+        let _ = scheduler.wait();
+    }
+
+    /// Runs a Python snippet against the scheduler (`ADDRESS` in it is replaced by the
+    /// scheduler's address); returns whether it succeeded.
+    pub fn python(&self, snippet: &str) -> bool {
+        Command::new(&self.python)
+            .args(["-c", &snippet.replace("ADDRESS", &self.address)])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// The scheduler's and workers' logs.
     pub fn logs(&self) -> String {
         let mut all = String::new();

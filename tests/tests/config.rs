@@ -75,6 +75,7 @@ fn the_dagster_docs_yaml_parses_into_the_dask_config() {
     assert_eq!(kwargs["n_workers"], 2);
     assert_eq!(kwargs["threads_per_worker"], 1);
     assert_eq!(dask.no_worker_timeout, config::DEFAULT_NO_WORKER_TIMEOUT);
+    assert_eq!(dask.cluster_timeout, config::DEFAULT_CLUSTER_TIMEOUT);
     assert_eq!(dask.ship_binary, ShipBinary::Auto);
 
     let mut remote = config::load_files(&[fixture("dask_remote.yaml")]).unwrap();
@@ -103,7 +104,7 @@ fn the_dagster_docs_yaml_parses_into_the_dask_config() {
 #[test]
 fn dask_options_parse() {
     let cfg = check(&format!(
-        "{SCALE}execution:\n  config:\n    cluster: {{ existing: {{ address: 'tcp://h:1' }} }}\n    python: /opt/py/bin/python\n    no_worker_timeout: 2.5\n    ship_binary: always\n"
+        "{SCALE}execution:\n  config:\n    cluster: {{ existing: {{ address: 'tcp://h:1' }} }}\n    python: /opt/py/bin/python\n    no_worker_timeout: 2.5\n    cluster_timeout: 7\n    ship_binary: always\n"
     ))
     .unwrap();
     let ExecutionConfig::Dask(d) = cfg.execution else {
@@ -111,6 +112,7 @@ fn dask_options_parse() {
     };
     assert_eq!(d.python.as_deref(), Some("/opt/py/bin/python"));
     assert_eq!(d.no_worker_timeout, Duration::from_millis(2500));
+    assert_eq!(d.cluster_timeout, Duration::from_secs(7));
     assert_eq!(d.ship_binary, ShipBinary::Always);
 }
 

@@ -91,8 +91,13 @@ fn local(dir: &Path, kwargs: &str) -> PathBuf {
 }
 
 fn existing(cluster: &Cluster, dir: &Path, extra: &str) -> PathBuf {
+    existing_with(cluster, dir, "", extra)
+}
+
+/// [`existing`] with more `execution.config` keys (`key: value, ...`).
+fn existing_with(cluster: &Cluster, dir: &Path, execution: &str, extra: &str) -> PathBuf {
     let yaml = format!(
-        "execution: {{ config: {{ cluster: {{ existing: {{ address: '{}' }} }} }} }}\n{}{extra}",
+        "execution: {{ config: {{ cluster: {{ existing: {{ address: '{}' }} }}, {execution} }} }}\n{}{extra}",
         cluster.address,
         storage(dir)
     );
@@ -252,12 +257,7 @@ fn existing_cluster() {
     assert_eq!(printed(&ran, "stderr"), ["prepare says this on stderr"]);
 
     // Shipping the binary: workers run a copy from their local directory.
-    let ship = existing(&cluster, d, "");
-    let yaml = std::fs::read_to_string(&ship)
-        .unwrap()
-        .replace("} } } }", "} }, ship_binary: always } }");
-    assert!(yaml.contains("ship_binary: always"), "{yaml}");
-    std::fs::write(&ship, yaml).unwrap();
+    let ship = existing_with(&cluster, d, "ship_binary: always", "");
     let ran = run("gpu", &[&ship], d);
     assert_success(&ran, "gpu with ship_binary: always");
     assert!(ran.stdout.contains("report = 126"), "{}", ran.stdout);
@@ -436,11 +436,23 @@ fn start_nap(
     seconds: u32,
     name: &str,
 ) -> (std::process::Child, String, u32) {
+    start_nap_with(cluster, d, seconds, name, "")
+}
+
+/// [`start_nap`] with more `execution.config` keys.
+fn start_nap_with(
+    cluster: &Cluster,
+    d: &Path,
+    seconds: u32,
+    name: &str,
+    execution: &str,
+) -> (std::process::Child, String, u32) {
     let run_id = dagster_dask::exec::new_run_id();
     let pid_file = d.join(format!("{name}.pid"));
-    let cfg = existing(
+    let cfg = existing_with(
         cluster,
         d,
+        execution,
         &format!(
             "ops: {{ nap: {{ config: {{ seconds: {seconds}, pid_file: '{}' }} }} }}\n",
             pid_file.display()
@@ -859,4 +871,118 @@ fn losing_the_bridge_mid_run_fails_the_run_with_exit_1() {
         ran.events.last().map(|e| e.kind.type_name()),
         Some("RUN_FAILURE")
     );
+}
+
+/// Waits for a run's driver and checks that the run ended as a failure, within `bound`.
+fn assert_ends_failed(child: std::process::Child, d: &Path, run_id: &str, bound: Duration) -> Ran {
+    let started = Instant::now();
+    let ran = finish(child.wait_with_output().unwrap(), d, run_id);
+    assert!(started.elapsed() < bound, "took {:?}", started.elapsed());
+    assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(
+        ran.events.last().map(|e| e.kind.type_name()),
+        Some("RUN_FAILURE"),
+        "{}",
+        ran.stdout
+    );
+    ran
+}
+
+#[test]
+fn killing_the_scheduler_ends_the_run() {
+    let _serial = serial();
+    let mut cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (child, run_id, step_pid) =
+        start_nap_with(&cluster, d, 120, "scheduler", "cluster_timeout: 5");
+    cluster.kill_scheduler();
+    let ran = assert_ends_failed(child, d, &run_id, Duration::from_secs(60));
+    assert!(
+        ran.kinds("nap").contains(&"STEP_FAILURE"),
+        "{:?}",
+        ran.kinds("nap")
+    );
+    assert_eq!(ran.kinds("after_nap"), ["STEP_SKIPPED"]);
+    assert!(
+        ran.stdout.contains("RUN_FAILURE job `sleepy`"),
+        "{}",
+        ran.stdout
+    );
+    drop(cluster);
+    assert_gone(step_pid);
+}
+
+#[test]
+fn a_restart_by_another_client_is_a_step_failure_the_retry_policy_retries() {
+    let _serial = serial();
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // `nap` may be retried once.
+    let (child, run_id, _) = start_nap(&cluster, d, 4, "restart");
+    assert!(cluster.python(
+        "from distributed import Client\nClient('ADDRESS', timeout=10).restart(timeout=60)"
+    ));
+    let ran = finish(child.wait_with_output().unwrap(), d, &run_id);
+    assert_success(&ran, "sleepy after a restart");
+    let retried = ran.step_events("nap").find_map(|e| match &e.kind {
+        EventKind::StepUpForRetry { error, .. } => Some(error.message.clone()),
+        _ => None,
+    });
+    let retried = retried.expect("the restart cancelled the nap, and it was retried");
+    assert!(
+        retried.contains("was cancelled on the cluster, not by this run"),
+        "{retried}"
+    );
+    assert!(ran.stdout.contains("after_nap = 8"), "{}", ran.stdout);
+}
+
+#[test]
+fn a_frozen_bridge_ends_the_run_after_the_cluster_timeout() {
+    let _serial = serial();
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (child, run_id, _) = start_nap_with(&cluster, d, 120, "frozen", "cluster_timeout: 3");
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()));
+    let bridge: u32 = children
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the driver's child: the bridge");
+    Command::new("kill")
+        .args(["-STOP", &bridge.to_string()])
+        .status()
+        .unwrap();
+    let ran = assert_ends_failed(child, d, &run_id, Duration::from_secs(30));
+    assert!(
+        ran.stdout.contains("the Dask bridge sent nothing for"),
+        "{}",
+        ran.stdout
+    );
+    assert_gone(bridge);
+}
+
+#[test]
+fn a_job_binary_removed_as_the_run_starts_ends_the_run() {
+    let _serial = serial();
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let copy = d.join("flaky-copy");
+    std::fs::copy(bin("flaky"), &copy).unwrap();
+    let cfg = existing(&cluster, d, "");
+    let run_id = dagster_dask::exec::new_run_id();
+    let child = Command::new(&copy)
+        .args(["run", "--run-id", &run_id, "-c"])
+        .arg(&cfg)
+        .env(dagster_dask::exec::PYTHON_ENV, python())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::remove_file(&copy).unwrap();
+    assert_ends_failed(child, d, &run_id, Duration::from_secs(60));
 }

@@ -6,8 +6,8 @@ use serde_json::{Map, Value};
 
 use super::check::{Checker, join, list, type_of};
 use super::{
-    ClusterConfig, DASK_ONLY_KEYS, DEFAULT_NO_WORKER_TIMEOUT, DaskConfig, EXECUTOR_KEYS,
-    ExecutionConfig, ShipBinary,
+    ClusterConfig, DASK_ONLY_KEYS, DEFAULT_CLUSTER_TIMEOUT, DEFAULT_NO_WORKER_TIMEOUT, DaskConfig,
+    EXECUTOR_KEYS, ExecutionConfig, ShipBinary,
 };
 
 /// Cluster types Dagster's Dask executor knows that this one does not run yet.
@@ -117,19 +117,8 @@ fn parse_dask(
         Some(v) => Some(c.string_source(v, "execution.config.python")?),
         None => None,
     };
-    let no_worker_timeout = match exec.get("no_worker_timeout") {
-        None => DEFAULT_NO_WORKER_TIMEOUT,
-        Some(v) => match v.as_f64().and_then(|s| Duration::try_from_secs_f64(s).ok()) {
-            Some(d) if !d.is_zero() => d,
-            _ => {
-                c.problem(
-                    "execution.config.no_worker_timeout",
-                    format!("expected a positive number of seconds, found {v}"),
-                );
-                return None;
-            }
-        },
-    };
+    let no_worker_timeout = seconds(c, exec, "no_worker_timeout", DEFAULT_NO_WORKER_TIMEOUT)?;
+    let cluster_timeout = seconds(c, exec, "cluster_timeout", DEFAULT_CLUSTER_TIMEOUT)?;
     let ship_binary = match exec.get("ship_binary") {
         None => ShipBinary::Auto,
         Some(Value::String(s)) if s == "auto" => ShipBinary::Auto,
@@ -147,6 +136,29 @@ fn parse_dask(
         cluster,
         python,
         no_worker_timeout,
+        cluster_timeout,
         ship_binary,
     })
+}
+
+/// `execution.config.<key>`: a positive number of seconds, or `default` when absent.
+fn seconds(
+    c: &mut Checker,
+    exec: &Map<String, Value>,
+    key: &str,
+    default: Duration,
+) -> Option<Duration> {
+    let Some(v) = exec.get(key) else {
+        return Some(default);
+    };
+    match v.as_f64().and_then(|s| Duration::try_from_secs_f64(s).ok()) {
+        Some(d) if !d.is_zero() => Some(d),
+        _ => {
+            c.problem(
+                &format!("execution.config.{key}"),
+                format!("expected a positive number of seconds, found {v}"),
+            );
+            None
+        }
+    }
 }

@@ -42,6 +42,10 @@ use crate::graph::Job;
 /// Seconds a Dask step may wait for a worker with the resources it needs, by default.
 pub const DEFAULT_NO_WORKER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a Dask run waits on a silent bridge or a lost scheduler before it ends, by
+/// default: the connect timeout and 30 s.
+pub const DEFAULT_CLUSTER_TIMEOUT: Duration = Duration::from_secs(40);
+
 /// A validated run config.
 #[derive(Debug, Clone, PartialEq, Default)]
 #[non_exhaustive]
@@ -87,6 +91,8 @@ pub struct DaskConfig {
     pub python: Option<String>,
     /// How long a step may wait for a worker that has its resources.
     pub no_worker_timeout: Duration,
+    /// How long the run waits on a silent bridge or a lost scheduler before it ends.
+    pub cluster_timeout: Duration,
     /// Whether to ship the job binary to workers.
     pub ship_binary: ShipBinary,
 }
@@ -128,7 +134,12 @@ pub struct IoManagerConfig {
 
 const TOP_KEYS: &[&str] = &["execution", "resources", "ops"];
 const EXECUTOR_KEYS: &[&str] = &["in_process", "multithread", "cluster"];
-const DASK_ONLY_KEYS: &[&str] = &["python", "no_worker_timeout", "ship_binary"];
+const DASK_ONLY_KEYS: &[&str] = &[
+    "python",
+    "no_worker_timeout",
+    "cluster_timeout",
+    "ship_binary",
+];
 
 impl RunConfig {
     /// Parses a YAML run config and validates it against `job`.
@@ -208,6 +219,10 @@ impl RunConfig {
                 exec.insert(
                     "no_worker_timeout".into(),
                     Value::from(d.no_worker_timeout.as_secs_f64()),
+                );
+                exec.insert(
+                    "cluster_timeout".into(),
+                    Value::from(d.cluster_timeout.as_secs_f64()),
                 );
                 let ship = match d.ship_binary {
                     ShipBinary::Auto => "auto",

@@ -216,6 +216,16 @@ impl RunState {
         self.steps[i].status
     }
 
+    /// Whether the current attempt of step `i` has started.
+    pub(crate) fn started(&self, i: usize) -> bool {
+        self.steps[i].started
+    }
+
+    /// Whether step `i` waits for nothing: it has not ended and every upstream step succeeded.
+    pub(crate) fn is_ready(&self, i: usize) -> bool {
+        self.steps[i].phase == Phase::Ready
+    }
+
     /// Every step's status, by index.
     pub(crate) fn statuses(&self) -> Vec<StepStatus> {
         self.steps.iter().map(|s| s.status).collect()
@@ -482,6 +492,25 @@ impl RunState {
         }
     }
 
+    /// Fails every step the executor left in the middle (running, or between attempts) with
+    /// the reason the executor could not go on; steps that never started stay not run.
+    fn abandon(&mut self, cause: &str) {
+        for i in 0..self.steps.len() {
+            let step = &self.steps[i];
+            let mid_retry = step.phase == Phase::Ready && step.attempt > 1;
+            if mid_retry || matches!(step.phase, Phase::Running | Phase::RetryWait) {
+                let attempt = step.attempt;
+                let error = ErrorInfo::new(
+                    ErrorKind::Engine,
+                    format!("the run could not go on: {cause}"),
+                );
+                self.emit(Some(i), EventKind::StepFailure { attempt, error });
+                self.end(i, StepStatus::Failed);
+                self.skip_downstream(i);
+            }
+        }
+    }
+
     /// Ends the run: emits `RUN_SUCCESS`, `RUN_FAILURE` or `RUN_CANCELED` and returns the
     /// status. `engine_error` is why the executor could not go on, when it could not: the
     /// run fails with it, whatever the steps did.
@@ -494,6 +523,9 @@ impl RunState {
                     message: message.to_owned(),
                 },
             );
+            if self.canceled.is_none() {
+                self.abandon(message);
+            }
         }
         if let Some(why) = &self.canceled {
             let not_run = self

@@ -106,18 +106,41 @@ impl Bridge {
         }
     }
 
-    /// Asks the bridge to close the client (and a local cluster), then waits for it.
-    pub(super) fn close(&mut self) {
+    /// Asks the bridge to close the client (and a local cluster), waits for it at most
+    /// `grace`, then kills its process group (a local cluster's processes with it).
+    pub(super) fn close(&mut self, grace: Duration) {
         let _ = self.send(&ToBridge::Close);
         self.stdin = None; // EOF: the bridge also stops on it
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // The bridge leads its own process group (see `start`).
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::SIGKILL,
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// How the bridge process ended, once its stdout closed (it may take a moment to be
+    /// reaped; `None` if it is still running after a second).
+    pub(super) fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => return None,
+            }
+        }
     }
 }

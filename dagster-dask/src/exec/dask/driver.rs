@@ -41,16 +41,84 @@ pub(super) struct Driver<'r, 'a> {
     run: &'r RunContext<'a>,
     state: &'r SharedState,
     track: Vec<StepTrack>,
+    /// How long the bridge may be silent, or its scheduler lost, before the run ends.
+    cluster_timeout: Duration,
+    /// The cluster, as errors name it.
+    target: String,
+    /// When the bridge last sent anything.
+    last_heard: Instant,
+    /// Since when the bridge's client has not been connected to the scheduler.
+    lost_since: Option<(Instant, String)>,
+    /// Steps whose task someone else cancelled before it started: submitted again.
+    resubmit: Vec<usize>,
 }
 
 impl<'r, 'a> Driver<'r, 'a> {
-    pub(super) fn new(run: &'r RunContext<'a>, state: &'r SharedState) -> Self {
+    pub(super) fn new(
+        run: &'r RunContext<'a>,
+        state: &'r SharedState,
+        cluster_timeout: Duration,
+        target: String,
+    ) -> Self {
         Self {
             run,
             state,
             track: (0..run.job.plan().steps.len())
                 .map(|_| StepTrack::default())
                 .collect(),
+            cluster_timeout,
+            target,
+            last_heard: Instant::now(),
+            lost_since: None,
+            resubmit: Vec::new(),
+        }
+    }
+
+    /// Why the run cannot go on, when the bridge has been silent or the scheduler lost for
+    /// longer than the cluster timeout; else how long until that could be.
+    fn cluster_check(&self, now: Instant) -> Result<Duration, RunError> {
+        let limit = self.cluster_timeout;
+        let silent = now.saturating_duration_since(self.last_heard);
+        if silent >= limit {
+            return Err(RunError::Dask(format!(
+                "the Dask bridge sent nothing for {:.0} s (frozen or stuck); {}",
+                silent.as_secs_f64(),
+                self.running_steps()
+            )));
+        }
+        let mut left = limit - silent;
+        if let Some((since, status)) = &self.lost_since {
+            let lost = now.saturating_duration_since(*since);
+            if lost >= limit {
+                return Err(RunError::Dask(format!(
+                    "lost {}: the Dask client has been `{status}` for {:.0} s; {}",
+                    self.target,
+                    lost.as_secs_f64(),
+                    self.running_steps()
+                )));
+            }
+            left = left.min(limit - lost);
+        }
+        Ok(left)
+    }
+
+    /// The steps the run was waiting on, for errors that end it.
+    fn running_steps(&self) -> String {
+        let state = self.state.lock();
+        let waiting: Vec<&str> = self
+            .run
+            .job
+            .plan()
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| state.status(*i) == crate::run::StepStatus::NotRun)
+            .map(|(_, s)| s.key.as_str())
+            .collect();
+        if waiting.is_empty() {
+            "every step had ended".to_owned()
+        } else {
+            format!("steps not ended: {}", waiting.join(", "))
         }
     }
 
@@ -68,7 +136,11 @@ impl<'r, 'a> Driver<'r, 'a> {
                 }
                 (state.due_retries(now), state.next_retry_in(now))
             };
-            for (i, attempt) in due {
+            let again = std::mem::take(&mut self.resubmit).into_iter().map(|i| {
+                let attempt = self.state.lock().attempt(i);
+                (i, attempt)
+            });
+            for (i, attempt) in due.into_iter().chain(again.collect::<Vec<_>>()) {
                 let key = &self.run.job.plan().steps[i].key;
                 bridge.send(&ToBridge::Retry { step: key, attempt })?;
             }
@@ -82,15 +154,39 @@ impl<'r, 'a> Driver<'r, 'a> {
                         .map(|(_, at)| (*at + LINES_GRACE).saturating_duration_since(now))
                 })
                 .min();
-            let timeout = match (next_retry, next_grace) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            match bridge.recv(timeout) {
+            let cluster_left = self.cluster_check(now)?;
+            let timeout = [next_retry, next_grace]
+                .into_iter()
+                .flatten()
+                .fold(cluster_left, Duration::min);
+            let input = bridge.recv(Some(timeout));
+            if matches!(input, Some(Input::Bridge(_) | Input::Stray(_))) {
+                self.last_heard = Instant::now();
+            }
+            match input {
+                Some(Input::Bridge(FromBridge::Heartbeat { client })) => {
+                    if client == "running" {
+                        self.lost_since = None;
+                    } else if self.lost_since.is_none() {
+                        self.engine(
+                            None,
+                            format!(
+                                "the Dask client lost {} (it is `{client}`); the run ends if it \
+                                 is not back within {:.0} s",
+                                self.target,
+                                self.cluster_timeout.as_secs_f64()
+                            ),
+                        );
+                        self.lost_since = Some((Instant::now(), client));
+                    }
+                }
                 Some(Input::Bridge(FromBridge::Line(line))) => self.on_line(line),
                 Some(Input::Bridge(FromBridge::Done(done))) => self.on_done(done),
                 Some(Input::Bridge(FromBridge::Fatal { message, .. })) => {
-                    self.engine(None, format!("the Dask bridge reported: {message}"));
+                    return Err(RunError::Dask(format!(
+                        "the Dask bridge failed: {message}; {}",
+                        self.running_steps()
+                    )));
                 }
                 Some(Input::Bridge(FromBridge::Info { message })) => self.engine(None, message),
                 Some(Input::Bridge(FromBridge::Connected { .. } | FromBridge::Canceled)) => {}
@@ -100,10 +196,14 @@ impl<'r, 'a> Driver<'r, 'a> {
                 // The hook canceled the state: the top of the loop cancels the cluster.
                 Some(Input::Interrupt(_)) => {}
                 Some(Input::Closed) => {
-                    return Err(RunError::Dask(
-                        "the Dask bridge exited before the run ended; its error is above"
-                            .to_owned(),
-                    ));
+                    let how = match bridge.exit_status() {
+                        Some(status) => format!(" ({status})"),
+                        None => String::new(),
+                    };
+                    return Err(RunError::Dask(format!(
+                        "the Dask bridge exited before the run ended{how}; {}",
+                        self.running_steps()
+                    )));
                 }
                 None => {}
             }
@@ -288,6 +388,9 @@ impl<'r, 'a> Driver<'r, 'a> {
             (DoneStatus::Failed, Some(AttemptEnd::Success { .. })) => engine(format!(
                 "step `{key}`{on} reported success, then its process failed{detail}"
             )),
+            (DoneStatus::Cancelled, _) => engine(format!(
+                "the task of step `{key}` was cancelled on the cluster, not by this run{detail}"
+            )),
             (DoneStatus::Killed, _) => {
                 engine(format!("the worker running step `{key}` died{on}{detail}"))
             }
@@ -300,6 +403,18 @@ impl<'r, 'a> Driver<'r, 'a> {
     }
 
     fn finish(&mut self, i: usize, done: Done) {
+        if done.status == DoneStatus::Cancelled {
+            let state = self.state.lock();
+            if !state.started(i) {
+                // Cancelled before it started (a restart by someone else): no attempt was
+                // made. Submitted again once its upstream steps are done; those that failed
+                // and are retried take it along.
+                if state.is_ready(i) {
+                    self.resubmit.push(i);
+                }
+                return;
+            }
+        }
         let attempt = done.attempt;
         let worker = done.worker.clone().or_else(|| self.track[i].worker.clone());
         let end = self.attempt_end(i, done);
@@ -414,7 +529,7 @@ mod tests {
             interrupts: Arc::new(InterruptHook::default()),
         };
         let state = SharedState::new(RunState::new(job.plan(), "r", sink));
-        let mut driver = Driver::new(&run, &state);
+        let mut driver = Driver::new(&run, &state, Duration::from_secs(1), "a test".to_owned());
         let mut rng = fastrand::Rng::with_seed(7);
         let seeds = messages("r");
         let (mut accepted, mut refused) = (0, 0);

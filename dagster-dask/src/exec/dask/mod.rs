@@ -42,6 +42,10 @@ pub const PYTHON_ENV: &str = "DAGSTER_DASK_PYTHON";
 
 /// How long the driver waits for a scheduler to answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the bridge may take to close its client and a local cluster after a run.
+const CLOSE_GRACE: Duration = Duration::from_secs(30);
+/// The same, after the run ended because the bridge or the cluster failed.
+const CLOSE_GRACE_AFTER_ERROR: Duration = Duration::from_secs(5);
 /// How long a local cluster may take to start (slow machines, cold imports).
 const LOCAL_START_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -106,7 +110,13 @@ impl Executor for DaskExecutor {
             }
         });
         let result = self.drive(run, state, &mut bridge, binary);
-        bridge.close();
+        // A bridge that failed us gets little time to close its client before its process
+        // group (a local cluster's included) is killed.
+        bridge.close(if result.is_ok() {
+            CLOSE_GRACE
+        } else {
+            CLOSE_GRACE_AFTER_ERROR
+        });
         result
     }
 }
@@ -251,7 +261,7 @@ impl DaskExecutor {
             platform: [std::env::consts::OS, std::env::consts::ARCH],
             steps,
         })?;
-        Driver::new(run, state).run(bridge)
+        Driver::new(run, state, self.config.cluster_timeout, target).run(bridge)
     }
 }
 

@@ -73,6 +73,11 @@ pub(crate) enum FromBridge {
     Info {
         message: String,
     },
+    /// The bridge is alive; `client` is its client's status (`running` while the scheduler
+    /// answers).
+    Heartbeat {
+        client: String,
+    },
     Canceled,
     Fatal {
         message: String,
@@ -111,4 +116,6 @@ pub(crate) enum DoneStatus {
     Failed,
     Killed,
     NoWorker,
+    /// Its task was cancelled on the cluster by someone else than this run.
+    Cancelled,
 }
