@@ -239,8 +239,15 @@ def _run_step(spec, config_json):
                     _os.killpg(proc.pid, _signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+    # The step has ended when its process has. Children the op left behind would keep its
+    # pipes open (and run on after it, unseen): its process group goes with it. What is still
+    # in the pipes is read for a short while; a child that left the group cannot hold us.
+    try:
+        _os.killpg(proc.pid, _signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
     for r in readers:
-        r.join()
+        r.join(timeout=2.0)
     if code != 0:
         raise StepFailed(step, attempt, code, counter["n"], str(name))
     if not _reported_success(counter["last_event"]):

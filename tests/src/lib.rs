@@ -407,3 +407,18 @@ job! {
         payload();
     }
 }
+
+/// Starts `sleep 60` in the background, sharing the step's stdout and stderr, and returns its
+/// process id without waiting for it.
+#[op]
+fn spawner() -> Result<u32, BoxError> {
+    let child = std::process::Command::new("sleep").arg("60").spawn()?;
+    Ok(child.id())
+}
+
+job! {
+    /// `spawner` leaves a background child behind.
+    pub fn background() {
+        spawner();
+    }
+}

@@ -28,6 +28,7 @@ fn bin(name: &str) -> PathBuf {
         "chain20" => env!("CARGO_BIN_EXE_chain20"),
         "fan50" => env!("CARGO_BIN_EXE_fan50"),
         "hostile" => env!("CARGO_BIN_EXE_hostile"),
+        "background" => env!("CARGO_BIN_EXE_background"),
         other => panic!("no job binary {other}"),
     })
 }
@@ -985,4 +986,28 @@ fn a_job_binary_removed_as_the_run_starts_ends_the_run() {
         .unwrap();
     std::fs::remove_file(&copy).unwrap();
     assert_ends_failed(child, d, &run_id, Duration::from_secs(60));
+}
+
+#[test]
+fn a_step_ends_when_its_process_ends_and_takes_its_children_along() {
+    let _serial = serial();
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = existing(&cluster, dir.path(), "");
+    let started = Instant::now();
+    let ran = run("background", &[&cfg], dir.path());
+    assert_success(&ran, "a step that leaves a child");
+    // Not the child's 60 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    let pid: u32 = ran
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("spawner = "))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no spawner result in {}", ran.stdout));
+    assert_gone(pid);
 }
