@@ -78,6 +78,39 @@ class StepFailed(Exception):
         self.worker = worker
 
 
+class ConnectError(Exception):
+    """Why the bridge could not use the cluster it was pointed at."""
+
+
+def connect_existing(address, timeout):
+    """`Client(address)`, within `timeout` (plus a little) whatever the peer does: a port
+    that accepts and stays silent, or speaks something else, is named as such."""
+    box = {}
+
+    def attempt():
+        try:
+            box["client"] = Client(address, timeout=timeout)
+        except BaseException as e:  # handed to the caller
+            box["error"] = e
+
+    t = threading.Thread(target=attempt, daemon=True)
+    t.start()
+    t.join(timeout + 5)
+    if t.is_alive():
+        raise ConnectError(
+            f"no answer from {address} within {timeout + 5:g} s: is it a Dask scheduler's "
+            f"address? (a scheduler listens on tcp://HOST:8786 by default; 8787 is its dashboard)")
+    error = box.get("error")
+    if error is None:
+        return box["client"]
+    if isinstance(error, (OSError, TimeoutError)) and not isinstance(error, MemoryError):
+        raise error
+    raise ConnectError(
+        f"{address} does not answer as a Dask scheduler ({type(error).__name__}: {error}): "
+        f"check the address and port (a scheduler listens on 8786 by default; 8787 is its "
+        f"dashboard)")
+
+
 SHIP_DIR = "dagster-dask-bin"
 
 
@@ -284,14 +317,42 @@ class Bridge:
             self.cluster = LocalCluster(**kwargs)
             self.client = Client(self.cluster)
         else:
-            address = cmd["address"]
-            self.client = Client(address, timeout=cmd.get("timeout", 10))
+            self.client = connect_existing(cmd["address"], float(cmd.get("timeout", 10)))
+            self.check_versions()
         try:
             dashboard = self.client.dashboard_link
         except Exception:
             dashboard = None
         emit({"type": "connected", "dashboard": dashboard, "workers": self.worker_resources()})
         threading.Thread(target=self.heartbeat, daemon=True).start()
+
+    def check_versions(self):
+        """The task function travels pickled by value: workers must run our Python minor
+        version. Another `distributed` may work, so that is only said."""
+        try:
+            versions = self.client.get_versions(check=False)
+        except Exception as e:  # an old or busy scheduler: go on without the check
+            emit({"type": "info", "message": f"could not compare versions with the cluster: {e}"})
+            return
+        def of(info):
+            python = str(info.get("host", {}).get("python", "?"))
+            return ".".join(python.split(".")[:2]), str(info.get("packages", {}).get("distributed", "?"))
+        mine = of(versions.get("client", {}))
+        others = {"the scheduler": of(versions.get("scheduler") or {})}
+        for addr, info in (versions.get("workers") or {}).items():
+            others[f"worker {addr}"] = of(info or {})
+        python_off = sorted(f"{who} runs Python {v[0]}" for who, v in others.items()
+                            if v[0] not in ("?", mine[0]))
+        if python_off:
+            raise ConnectError(
+                f"this driver's Python is {mine[0]}, but {', '.join(python_off)}: steps travel "
+                f"pickled by value and need the same Python minor version everywhere")
+        dist_off = sorted(f"{who} has distributed {v[1]}" for who, v in others.items()
+                          if v[1] not in ("?", mine[1]))
+        if dist_off:
+            emit({"type": "info", "message": f"this driver has distributed {mine[1]}, but "
+                                             f"{', '.join(dist_off)}: if steps fail oddly, "
+                                             f"align the versions"})
 
     def heartbeat(self):
         """Tells the driver every second that we are alive, and how our client stands with the
@@ -575,7 +636,8 @@ def main():
                 else:
                     emit({"type": "fatal", "message": f"unknown command {op!r}"})
             except Exception as e:
-                emit({"type": "fatal", "message": f"{type(e).__name__}: {e}"})
+                message = str(e) if isinstance(e, ConnectError) else f"{type(e).__name__}: {e}"
+                emit({"type": "fatal", "message": message})
                 if op == "connect":
                     break
     finally:

@@ -1011,3 +1011,50 @@ fn a_step_ends_when_its_process_ends_and_takes_its_children_along() {
         .unwrap_or_else(|| panic!("no spawner result in {}", ran.stdout));
     assert_gone(pid);
 }
+
+#[test]
+fn a_port_that_is_not_a_dask_scheduler_is_named_within_the_connect_timeout() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // One port accepts and stays silent; the other answers like a web server.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addresses = [silent.local_addr().unwrap(), web.local_addr().unwrap()];
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    std::thread::spawn(move || {
+        use std::io::Write as _;
+        let mut held = Vec::new();
+        for mut conn in web.incoming().flatten() {
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+            let _ = conn.write_all(&[0xff; 64]);
+            held.push(conn);
+        }
+    });
+    for (address, expected) in addresses.iter().zip([
+        "no answer from tcp://",
+        "does not answer as a Dask scheduler",
+    ]) {
+        let cfg = write(
+            dir.path(),
+            &format!("port-{}.yaml", address.port()),
+            &format!(
+                "execution: {{ config: {{ cluster: {{ existing: {{ address: 'tcp://{address}' }} }} }} }}\n{}",
+                storage(dir.path())
+            ),
+        );
+        let started = Instant::now();
+        let ran = run("flaky", &[&cfg], dir.path());
+        assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
+        assert!(ran.stdout.contains(expected), "{expected}: {}", ran.stdout);
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "{address}: took {:?}",
+            started.elapsed()
+        );
+    }
+}
