@@ -24,8 +24,9 @@ Messages:
   {"type": "fatal", "message": M}
 
 Each step is a Dask task whose function (defined here, shipped by value with cloudpickle)
-runs the job binary in step mode and forwards every output line to us, live, through
-`Worker.log_event`. The step process writes its own messages on a pipe of their own
+runs the job binary in step mode and forwards every output line to us, live, in batches
+(every 50 ms at most) through `Worker.log_event`; the run's topic is dropped from the
+scheduler when the run ends. The step process writes its own messages on a pipe of their own
 (`--events /dev/fd/N`, forwarded as stream "events"), so that nothing an op prints can pass
 for one. The run config is one task per run, fetched once per worker, and written to each step
 process's stdin: it is in no argv and in no task. Data never goes through Dask: the task
@@ -152,6 +153,14 @@ class ShipBinary(WorkerPlugin):
             _os.replace(tmp, path)
 
 
+def drop_topic(topic, dask_scheduler=None):
+    """Runs on the scheduler: forgets a topic's retained events."""
+    broker = getattr(dask_scheduler, "_broker", None)
+    topics = getattr(broker, "_topics", None)
+    if topics is not None:
+        topics.pop(topic, None)
+
+
 def run_config(config_json):
     """The task that holds the run's config for its steps."""
     return config_json
@@ -233,22 +242,43 @@ def _run_step(spec, config_json):
             pass  # it ended before reading its config: its exit says why
 
     counter = {"n": 0, "last_event": ""}
-    counter_lock = _threading.Lock()
+    # Output lines go to the scheduler in batches: at most every 50 ms, or sooner once 1,000
+    # lines or 1 MB wait, so a chatty step neither floods the scheduler nor waits to be seen.
+    pending = {"lines": [], "bytes": 0}
+    pending_lock = _threading.Lock()
+    reading_done = _threading.Event()
+
+    def flush():
+        with pending_lock:
+            batch = pending["lines"]
+            pending["lines"], pending["bytes"] = [], 0
+            if batch:
+                # (the scheduler overwrites a "worker" key with the worker's address)
+                worker.log_event(topic, {"step": step, "attempt": attempt,
+                                         "worker_name": str(name), "lines": batch})
+                counter["n"] += len(batch)
+
+    def flusher():
+        while not reading_done.wait(0.05):
+            flush()
 
     def forward(stream, label):
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip("\n")
             if label == "events":
                 counter["last_event"] = line
-            worker.log_event(
-                topic,
-                # (the scheduler overwrites a "worker" key with the worker's address)
-                {"step": step, "attempt": attempt, "worker_name": str(name), "stream": label, "line": line},
-            )
-            with counter_lock:
-                counter["n"] += 1
+            with pending_lock:
+                pending["lines"].append([label, line])
+                pending["bytes"] += len(line)
+                full = len(pending["lines"]) >= 1000 or pending["bytes"] >= 1 << 20
+            # The step's own messages (start, inputs, outputs, logs, end) go at once, with the
+            # lines before them: the driver must know what runs, even if it is killed next.
+            if full or label == "events":
+                flush()
         stream.close()
 
+    flushing = _threading.Thread(target=flusher, daemon=True)
+    flushing.start()
     readers = [
         _threading.Thread(target=forward, args=(proc.stdout, "stdout"), daemon=True),
         _threading.Thread(target=forward, args=(proc.stderr, "stderr"), daemon=True),
@@ -281,6 +311,9 @@ def _run_step(spec, config_json):
         pass
     for r in readers:
         r.join(timeout=2.0)
+    reading_done.set()
+    flushing.join()
+    flush()
     if code != 0:
         raise StepFailed(step, attempt, code, counter["n"], str(name))
     if not _reported_success(counter["last_event"]):
@@ -476,9 +509,10 @@ class Bridge:
 
     def on_line(self, event):
         _, msg = event
-        msg = dict(msg)
-        msg["worker"] = msg.pop("worker_name", msg.get("worker"))
-        emit({"type": "line", **msg})
+        head = {"type": "line", "step": msg.get("step"), "attempt": msg.get("attempt"),
+                "worker": msg.get("worker_name", msg.get("worker"))}
+        for stream, line in msg.get("lines", ()):
+            emit({**head, "stream": stream, "line": line})
 
     def on_done(self, step, attempt, fut):
         with self.lock:
@@ -592,6 +626,14 @@ class Bridge:
         below.discard(step)
         return below
 
+    def forget_topic(self):
+        """Nothing of the run stays in the scheduler: its log topic goes with it."""
+        try:
+            self.client.unsubscribe_topic(self.topic)
+            self.client.run_on_scheduler(drop_topic, self.topic)
+        except Exception as e:  # a lost scheduler keeps nothing anyway
+            log(f"could not drop the run's log topic: {e}")
+
     def cancel(self):
         with self.lock:
             futures = [f for f in self.futures.values() if f is not None]
@@ -605,6 +647,8 @@ class Bridge:
         self.closed.set()
         try:
             if self.client is not None:
+                if self.run is not None:
+                    self.forget_topic()
                 self.client.close(timeout=10)
         finally:
             if self.cluster is not None:

@@ -422,3 +422,29 @@ job! {
         spawner();
     }
 }
+
+/// Config of the `chatter` op.
+#[derive(Debug, Deserialize)]
+pub struct ChatterConfig {
+    /// How many lines to print.
+    pub lines: usize,
+}
+
+/// Prints `lines` numbered lines on stdout; returns how many.
+#[op(config = ChatterConfig)]
+fn chatter(ctx: &OpContext) -> Result<usize, BoxError> {
+    use std::io::Write as _;
+    let cfg: ChatterConfig = ctx.config()?;
+    let mut out = std::io::stdout().lock();
+    for i in 0..cfg.lines {
+        writeln!(out, "line {i}")?;
+    }
+    Ok(cfg.lines)
+}
+
+job! {
+    /// `chatter` prints as many lines as its config says.
+    pub fn chatty() {
+        chatter();
+    }
+}

@@ -29,6 +29,7 @@ fn bin(name: &str) -> PathBuf {
         "fan50" => env!("CARGO_BIN_EXE_fan50"),
         "hostile" => env!("CARGO_BIN_EXE_hostile"),
         "background" => env!("CARGO_BIN_EXE_background"),
+        "chatty" => env!("CARGO_BIN_EXE_chatty"),
         other => panic!("no job binary {other}"),
     })
 }
@@ -1057,4 +1058,44 @@ fn a_port_that_is_not_a_dask_scheduler_is_named_within_the_connect_timeout() {
             started.elapsed()
         );
     }
+}
+
+#[test]
+fn every_line_of_a_chatty_step_arrives_and_the_scheduler_keeps_none() {
+    let _serial = serial();
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let lines = 100_000;
+    let cfg = existing(
+        &cluster,
+        dir.path(),
+        &format!("ops: {{ chatter: {{ config: {{ lines: {lines} }} }} }}\n"),
+    );
+    let run_id = dagster_dask::exec::new_run_id();
+    let out = command("chatty", &[&cfg], &run_id)
+        .arg("-q")
+        .output()
+        .unwrap();
+    let ran = finish(out, dir.path(), &run_id);
+    assert_success(&ran, "chatty");
+    let printed: Vec<&str> = ran
+        .step_events("chatter")
+        .filter_map(|e| match &e.kind {
+            EventKind::StepOutputLine { stream, line } if stream == "stdout" => Some(line.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(printed.len(), lines);
+    assert_eq!(printed.first(), Some(&"line 0"));
+    assert_eq!(printed.last(), Some(&"line 99999"));
+    // The run's log topic is gone from the scheduler.
+    let snippet = format!(
+        "import sys\nfrom distributed import Client\nc = Client('ADDRESS', timeout=10)\n\
+         left = c.run_on_scheduler(lambda dask_scheduler: [t for t in dask_scheduler._broker._topics if '{run_id}' in t])\n\
+         sys.exit(1 if left else 0)"
+    );
+    assert!(
+        cluster.python(&snippet),
+        "the scheduler still holds the run's topic"
+    );
 }
