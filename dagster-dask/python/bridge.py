@@ -153,6 +153,11 @@ class ShipBinary(WorkerPlugin):
             _os.replace(tmp, path)
 
 
+def scheduler_workers(dask_scheduler=None):
+    """Runs on the scheduler: every worker it has, by name, with its resources."""
+    return {str(ws.name): dict(ws.resources or {}) for ws in dask_scheduler.workers.values()}
+
+
 def drop_topic(topic, dask_scheduler=None):
     """Runs on the scheduler: forgets a topic's retained events."""
     broker = getattr(dask_scheduler, "_broker", None)
@@ -582,8 +587,10 @@ class Bridge:
                 waiting = list(self.waiting_since.items())
             if not waiting:
                 continue
+            # The scheduler's own table of workers. A scheduler too busy to answer tells us
+            # nothing (and not "no worker"): the next round asks again.
             try:
-                workers = self.worker_resources()
+                workers = self.client.run_on_scheduler(scheduler_workers)
             except Exception:
                 continue
             now = time.monotonic()

@@ -30,6 +30,7 @@ fn bin(name: &str) -> PathBuf {
         "hostile" => env!("CARGO_BIN_EXE_hostile"),
         "background" => env!("CARGO_BIN_EXE_background"),
         "chatty" => env!("CARGO_BIN_EXE_chatty"),
+        "fan2000" => env!("CARGO_BIN_EXE_fan2000"),
         other => panic!("no job binary {other}"),
     })
 }
@@ -1097,5 +1098,27 @@ fn every_line_of_a_chatty_step_arrives_and_the_scheduler_keeps_none() {
     assert!(
         cluster.python(&snippet),
         "the scheduler still holds the run's topic"
+    );
+}
+
+#[test]
+fn a_two_thousand_step_fan_out_runs_through_a_busy_scheduler() {
+    let _serial = serial();
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = existing(&cluster, dir.path(), "");
+    let run_id = dagster_dask::exec::new_run_id();
+    let started = Instant::now();
+    let out = command("fan2000", &[&cfg], &run_id)
+        .arg("-q")
+        .output()
+        .unwrap();
+    let ran = finish(out, dir.path(), &run_id);
+    assert_success(&ran, "fan2000");
+    // 2,000 parts of 1..=2,000 each, and the source's 1.
+    assert!(ran.stdout.contains("sum = 2001000"), "{}", ran.stdout);
+    eprintln!(
+        "fan-out of 2,000 on the test cluster: {:?}",
+        started.elapsed()
     );
 }
