@@ -880,6 +880,7 @@ fn losing_the_bridge_mid_run_fails_the_run_with_exit_1() {
 fn assert_ends_failed(child: std::process::Child, d: &Path, run_id: &str, bound: Duration) -> Ran {
     let started = Instant::now();
     let ran = finish(child.wait_with_output().unwrap(), d, run_id);
+    eprintln!("the run ended {:?} after the fault", started.elapsed());
     assert!(started.elapsed() < bound, "took {:?}", started.elapsed());
     assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
     assert_eq!(

@@ -30,6 +30,8 @@ pub(super) struct Bridge {
     inputs: mpsc::Receiver<Input>,
     /// Lets others (the interrupt hook) wake the driver loop.
     waker: mpsc::Sender<Input>,
+    /// It stopped answering: closing it gets no grace.
+    unresponsive: bool,
 }
 
 impl Bridge {
@@ -77,6 +79,7 @@ impl Bridge {
             child,
             inputs: rx,
             waker: tx,
+            unresponsive: false,
         })
     }
 
@@ -111,6 +114,11 @@ impl Bridge {
     pub(super) fn close(&mut self, grace: Duration) {
         let _ = self.send(&ToBridge::Close);
         self.stdin = None; // EOF: the bridge also stops on it
+        let grace = if self.unresponsive {
+            Duration::ZERO
+        } else {
+            grace
+        };
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -127,6 +135,11 @@ impl Bridge {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Marks the bridge as no longer answering.
+    pub(super) fn mark_unresponsive(&mut self) {
+        self.unresponsive = true;
     }
 
     /// How the bridge process ended, once its stdout closed (it may take a moment to be

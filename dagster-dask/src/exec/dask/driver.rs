@@ -154,7 +154,15 @@ impl<'r, 'a> Driver<'r, 'a> {
                         .map(|(_, at)| (*at + LINES_GRACE).saturating_duration_since(now))
                 })
                 .min();
-            let cluster_left = self.cluster_check(now)?;
+            let cluster_left = match self.cluster_check(now) {
+                Ok(left) => left,
+                Err(e) => {
+                    if now.saturating_duration_since(self.last_heard) >= self.cluster_timeout {
+                        bridge.mark_unresponsive();
+                    }
+                    return Err(e);
+                }
+            };
             let timeout = [next_retry, next_grace]
                 .into_iter()
                 .flatten()
