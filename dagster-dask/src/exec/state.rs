@@ -199,6 +199,11 @@ impl RunState {
         self.sink.emit(event);
     }
 
+    /// The worker step `i` last ran on, when a cluster ran it.
+    pub(crate) fn worker(&self, i: usize) -> Option<&str> {
+        self.steps[i].worker.as_deref()
+    }
+
     /// Records the worker that runs step `i`'s current attempt.
     pub(crate) fn set_worker(&mut self, i: usize, worker: Option<String>) {
         if worker.is_some() {

@@ -425,13 +425,41 @@ impl<'r, 'a> Driver<'r, 'a> {
         }
         let attempt = done.attempt;
         let worker = done.worker.clone().or_else(|| self.track[i].worker.clone());
-        let end = self.attempt_end(i, done);
+        let mut end = self.attempt_end(i, done);
+        if let AttemptEnd::Failure(error) = &mut end {
+            self.explain_missing_input(i, worker.as_deref(), error);
+        }
         let mut state = self.state.lock();
         state.set_worker(i, worker);
         let result = state.end_attempt(i, attempt, end);
         drop(state);
         if let Err(problem) = result {
             self.engine(Some(&self.run.job.plan().steps[i].key), problem);
+        }
+    }
+
+    /// A missing upstream output on a cluster is most often storage the workers do not
+    /// share: says where the upstream steps ran, next to where this one did.
+    fn explain_missing_input(&self, i: usize, worker: Option<&str>, error: &mut ErrorInfo) {
+        if error.kind != ErrorKind::Input || !error.message.contains("no stored output") {
+            return;
+        }
+        let plan = self.run.job.plan();
+        let state = self.state.lock();
+        let upstream: Vec<String> = plan.upstream()[i]
+            .iter()
+            .filter_map(|&u| {
+                let w = state.worker(u)?;
+                (Some(w) != worker).then(|| format!("`{}` on worker {w}", plan.steps[u].key))
+            })
+            .collect();
+        if !upstream.is_empty() {
+            error.message.push_str(&format!(
+                " (stored by {}; this step ran on worker {}: every worker must see the same \
+                 `base_dir`)",
+                upstream.join(", "),
+                worker.unwrap_or("?")
+            ));
         }
     }
 
@@ -518,7 +546,7 @@ mod tests {
     }
 
     /// Runs `f` with a driver of a two-step job (`one` -> `inc`) and its state.
-    fn with_driver(f: impl FnOnce(&mut Driver<'_, '_>, &SharedState)) {
+    fn with_driver(f: impl FnOnce(&mut Driver<'_, '_>, &SharedState, &RunLog)) {
         let one = OpDef::new("one", [], |_ctx, (): ()| 1_i64);
         let inc = OpDef::new("inc", ["x"], |_ctx, (x,): (i64,)| x + 1);
         let mut b = JobBuilder::new("j");
@@ -527,7 +555,8 @@ mod tests {
         let job = b.build().unwrap();
         let config = RunConfig::default();
         let io = ObjectStoreIoManager::in_memory();
-        let sink: Arc<dyn EventSink> = Arc::new(RunLog::in_memory(false));
+        let log = Arc::new(RunLog::in_memory(false));
+        let sink: Arc<dyn EventSink> = Arc::clone(&log) as Arc<dyn EventSink>;
         let run = RunContext {
             job: &job,
             run_id: "r",
@@ -538,12 +567,12 @@ mod tests {
         };
         let state = SharedState::new(RunState::new(job.plan(), "r", sink));
         let mut driver = Driver::new(&run, &state, Duration::from_secs(1), "a test".to_owned());
-        f(&mut driver, &state);
+        f(&mut driver, &state, &log);
     }
 
     #[test]
     fn no_message_from_a_worker_panics_or_ends_a_step() {
-        with_driver(|driver, state| {
+        with_driver(|driver, state, _| {
             let mut rng = fastrand::Rng::with_seed(7);
             let seeds = messages("r");
             let (mut accepted, mut refused) = (0, 0);
@@ -586,7 +615,7 @@ mod tests {
 
     #[test]
     fn no_message_from_the_bridge_panics() {
-        with_driver(|driver, state| {
+        with_driver(|driver, state, _| {
             let mut rng = fastrand::Rng::with_seed(11);
             let seeds = [
                 r#"{"type":"line","step":"one","attempt":1,"worker":"w","stream":"stdout","line":"x"}"#,
@@ -630,6 +659,41 @@ mod tests {
             if statuses[0] != StepStatus::Succeeded {
                 assert_ne!(statuses[1], StepStatus::Succeeded, "{statuses:?}");
             }
+        });
+    }
+
+    #[test]
+    fn a_missing_input_on_a_cluster_names_the_worker_that_stored_it() {
+        with_driver(|driver, state, log| {
+            state.lock().set_worker(0, Some("w1".to_owned()));
+            let ended = StepMessage::Ended(AttemptEnd::Failure(ErrorInfo::new(
+                ErrorKind::Input,
+                "cannot load input `x` of step `inc` from step `one`: no stored output `result`",
+            )));
+            let line = serde_json::to_string(&ended).unwrap();
+            assert!(driver.check_message(1, 1, &line).unwrap().is_none());
+            driver.on_done(Done {
+                step: "inc".to_owned(),
+                attempt: 1,
+                status: DoneStatus::Failed,
+                worker: Some("w2".to_owned()),
+                lines: None,
+                message: None,
+                exit_code: Some(1),
+            });
+            driver.settle(true);
+            let failure = log.events().into_iter().find_map(|e| match e.kind {
+                EventKind::StepFailure { error, .. } => Some(error.message),
+                _ => None,
+            });
+            let failure = failure.expect("inc failed");
+            assert!(
+                failure.ends_with(
+                    "(stored by `one` on worker w1; this step ran on worker w2: every worker \
+                     must see the same `base_dir`)"
+                ),
+                "{failure}"
+            );
         });
     }
 }
