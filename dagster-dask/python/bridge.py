@@ -153,6 +153,11 @@ class ShipBinary(WorkerPlugin):
             _os.replace(tmp, path)
 
 
+def scheduler_alive(dask_scheduler=None):
+    """Runs on the scheduler: answers a ping."""
+    return True
+
+
 def scheduler_workers(dask_scheduler=None):
     """Runs on the scheduler: every worker it has, by name, with its resources."""
     return {str(ws.name): dict(ws.resources or {}) for ws in dask_scheduler.workers.values()}
@@ -394,9 +399,29 @@ class Bridge:
 
     def heartbeat(self):
         """Tells the driver every second that we are alive, and how our client stands with the
-        scheduler ("running", or "connecting"/"closed" once it is lost)."""
+        scheduler: "running", or how it is not ("connecting"/"closed" once the connection is
+        lost; "unanswered" when the scheduler has not answered a ping for 10 s, as a frozen
+        scheduler does while its connection stays open)."""
+        ping = {"answered": time.monotonic(), "asking": False}
+
+        def ask():
+            try:
+                self.client.run_on_scheduler(scheduler_alive)
+                ping["answered"] = time.monotonic()
+            except Exception:
+                pass
+            finally:
+                ping["asking"] = False
+
         while not self.closed.wait(1.0):
-            emit({"type": "heartbeat", "client": str(self.client.status)})
+            if not ping["asking"]:  # one ping at a time: a frozen scheduler holds one thread
+                ping["asking"] = True
+                threading.Thread(target=ask, daemon=True).start()
+            status = str(self.client.status)
+            silent = time.monotonic() - ping["answered"]
+            if status == "running" and silent > 10:
+                status = f"unanswered for {silent:.0f} s"
+            emit({"type": "heartbeat", "client": status})
 
     def worker_resources(self):
         try:

@@ -212,6 +212,13 @@ impl Cluster {
         let _ = scheduler.wait();
     }
 
+    /// Sends the scheduler a signal (`STOP`, `CONT`, ...).
+    pub fn signal_scheduler(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &self.processes[0].id().to_string()])
+            .status();
+    }
+
     /// Runs a Python snippet against the scheduler (`ADDRESS` in it is replaced by the
     /// scheduler's address); returns whether it succeeded.
     pub fn python(&self, snippet: &str) -> bool {

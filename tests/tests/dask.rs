@@ -1123,3 +1123,27 @@ fn a_two_thousand_step_fan_out_runs_through_a_busy_scheduler() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_frozen_scheduler_ends_the_run() {
+    let _serial = serial();
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (child, run_id, _) =
+        start_nap_with(&cluster, d, 120, "frozen-scheduler", "cluster_timeout: 3");
+    cluster.signal_scheduler("STOP");
+    let ran = assert_ends_failed(child, d, &run_id, Duration::from_secs(60));
+    cluster.signal_scheduler("CONT");
+    assert!(
+        ran.stdout
+            .contains("the Dask client has been `unanswered for"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.kinds("nap").contains(&"STEP_FAILURE"),
+        "{:?}",
+        ran.kinds("nap")
+    );
+}
