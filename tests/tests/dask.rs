@@ -18,6 +18,17 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A test's own cluster and scratch directory, under the serial lock (dropped last, after the
+/// cluster has stopped).
+fn with_cluster() -> (
+    std::sync::MutexGuard<'static, ()>,
+    Cluster,
+    tempfile::TempDir,
+) {
+    let serial = serial();
+    (serial, Cluster::start(), tempfile::tempdir().unwrap())
+}
+
 fn bin(name: &str) -> PathBuf {
     PathBuf::from(match name {
         "diamond" => env!("CARGO_BIN_EXE_diamond"),
@@ -186,9 +197,7 @@ fn local_cluster_runs_the_dagster_docs_yaml() {
 
 #[test]
 fn existing_cluster() {
-    let _serial = serial();
-    let cluster = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
+    let (_serial, cluster, dir) = with_cluster();
     let cfg = existing(&cluster, dir.path(), "");
     let scale = existing(
         &cluster,
@@ -699,9 +708,7 @@ fn missing_python_or_distributed_is_one_clear_line() {
 
 #[test]
 fn step_processes_cannot_forge_events_and_must_store_their_output() {
-    let _serial = serial();
-    let cluster = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
+    let (_serial, cluster, dir) = with_cluster();
     let cfg = existing(&cluster, dir.path(), "");
     let ran = run("hostile", &[&cfg], dir.path());
     assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
@@ -760,9 +767,7 @@ fn step_processes_cannot_forge_events_and_must_store_their_output() {
 
 #[test]
 fn a_one_mib_run_config_reaches_the_steps_and_stays_out_of_argv() {
-    let _serial = serial();
-    let cluster = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
+    let (_serial, cluster, dir) = with_cluster();
     let d = dir.path();
     let marker = format!("SECRET-{}", fastrand_name());
     let padding = format!("{marker}{}", "x".repeat(1 << 20));
@@ -843,9 +848,7 @@ fn ctrl_c_while_a_local_cluster_starts_cancels_the_run() {
 
 #[test]
 fn losing_the_bridge_mid_run_fails_the_run_with_exit_1() {
-    let _serial = serial();
-    let cluster = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
+    let (_serial, cluster, dir) = with_cluster();
     let (child, run_id, _step_pid) = start_nap(&cluster, dir.path(), 60, "bridge");
     let children =
         std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
@@ -894,9 +897,7 @@ fn assert_ends_failed(child: std::process::Child, d: &Path, run_id: &str, bound:
 
 #[test]
 fn killing_the_scheduler_ends_the_run() {
-    let _serial = serial();
-    let mut cluster = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
+    let (_serial, mut cluster, dir) = with_cluster();
     let d = dir.path();
     let (child, run_id, step_pid) =
         start_nap_with(&cluster, d, 120, "scheduler", "cluster_timeout: 5");
@@ -919,9 +920,7 @@ fn killing_the_scheduler_ends_the_run() {
 
 #[test]
 fn a_restart_by_another_client_is_a_step_failure_the_retry_policy_retries() {
-    let _serial = serial();
-    let cluster = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
+    let (_serial, cluster, dir) = with_cluster();
     let d = dir.path();
     // `nap` may be retried once.
     let (child, run_id, _) = start_nap(&cluster, d, 4, "restart");
@@ -944,9 +943,7 @@ fn a_restart_by_another_client_is_a_step_failure_the_retry_policy_retries() {
 
 #[test]
 fn a_frozen_bridge_ends_the_run_after_the_cluster_timeout() {
-    let _serial = serial();
-    let cluster = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
+    let (_serial, cluster, dir) = with_cluster();
     let d = dir.path();
     let (child, run_id, _) = start_nap_with(&cluster, d, 120, "frozen", "cluster_timeout: 3");
     let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()));
@@ -971,9 +968,7 @@ fn a_frozen_bridge_ends_the_run_after_the_cluster_timeout() {
 
 #[test]
 fn a_job_binary_removed_as_the_run_starts_ends_the_run() {
-    let _serial = serial();
-    let cluster = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
+    let (_serial, cluster, dir) = with_cluster();
     let d = dir.path();
     let copy = d.join("flaky-copy");
     std::fs::copy(bin("flaky"), &copy).unwrap();
@@ -993,9 +988,7 @@ fn a_job_binary_removed_as_the_run_starts_ends_the_run() {
 
 #[test]
 fn a_step_ends_when_its_process_ends_and_takes_its_children_along() {
-    let _serial = serial();
-    let cluster = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
+    let (_serial, cluster, dir) = with_cluster();
     let cfg = existing(&cluster, dir.path(), "");
     let started = Instant::now();
     let ran = run("background", &[&cfg], dir.path());
@@ -1064,9 +1057,7 @@ fn a_port_that_is_not_a_dask_scheduler_is_named_within_the_connect_timeout() {
 
 #[test]
 fn every_line_of_a_chatty_step_arrives_and_the_scheduler_keeps_none() {
-    let _serial = serial();
-    let cluster = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
+    let (_serial, cluster, dir) = with_cluster();
     let lines = 100_000;
     let cfg = existing(
         &cluster,
@@ -1104,9 +1095,7 @@ fn every_line_of_a_chatty_step_arrives_and_the_scheduler_keeps_none() {
 
 #[test]
 fn a_two_thousand_step_fan_out_runs_through_a_busy_scheduler() {
-    let _serial = serial();
-    let cluster = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
+    let (_serial, cluster, dir) = with_cluster();
     let cfg = existing(&cluster, dir.path(), "");
     let run_id = dagster_dask::exec::new_run_id();
     let started = Instant::now();
@@ -1126,9 +1115,7 @@ fn a_two_thousand_step_fan_out_runs_through_a_busy_scheduler() {
 
 #[test]
 fn a_frozen_scheduler_ends_the_run() {
-    let _serial = serial();
-    let cluster = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
+    let (_serial, cluster, dir) = with_cluster();
     let d = dir.path();
     let (child, run_id, _) =
         start_nap_with(&cluster, d, 120, "frozen-scheduler", "cluster_timeout: 3");
