@@ -366,7 +366,8 @@ class Bridge:
             dashboard = self.client.dashboard_link
         except Exception:
             dashboard = None
-        emit({"type": "connected", "dashboard": dashboard, "workers": self.worker_resources()})
+        workers = self.client.run_on_scheduler(scheduler_workers)
+        emit({"type": "connected", "dashboard": dashboard, "workers": workers})
         threading.Thread(target=self.heartbeat, daemon=True).start()
 
     def check_versions(self):
@@ -422,16 +423,6 @@ class Bridge:
             if status == "running" and silent > 10:
                 status = f"unanswered for {silent:.0f} s"
             emit({"type": "heartbeat", "client": status})
-
-    def worker_resources(self):
-        try:
-            info = self.client.scheduler_info(n_workers=-1)  # all workers, not the first few
-        except TypeError:
-            info = self.client.scheduler_info()
-        return {
-            str(w.get("name", addr)): w.get("resources", {}) or {}
-            for addr, w in info.get("workers", {}).items()
-        }
 
     # -- submitting -----------------------------------------------------------------------------
 

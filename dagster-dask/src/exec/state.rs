@@ -236,6 +236,15 @@ impl RunState {
         self.steps.iter().map(|s| s.status).collect()
     }
 
+    /// The keys of the steps with status `wanted` (`NotRun`: not ended yet), in index order.
+    pub(crate) fn keys_with(&self, wanted: StepStatus) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|s| s.status == wanted)
+            .map(|s| s.key.clone())
+            .collect()
+    }
+
     /// Whether every step has ended.
     pub(crate) fn all_ended(&self) -> bool {
         self.ended == self.steps.len()
@@ -546,18 +555,11 @@ impl RunState {
             self.emit(None, EventKind::RunSuccess { duration_ms });
             return RunStatus::Success;
         }
-        let keys_with = |wanted: StepStatus| -> Vec<String> {
-            self.steps
-                .iter()
-                .filter(|s| s.status == wanted)
-                .map(|s| s.key.clone())
-                .collect()
-        };
         self.emit(
             None,
             EventKind::RunFailure {
-                failed: keys_with(StepStatus::Failed),
-                skipped: keys_with(StepStatus::Skipped),
+                failed: self.keys_with(StepStatus::Failed),
+                skipped: self.keys_with(StepStatus::Skipped),
                 duration_ms,
             },
         );

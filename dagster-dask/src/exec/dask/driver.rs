@@ -74,12 +74,13 @@ impl<'r, 'a> Driver<'r, 'a> {
         }
     }
 
-    /// Why the run cannot go on, when the bridge has been silent or the scheduler lost for
-    /// longer than the cluster timeout; else how long until that could be.
-    fn cluster_check(&self, now: Instant) -> Result<Duration, RunError> {
+    /// Why the run cannot go on, when the bridge has been silent (it is then marked so) or the
+    /// scheduler lost for longer than the cluster timeout; else how long until that could be.
+    fn cluster_check(&self, now: Instant, bridge: &mut Bridge) -> Result<Duration, RunError> {
         let limit = self.cluster_timeout;
         let silent = now.saturating_duration_since(self.last_heard);
         if silent >= limit {
+            bridge.mark_unresponsive();
             return Err(RunError::Dask(format!(
                 "the Dask bridge sent nothing for {:.0} s (frozen or stuck); {}",
                 silent.as_secs_f64(),
@@ -104,17 +105,7 @@ impl<'r, 'a> Driver<'r, 'a> {
 
     /// The steps the run was waiting on, for errors that end it.
     fn running_steps(&self) -> String {
-        let state = self.state.lock();
-        let waiting: Vec<&str> = self
-            .run
-            .job
-            .plan()
-            .steps
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| state.status(*i) == crate::run::StepStatus::NotRun)
-            .map(|(_, s)| s.key.as_str())
-            .collect();
+        let waiting = self.state.lock().keys_with(crate::run::StepStatus::NotRun);
         if waiting.is_empty() {
             "every step had ended".to_owned()
         } else {
@@ -125,7 +116,7 @@ impl<'r, 'a> Driver<'r, 'a> {
     pub(super) fn run(mut self, bridge: &mut Bridge) -> Result<(), RunError> {
         loop {
             let now = Instant::now();
-            let (due, next_retry) = {
+            let (submit, next_retry) = {
                 let mut state = self.state.lock();
                 if state.all_ended() {
                     return Ok(());
@@ -134,13 +125,11 @@ impl<'r, 'a> Driver<'r, 'a> {
                     drop(state);
                     return self.cancel(bridge);
                 }
-                (state.due_retries(now), state.next_retry_in(now))
+                let mut submit = state.due_retries(now);
+                submit.extend(self.resubmit.drain(..).map(|i| (i, state.attempt(i))));
+                (submit, state.next_retry_in(now))
             };
-            let again = std::mem::take(&mut self.resubmit).into_iter().map(|i| {
-                let attempt = self.state.lock().attempt(i);
-                (i, attempt)
-            });
-            for (i, attempt) in due.into_iter().chain(again.collect::<Vec<_>>()) {
+            for (i, attempt) in submit {
                 let key = &self.run.job.plan().steps[i].key;
                 bridge.send(&ToBridge::Retry { step: key, attempt })?;
             }
@@ -154,15 +143,7 @@ impl<'r, 'a> Driver<'r, 'a> {
                         .map(|(_, at)| (*at + LINES_GRACE).saturating_duration_since(now))
                 })
                 .min();
-            let cluster_left = match self.cluster_check(now) {
-                Ok(left) => left,
-                Err(e) => {
-                    if now.saturating_duration_since(self.last_heard) >= self.cluster_timeout {
-                        bridge.mark_unresponsive();
-                    }
-                    return Err(e);
-                }
-            };
+            let cluster_left = self.cluster_check(now, bridge)?;
             let timeout = [next_retry, next_grace]
                 .into_iter()
                 .flatten()
@@ -370,11 +351,13 @@ impl<'r, 'a> Driver<'r, 'a> {
             return engine(problem);
         }
         let reported = track.ended.remove(&done.attempt);
-        let unstored = engine(format!(
-            "step `{key}`{on} exited without storing output `{RESULT}`: its process ended with \
-             code 0 before it reported the end of attempt {}",
-            done.attempt
-        ));
+        let unstored = || {
+            engine(format!(
+                "step `{key}`{on} exited without storing output `{RESULT}`: its process ended \
+                 with code 0 before it reported the end of attempt {}",
+                done.attempt
+            ))
+        };
         match (done.status, reported) {
             (DoneStatus::NoWorker, _) => {
                 let resources = &plan.steps[i].tags.resource_requirements;
@@ -391,8 +374,8 @@ impl<'r, 'a> Driver<'r, 'a> {
             }
             (DoneStatus::Success, Some(end))
             | (DoneStatus::Failed, Some(end @ AttemptEnd::Failure(_))) => end,
-            (DoneStatus::Success, None) => unstored,
-            (DoneStatus::Failed, None) if done.exit_code == Some(0) => unstored,
+            (DoneStatus::Success, None) => unstored(),
+            (DoneStatus::Failed, None) if done.exit_code == Some(0) => unstored(),
             (DoneStatus::Failed, Some(AttemptEnd::Success { .. })) => engine(format!(
                 "step `{key}`{on} reported success, then its process failed{detail}"
             )),

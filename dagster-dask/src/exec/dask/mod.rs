@@ -94,7 +94,7 @@ impl Executor for DaskExecutor {
     }
 
     fn prepare(&self, run: &RunContext<'_>) -> Result<(), RunError> {
-        step_config_json(run).map(drop)
+        shared_base(run).map(drop)
     }
 
     fn execute(&self, run: &RunContext<'_>, state: &Arc<SharedState>) -> Result<(), RunError> {
@@ -265,15 +265,20 @@ impl DaskExecutor {
     }
 }
 
-/// The run config step processes get: what the driver validated, storage made absolute.
-fn step_config_json(run: &RunContext<'_>) -> Result<String, RunError> {
-    let base = run.io.local_base().ok_or_else(|| {
+/// The storage every worker reads and writes: a directory, not memory.
+fn shared_base<'r>(run: &'r RunContext<'_>) -> Result<&'r std::path::Path, RunError> {
+    run.io.local_base().ok_or_else(|| {
         RunError::Dask(
             "the Dask executor needs storage every worker can read: set \
              `resources.io_manager.config.base_dir` to a shared directory"
                 .to_owned(),
         )
-    })?;
+    })
+}
+
+/// The run config step processes get: what the driver validated, storage made absolute.
+fn step_config_json(run: &RunContext<'_>) -> Result<String, RunError> {
+    let base = shared_base(run)?;
     let mut config: RunConfig = run.config.clone();
     config.io_manager.base_dir = Some(base.to_owned());
     Ok(config.to_value().to_string())
