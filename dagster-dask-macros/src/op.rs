@@ -38,8 +38,11 @@ const OPTIONS: &[&str] = &[
     "tags",
     "retries",
     "retry_policy",
+    "max_runtime",
     "config",
 ];
+/// The tag `max_runtime = N` sets (the runtime reads it from there).
+const MAX_RUNTIME_TAG: &str = "dagster/max_runtime";
 const RETRY_OPTIONS: &[&str] = &["max_retries", "delay_ms", "backoff", "jitter"];
 
 /// Everything the attribute said, each value with the tokens it came from.
@@ -52,6 +55,7 @@ struct Options {
     resources: Vec<(String, f64, Span)>,
     retries: Option<LitInt>,
     retry_policy: Option<RetryPolicy>,
+    max_runtime: Option<syn::Expr>,
     config: Option<Type>,
 }
 
@@ -123,6 +127,10 @@ fn parse_options(args: TokenStream, errors: &mut Errors) -> Options {
                     input.parse::<Token![=]>()?;
                     set_once(&mut options.config, input.parse()?, &key, errors);
                 }
+                "max_runtime" => {
+                    input.parse::<Token![=]>()?;
+                    set_once(&mut options.max_runtime, input.parse()?, &key, errors);
+                }
                 "tags" => {
                     if options.tags_given.replace(key.span()).is_some() {
                         errors.at(
@@ -167,7 +175,59 @@ fn parse_options(args: TokenStream, errors: &mut Errors) -> Options {
             "`retries` and `retry_policy` both set the retries: keep one",
         );
     }
+    max_runtime_tag(&mut options, errors);
     options
+}
+
+/// `max_runtime = 30` becomes the `dagster/max_runtime` tag; a tag given as a string is
+/// checked like it.
+fn max_runtime_tag(options: &mut Options, errors: &mut Errors) {
+    let positive = |s: &str| {
+        s.trim()
+            .parse::<f64>()
+            .is_ok_and(|v| v > 0.0 && v.is_finite())
+    };
+    for (key, value) in &options.tags {
+        if key == MAX_RUNTIME_TAG && !positive(&value.value()) {
+            errors.at(
+                value,
+                format!("`{MAX_RUNTIME_TAG}` is a number of seconds above 0, e.g. \"300\""),
+            );
+        }
+    }
+    let Some(expr) = options.max_runtime.take() else {
+        return;
+    };
+    let seconds = match &expr {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(i),
+            ..
+        }) => Some(i.base10_digits().to_owned()),
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Float(f),
+            ..
+        }) => Some(f.base10_digits().to_owned()),
+        _ => None,
+    };
+    match seconds {
+        Some(s) if positive(&s) => {
+            if options.tags.iter().any(|(k, _)| k == MAX_RUNTIME_TAG) {
+                errors.at(
+                    &expr,
+                    format!("`max_runtime` and the tag `{MAX_RUNTIME_TAG}` both set it: keep one"),
+                );
+            } else {
+                options
+                    .tags
+                    .push((MAX_RUNTIME_TAG.to_owned(), LitStr::new(&s, expr.span())));
+            }
+        }
+        _ => errors.at(
+            &expr,
+            "`max_runtime` is a number of seconds above 0, e.g. `max_runtime = 300` or \
+             `max_runtime = 0.5`",
+        ),
+    }
 }
 
 fn parse_tags(

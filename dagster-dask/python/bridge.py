@@ -68,10 +68,11 @@ class StepFailed(Exception):
     """A step's task failed: its process exited non-zero (`lines` says how many lines it
     forwarded), or it could not run at all (`reason`)."""
 
-    def __init__(self, step, attempt, exit_code, lines, worker, reason=None):
+    def __init__(self, step, attempt, exit_code, lines, worker, reason=None, timed_out=False):
         super().__init__(
             reason or f"step `{step}` attempt {attempt} exited with code {exit_code} on {worker}"
         )
+        self.timed_out = timed_out
         self.step = step
         self.attempt = attempt
         self.exit_code = exit_code
@@ -208,6 +209,7 @@ def _run_step(spec, config_json):
     import signal as _signal
     import subprocess as _subprocess
     import threading as _threading
+    import time as _time
 
     from distributed import get_worker
 
@@ -299,15 +301,21 @@ def _run_step(spec, config_json):
         r.start()
 
     key = spec["key"]
+    max_runtime = spec.get("max_runtime")
+    deadline = None if max_runtime is None else _time.monotonic() + max_runtime
+    timed_out = False
     # Dask cannot stop a running task's thread; when the task is cancelled (its state on this
-    # worker leaves "executing"), kill the step process group ourselves.
+    # worker leaves "executing"), kill the step process group ourselves; the same past the
+    # op's max_runtime.
     while True:
         try:
             code = proc.wait(timeout=0.2)
             break
         except _subprocess.TimeoutExpired:
             ts = worker.state.tasks.get(key)
-            if ts is None or ts.state not in ("executing", "long-running"):
+            late = deadline is not None and _time.monotonic() >= deadline
+            if late or ts is None or ts.state not in ("executing", "long-running"):
+                timed_out = timed_out or late
                 try:
                     _os.killpg(proc.pid, _signal.SIGKILL)
                 except ProcessLookupError:
@@ -324,6 +332,9 @@ def _run_step(spec, config_json):
     reading_done.set()
     flushing.join()
     flush()
+    if timed_out:
+        raise StepFailed(step, attempt, code, counter["n"], str(name),
+                         f"its process group was killed on worker {name}", timed_out=True)
     if code != 0:
         raise StepFailed(step, attempt, code, counter["n"], str(name))
     if not _reported_success(counter["last_event"]):
@@ -503,7 +514,8 @@ class Bridge:
                 ]
                 task_spec = json.dumps(
                     {"step": step, "attempt": self.attempt[step], "topic": self.topic, "key": key,
-                     "argv": argv, "shipped": self.shipped}
+                     "argv": argv, "shipped": self.shipped,
+                     "max_runtime": spec.get("max_runtime")}
                 )
                 # A dependency outside the submission has succeeded (the driver resubmits a
                 # step only then): its future only orders, so one that someone else's restart
@@ -568,7 +580,8 @@ class Bridge:
         if type(exc).__name__ == "StepFailed":
             if getattr(exc, "step", None) != step:
                 return  # erred because an upstream failed: the driver skips it
-            emit({"type": "done", "step": step, "attempt": attempt, "status": "failed",
+            status = "timeout" if getattr(exc, "timed_out", False) else "failed"
+            emit({"type": "done", "step": step, "attempt": attempt, "status": status,
                   "worker": exc.worker, "lines": exc.lines, "message": str(exc),
                   "exit_code": exc.exit_code})
             return

@@ -41,6 +41,8 @@ pub enum ErrorKind {
     Placement,
     /// The run was canceled while the step ran.
     Interrupted,
+    /// The attempt ran past its op's `max_runtime` (retryable), or the run past its own.
+    Timeout,
 }
 
 impl ErrorInfo {
@@ -72,7 +74,11 @@ impl ErrorInfo {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.kind,
-            ErrorKind::Op | ErrorKind::Panic | ErrorKind::Output | ErrorKind::Engine
+            ErrorKind::Op
+                | ErrorKind::Panic
+                | ErrorKind::Output
+                | ErrorKind::Engine
+                | ErrorKind::Timeout
         )
     }
 }

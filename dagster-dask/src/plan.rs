@@ -134,6 +134,11 @@ impl Plan {
         }
     }
 
+    /// The whole run's limit from the job's `dagster/max_runtime` tag, when it has one.
+    pub fn max_runtime(&self) -> Option<std::time::Duration> {
+        crate::op::parse_max_runtime(self.tags.get(crate::op::MAX_RUNTIME_TAG)?).ok()
+    }
+
     /// The index, built on first use. (`steps` is public: a plan edited after its first
     /// lookup keeps the old index, so edit plans before using them.)
     fn index(&self) -> &PlanIndex {

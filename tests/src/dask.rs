@@ -212,6 +212,17 @@ impl Cluster {
         let _ = scheduler.wait();
     }
 
+    /// SIGKILLs both workers, their nannies with them (the scheduler stays).
+    pub fn kill_workers(&mut self) {
+        for worker in &mut self.processes[1..] {
+            // Each was started as the leader of its own process group.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", worker.id())])
+                .status();
+            let _ = worker.wait();
+        }
+    }
+
     /// Sends the scheduler a signal (`STOP`, `CONT`, ...).
     pub fn signal_scheduler(&self, signal: &str) {
         let _ = Command::new("kill")

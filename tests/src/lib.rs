@@ -448,3 +448,46 @@ job! {
         chatter();
     }
 }
+
+/// Config of the `hang` op.
+#[derive(Debug, Deserialize)]
+pub struct HangConfig {
+    /// How long to sleep: past the op's one-second `max_runtime` when above 1.
+    pub seconds: f64,
+    /// Where each attempt writes its process id first, as `<pid_file>.<attempt>`.
+    #[serde(default)]
+    pub pid_file: Option<String>,
+}
+
+/// Sleeps for its config's seconds, within a `max_runtime` of one second, retried once.
+#[op(config = HangConfig, max_runtime = 1, retries = 1)]
+fn hang(ctx: &OpContext) -> Result<f64, BoxError> {
+    let cfg: HangConfig = ctx.config()?;
+    if let Some(path) = &cfg.pid_file {
+        let path = format!("{path}.{}", ctx.attempt());
+        std::fs::write(path, std::process::id().to_string())?;
+    }
+    ctx.log().info("hang started");
+    std::thread::sleep(Duration::from_secs_f64(cfg.seconds));
+    ctx.log().info("hang over");
+    Ok(cfg.seconds)
+}
+
+#[op]
+fn after_hang(s: f64) -> f64 {
+    s + 1.0
+}
+
+#[op]
+fn beside() -> u32 {
+    7
+}
+
+job! {
+    /// `hang` may take one second per attempt; `beside` does not depend on it.
+    pub fn stuck() {
+        let h = hang();
+        after_hang(h);
+        beside();
+    }
+}

@@ -581,3 +581,29 @@ fn nasty_config_files_exit_2_through_the_cli() {
         );
     }
 }
+
+#[test]
+fn max_runtime_limits_any_executor_and_alone_keeps_the_default_one() {
+    let cfg = check(&format!(
+        "{SCALE}execution: {{ config: {{ max_runtime: 90 }} }}"
+    ))
+    .unwrap();
+    assert_eq!(cfg.execution, ExecutionConfig::default());
+    assert_eq!(cfg.max_runtime, Some(Duration::from_secs(90)));
+    let cfg = check(&format!(
+        "{SCALE}execution: {{ config: {{ in_process: {{}}, max_runtime: 0.5 }} }}"
+    ))
+    .unwrap();
+    assert_eq!(cfg.execution, ExecutionConfig::InProcess);
+    assert_eq!(cfg.max_runtime, Some(Duration::from_millis(500)));
+    // What step processes are given says the same.
+    let again = RunConfig::from_value(&cfg.to_value(), &tests::diamond()).unwrap();
+    assert_eq!(again, cfg);
+    for bad in ["0", "-1", "soon"] {
+        refused(
+            &format!("{SCALE}execution: {{ config: {{ max_runtime: {bad} }} }}"),
+            "execution.config.max_runtime",
+            "expected a positive number of seconds",
+        );
+    }
+}

@@ -42,6 +42,7 @@ fn bin(name: &str) -> PathBuf {
         "background" => env!("CARGO_BIN_EXE_background"),
         "chatty" => env!("CARGO_BIN_EXE_chatty"),
         "fan2000" => env!("CARGO_BIN_EXE_fan2000"),
+        "stuck" => env!("CARGO_BIN_EXE_stuck"),
         other => panic!("no job binary {other}"),
     })
 }
@@ -1133,4 +1134,97 @@ fn a_frozen_scheduler_ends_the_run() {
         "{:?}",
         ran.kinds("nap")
     );
+}
+
+/// The error of `step`'s events of kind `kind` (`STEP_UP_FOR_RETRY` or `STEP_FAILURE`).
+fn error_of(ran: &Ran, step: &str, kind: &str) -> dagster_dask::events::ErrorInfo {
+    ran.step_events(step)
+        .find_map(|e| match &e.kind {
+            EventKind::StepUpForRetry { error, .. } | EventKind::StepFailure { error, .. }
+                if e.kind.type_name() == kind =>
+            {
+                Some(error.clone())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no {kind} of {step}: {:?}", ran.kinds(step)))
+}
+
+#[test]
+fn a_step_past_its_max_runtime_is_killed_and_retried() {
+    let (_serial, cluster, dir) = with_cluster();
+    let d = dir.path();
+    let pid_file = d.join("hang.pid");
+    let cfg = existing(
+        &cluster,
+        d,
+        &format!(
+            "ops: {{ hang: {{ config: {{ seconds: 120, pid_file: '{}' }} }} }}\n",
+            pid_file.display()
+        ),
+    );
+    let run_id = dagster_dask::exec::new_run_id();
+    let child = command("stuck", &[&cfg], &run_id)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Two attempts of one second each, not two of 120.
+    let ran = assert_ends_failed(child, d, &run_id, Duration::from_secs(45));
+    for kind in ["STEP_UP_FOR_RETRY", "STEP_FAILURE"] {
+        let error = error_of(&ran, "hang", kind);
+        assert_eq!(error.kind, ErrorKind::Timeout, "{kind}: {error}");
+        assert!(
+            error.message.contains("ran past its max_runtime of 1 s")
+                && error
+                    .message
+                    .contains("its process group was killed on worker"),
+            "{kind}: {error}"
+        );
+    }
+    assert_eq!(ran.kinds("after_hang"), ["STEP_SKIPPED"]);
+    assert!(ran.kinds("beside").contains(&"STEP_SUCCESS"));
+    for attempt in [1, 2] {
+        let pid = wait_for_pid(&d.join(format!("hang.pid.{attempt}")));
+        assert_gone(pid);
+    }
+}
+
+#[test]
+fn a_run_past_its_max_runtime_ends_and_kills_its_steps() {
+    let (_serial, cluster, dir) = with_cluster();
+    let d = dir.path();
+    let (child, run_id, step_pid) = start_nap_with(&cluster, d, 120, "runtime", "max_runtime: 3");
+    let ran = assert_ends_failed(child, d, &run_id, Duration::from_secs(45));
+    let error = error_of(&ran, "nap", "STEP_FAILURE");
+    assert_eq!(error.kind, ErrorKind::Timeout, "{error}");
+    assert!(
+        error
+            .message
+            .starts_with("step `nap` was stopped: the run passed its max_runtime of 3 s"),
+        "{error}"
+    );
+    // `nap` may be retried once, but not past the run's end.
+    assert!(!ran.kinds("nap").contains(&"STEP_UP_FOR_RETRY"));
+    assert_eq!(ran.kinds("after_nap"), ["STEP_SKIPPED"]);
+    assert_gone(step_pid);
+}
+
+#[test]
+fn both_workers_dying_ends_the_run_and_leaves_no_step_behind() {
+    let (_serial, mut cluster, dir) = with_cluster();
+    let d = dir.path();
+    let (child, run_id, step_pid) =
+        start_nap_with(&cluster, d, 120, "workers", "no_worker_timeout: 3");
+    cluster.kill_workers();
+    let ran = assert_ends_failed(child, d, &run_id, Duration::from_secs(60));
+    assert!(
+        ran.kinds("nap").contains(&"STEP_FAILURE"),
+        "{:?}",
+        ran.kinds("nap")
+    );
+    let error = error_of(&ran, "nap", "STEP_FAILURE");
+    assert!(error.message.contains("no worker"), "{error}");
+    assert_eq!(ran.kinds("after_nap"), ["STEP_SKIPPED"]);
+    assert_gone(step_pid);
 }

@@ -428,3 +428,138 @@ fn async_ops_await_tokio_timers_and_sockets() {
         assert!(started.elapsed() >= Duration::from_millis(20));
     }
 }
+
+fn stuck_config(seconds: f64, execution: &str) -> RunConfig {
+    RunConfig::from_yaml(
+        &format!("ops: {{ hang: {{ config: {{ seconds: {seconds} }} }} }}\n{execution}"),
+        &tests::stuck(),
+    )
+    .unwrap()
+}
+
+/// The step's error on its final failure.
+fn failure_of(result: &RunResult, step: &str) -> dagster_dask::events::ErrorInfo {
+    result
+        .step_events(step)
+        .find_map(|e| match &e.kind {
+            EventKind::StepFailure { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{step} did not fail"))
+}
+
+#[test]
+fn an_op_past_its_max_runtime_times_out_and_is_retried_on_both_embedded_executors() {
+    for execution in ["", "execution: { config: { in_process: {} } }"] {
+        let started = std::time::Instant::now();
+        let result = Run::new(&tests::stuck())
+            .config(stuck_config(30.0, execution))
+            .in_memory()
+            .execute()
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{execution}: took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(result.status(), RunStatus::Failure);
+        assert_eq!(
+            kinds(&result, "hang"),
+            [
+                "STEP_START",
+                "LOG",
+                "STEP_UP_FOR_RETRY",
+                "STEP_RESTARTED",
+                "LOG",
+                "STEP_FAILURE"
+            ],
+            "{execution}"
+        );
+        let error = failure_of(&result, "hang");
+        assert_eq!(error.kind, ErrorKind::Timeout);
+        assert!(
+            error
+                .message
+                .starts_with("step `hang` attempt 2 ran past its max_runtime of 1 s"),
+            "{}",
+            error.message
+        );
+        assert_eq!(result.step_status("after_hang"), Some(StepStatus::Skipped));
+        assert_eq!(result.step_status("beside"), Some(StepStatus::Succeeded));
+    }
+}
+
+#[test]
+fn an_op_within_its_max_runtime_succeeds() {
+    let result = Run::new(&tests::stuck())
+        .config(stuck_config(0.05, ""))
+        .in_memory()
+        .execute()
+        .unwrap();
+    assert!(result.success());
+    assert_eq!(result.output::<f64>("after_hang").unwrap(), 1.05);
+    assert!(
+        result
+            .step_events("hang")
+            .any(|e| matches!(&e.kind, EventKind::Log { message, .. } if message == "hang over"))
+    );
+}
+
+#[test]
+fn a_run_past_its_max_runtime_stops_and_fails_without_retrying() {
+    let job = tests::sleepy();
+    let config = RunConfig::from_yaml(
+        "ops: { nap: { config: { seconds: 30 } } }\nexecution: { config: { max_runtime: 1 } }",
+        &job,
+    )
+    .unwrap();
+    assert_eq!(config.max_runtime, Some(Duration::from_secs(1)));
+    let started = std::time::Instant::now();
+    let result = Run::new(&job).config(config).in_memory().execute().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(result.status(), RunStatus::Failure);
+    // `nap` may be retried once, but not past the run's end.
+    assert_eq!(kinds(&result, "nap"), ["STEP_START", "LOG", "STEP_FAILURE"]);
+    let error = failure_of(&result, "nap");
+    assert_eq!(error.kind, ErrorKind::Timeout);
+    assert_eq!(
+        error.message,
+        "step `nap` attempt 1 was stopped: the run passed its max_runtime of 1 s; the op's \
+         thread was abandoned (threads cannot be killed) and what it does from now on is dropped"
+    );
+    assert_eq!(result.step_status("after_nap"), Some(StepStatus::Skipped));
+    assert!(result.events().iter().any(|e| matches!(&e.kind,
+        EventKind::EngineEvent { message } if message == "the run passed its max_runtime of 1 s")));
+    assert_eq!(
+        result.events().last().map(|e| e.kind.type_name()),
+        Some("RUN_FAILURE")
+    );
+}
+
+#[test]
+fn a_job_tag_limits_the_run_and_a_bad_one_is_a_build_error() {
+    let nap = OpDef::new("nap", [], |_ctx, (): ()| {
+        std::thread::sleep(Duration::from_secs(30));
+        1_u8
+    });
+    let mut b = JobBuilder::new("tagged");
+    b.tag("dagster/max_runtime", "0.5");
+    b.add(&nap, ());
+    let result = Run::new(&b.build().unwrap()).in_memory().execute().unwrap();
+    assert_eq!(result.status(), RunStatus::Failure);
+    assert_eq!(failure_of(&result, "nap").kind, ErrorKind::Timeout);
+
+    let mut b = JobBuilder::new("tagged");
+    b.tag("dagster/max_runtime", "soon");
+    b.add(&nap.clone().max_runtime(Duration::ZERO), ());
+    let err = b.build().unwrap_err().to_string();
+    assert!(
+        err.contains("job `tagged` tag `dagster/max_runtime`: expected a positive number of seconds, found `soon`")
+            && err.contains("step `nap` tag `dagster/max_runtime`: expected a positive number of seconds, found `0`"),
+        "{err}"
+    );
+}

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::{EXIT_FAILURE, EXIT_USAGE, StepArgs, load_config};
+use crate::error::{ErrorInfo, ErrorKind};
 use crate::events::{Event, EventSink};
 use crate::exec::dask::protocol::StepMessage;
 use crate::exec::state::AttemptEnd;
@@ -26,6 +27,13 @@ fn exit_with_parent() {
                 let _ = writeln!(
                     std::io::stderr(),
                     "dagster-dask step: the process that started this step (pid {parent}) is gone; stopping"
+                );
+                // Children the op started go too: the wrapper made this process the leader
+                // of its own process group (not a leader: there is no group of this id).
+                let me = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(me),
+                    nix::sys::signal::Signal::SIGKILL,
                 );
                 std::process::exit(i32::from(EXIT_FAILURE));
             }
@@ -128,7 +136,14 @@ pub(super) fn step(job: &Job, defaults: Option<&serde_json::Value>, args: StepAr
         sink: &sink,
         op_config: &config.ops,
     };
-    let end = execute_step(&env, index, args.attempt);
+    // (no deadline here: the task wrapper on the worker enforces `max_runtime` by killing
+    // this process, so the op needs no thread of its own)
+    let end = execute_step(&env, index, args.attempt, None).unwrap_or_else(|| {
+        AttemptEnd::Failure(ErrorInfo::new(
+            ErrorKind::Timeout,
+            "the step passed its deadline",
+        ))
+    });
     let code = match end {
         AttemptEnd::Success { .. } => ExitCode::SUCCESS,
         AttemptEnd::Failure(_) => ExitCode::from(EXIT_FAILURE),

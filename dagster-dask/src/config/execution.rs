@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::check::{Checker, join, list, type_of};
 use super::{
     ClusterConfig, DASK_ONLY_KEYS, DEFAULT_CLUSTER_TIMEOUT, DEFAULT_NO_WORKER_TIMEOUT, DaskConfig,
-    EXECUTOR_KEYS, ExecutionConfig, ShipBinary,
+    EXECUTOR_KEYS, ExecutionConfig, RUN_KEYS, ShipBinary,
 };
 
 /// Cluster types Dagster's Dask executor knows that this one does not run yet.
@@ -20,9 +20,14 @@ pub(super) fn parse_execution(c: &mut Checker, cfg: &Value) -> Option<ExecutionC
     let allowed: Vec<&str> = EXECUTOR_KEYS
         .iter()
         .chain(DASK_ONLY_KEYS)
+        .chain(RUN_KEYS)
         .copied()
         .collect();
     let map = c.mapping(cfg, path, &allowed)?;
+    if !map.is_empty() && map.keys().all(|k| RUN_KEYS.contains(&k.as_str())) {
+        // Only run-wide keys (`max_runtime: 60`): the default executor.
+        return Some(ExecutionConfig::default());
+    }
     let (kind, body) = c.selector(map, path, EXECUTOR_KEYS, "executor")?;
     let body_path = join(path, kind);
     if kind != "cluster" {
@@ -148,9 +153,20 @@ fn seconds(
     key: &str,
     default: Duration,
 ) -> Option<Duration> {
-    let Some(v) = exec.get(key) else {
+    if !exec.contains_key(key) {
         return Some(default);
-    };
+    }
+    optional_seconds(c, exec, key)
+}
+
+/// `execution.config.<key>`: a positive number of seconds, or `None` when absent or wrong
+/// (a problem then).
+pub(super) fn optional_seconds(
+    c: &mut Checker,
+    exec: &Map<String, Value>,
+    key: &str,
+) -> Option<Duration> {
+    let v = exec.get(key)?;
     match v.as_f64().and_then(|s| Duration::try_from_secs_f64(s).ok()) {
         Some(d) if !d.is_zero() => Some(d),
         _ => {

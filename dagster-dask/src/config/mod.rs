@@ -4,6 +4,7 @@
 //! execution:
 //!   config:
 //!     multithread: { max_concurrent: 4 }   # or: in_process: {}   or: cluster: {...} (Dask)
+//!     max_runtime: 3600                    # optional: the run fails after an hour
 //! resources:
 //!   io_manager:
 //!     config: { base_dir: /shared/storage }  # or: { in_memory: true }
@@ -33,7 +34,7 @@ mod yaml;
 
 use self::check::Checker;
 pub use self::error::{ConfigError, ConfigProblem};
-use self::execution::parse_execution;
+use self::execution::{optional_seconds, parse_execution};
 use self::ops::{check_required_op_config, parse_ops};
 use self::resources::parse_resources;
 pub use self::yaml::{MAX_NESTING, load_files, merge, parse_yaml};
@@ -56,6 +57,10 @@ pub struct RunConfig {
     pub io_manager: IoManagerConfig,
     /// Config of each step that has some, by step key.
     pub ops: BTreeMap<String, Value>,
+    /// The longest the run may take (`execution.config.max_runtime`, seconds; else the job's
+    /// `dagster/max_runtime` tag): then running steps are stopped, nothing more starts, and
+    /// the run fails.
+    pub max_runtime: Option<Duration>,
 }
 
 /// Which executor runs the job.
@@ -134,6 +139,8 @@ pub struct IoManagerConfig {
 
 const TOP_KEYS: &[&str] = &["execution", "resources", "ops"];
 const EXECUTOR_KEYS: &[&str] = &["in_process", "multithread", "cluster"];
+/// Keys of `execution.config` that every executor takes.
+const RUN_KEYS: &[&str] = &["max_runtime"];
 const DASK_ONLY_KEYS: &[&str] = &[
     "python",
     "no_worker_timeout",
@@ -159,6 +166,9 @@ impl RunConfig {
                     if let Some(cfg) = exec.get("config") {
                         if let Some(e) = parse_execution(&mut c, cfg) {
                             config.execution = e;
+                        }
+                        if let Some(Value::Object(cfg)) = exec.get("config") {
+                            config.max_runtime = optional_seconds(&mut c, cfg, "max_runtime");
                         }
                     }
                 }
@@ -231,6 +241,9 @@ impl RunConfig {
                 };
                 exec.insert("ship_binary".into(), Value::from(ship));
             }
+        }
+        if let Some(limit) = self.max_runtime {
+            exec.insert("max_runtime".into(), Value::from(limit.as_secs_f64()));
         }
         let mut io = Map::new();
         if let Some(base) = &self.io_manager.base_dir {

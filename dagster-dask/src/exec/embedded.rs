@@ -87,11 +87,21 @@ fn work(run: &RunContext<'_>, shared: &SharedState) {
     loop {
         match state.next(Instant::now()) {
             Next::Run(index, attempt) => {
+                let deadline = state.deadline(index);
                 drop(state);
-                let end = execute_step(&env, index, attempt);
+                let end = execute_step(&env, index, attempt, deadline);
                 state = shared.lock();
                 // (the attempt `next` handed out: always the current one)
-                let _ = state.end_attempt(index, attempt, end);
+                let _ = match end {
+                    Some(end) => state.end_attempt(index, attempt, end),
+                    None => state.time_out(
+                        index,
+                        attempt,
+                        Instant::now(),
+                        "; the op's thread was abandoned (threads cannot be killed) and what \
+                         it does from now on is dropped",
+                    ),
+                };
                 // New ready steps, a retry to time, or the end: others may have work.
                 shared.wake.notify_all();
             }

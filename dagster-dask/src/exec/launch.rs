@@ -158,6 +158,9 @@ impl<'j> Run<'j> {
             None
         };
         let started = Instant::now();
+        state
+            .lock()
+            .set_run_limit(self.config.max_runtime.or_else(|| plan.max_runtime()));
         sink.emit(Event::new(
             run_id.as_str(),
             None,

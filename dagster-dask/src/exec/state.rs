@@ -91,6 +91,10 @@ struct StepState {
     started: bool,
     /// Whether an executor thread took the current attempt with [`RunState::next`].
     taken: bool,
+    /// The op's `dagster/max_runtime`: the longest one attempt may take.
+    max_runtime: Option<Duration>,
+    /// When the current attempt started, as this process saw it.
+    started_at: Option<Instant>,
     /// Where its last attempt ran, when a cluster ran it: stamped on its events.
     worker: Option<String>,
 }
@@ -107,6 +111,10 @@ pub(crate) struct RunState {
     taken: usize,
     ended: usize,
     canceled: Option<String>,
+    /// When the whole run must have ended, and its limit.
+    run_deadline: Option<(Instant, Duration)>,
+    /// Whether the cancel was the run passing its deadline: the run then fails.
+    timed_out: bool,
     rng: fastrand::Rng,
 }
 
@@ -132,20 +140,35 @@ impl RunState {
             taken: 0,
             ended: 0,
             canceled: None,
+            run_deadline: None,
+            timed_out: false,
             rng: fastrand::Rng::new(),
         };
         for (step, upstream) in plan.steps.iter().zip(plan.upstream()) {
-            state.add_step(step.key.clone(), step.retry_policy, upstream.clone());
+            state.add_step(
+                step.key.clone(),
+                step.retry_policy,
+                step.tags.max_runtime(),
+                upstream.clone(),
+            );
         }
         state
     }
 
-    /// Adds a step that runs after `upstream` (indices of steps already added); returns its
-    /// index. An upstream step that already failed or was skipped skips it at once.
+    /// Limits the whole run to `limit` from now: then nothing more starts, running attempts
+    /// time out, and the run fails.
+    pub(crate) fn set_run_limit(&mut self, limit: Option<Duration>) {
+        self.run_deadline = limit.map(|d| (Instant::now() + d, d));
+    }
+
+    /// Adds a step that runs after `upstream` (indices of steps already added), each attempt
+    /// within `max_runtime`; returns its index. An upstream step that already failed or was
+    /// skipped skips it at once.
     pub(crate) fn add_step(
         &mut self,
         key: String,
         policy: RetryPolicy,
+        max_runtime: Option<Duration>,
         upstream: Vec<usize>,
     ) -> usize {
         let index = self.steps.len();
@@ -177,6 +200,8 @@ impl RunState {
             attempt: 1,
             started: false,
             taken: false,
+            max_runtime,
+            started_at: None,
             worker: None,
         });
         if !doomed.is_empty() {
@@ -257,6 +282,7 @@ impl RunState {
 
     /// Takes the next step to run, for executors that run steps themselves.
     pub(crate) fn next(&mut self, now: Instant) -> Next {
+        self.check_run_deadline(now);
         if self.canceled.is_some() {
             return if self.taken == 0 {
                 Next::Done
@@ -270,13 +296,112 @@ impl RunState {
             let step = &mut self.steps[i];
             step.phase = Phase::Running;
             step.started = true;
+            step.started_at = Some(now);
             step.taken = true;
             return Next::Run(i, step.attempt);
         }
         if self.all_ended() || (self.taken == 0 && self.retries.is_empty()) {
             return Next::Done;
         }
-        Next::Wait(self.next_retry_in(now))
+        let to_deadline = self
+            .run_deadline
+            .map(|(at, _)| at.saturating_duration_since(now));
+        Next::Wait(
+            [self.next_retry_in(now), to_deadline]
+                .into_iter()
+                .flatten()
+                .min(),
+        )
+    }
+
+    /// When the current attempt of step `i` must have ended: its op's `max_runtime` after
+    /// it started, or the run's deadline, whichever comes first.
+    pub(crate) fn deadline(&self, i: usize) -> Option<Instant> {
+        let step = &self.steps[i];
+        let own = step.started_at.zip(step.max_runtime).map(|(t, d)| t + d);
+        own.into_iter()
+            .chain(self.run_deadline.map(|(at, _)| at))
+            .min()
+    }
+
+    /// How long until the run's deadline, when it has one.
+    pub(crate) fn run_deadline_in(&self, now: Instant) -> Option<Duration> {
+        self.run_deadline
+            .map(|(at, _)| at.saturating_duration_since(now))
+    }
+
+    /// Stops the run once it is past its deadline: nothing more starts, nothing is retried,
+    /// and the run will fail. Returns `true` the one time it stops it.
+    pub(crate) fn check_run_deadline(&mut self, now: Instant) -> bool {
+        let Some((at, limit)) = self.run_deadline else {
+            return false;
+        };
+        if now < at || self.timed_out || self.all_ended() {
+            return false;
+        }
+        let why = format!("the run passed its max_runtime of {}", seconds(limit));
+        if self.cancel(&why) {
+            self.timed_out = true;
+            self.emit(None, EventKind::EngineEvent { message: why });
+            return true;
+        }
+        false
+    }
+
+    /// Started attempts that are past their deadline by more than `grace`: for executors
+    /// whose workers enforce the limit themselves, the ones whose worker did not.
+    pub(crate) fn overdue(&self, now: Instant, grace: Duration) -> Vec<(usize, u32)> {
+        (0..self.steps.len())
+            .filter(|&i| {
+                let step = &self.steps[i];
+                step.started
+                    && step.phase == Phase::Running
+                    && self.deadline(i).is_some_and(|at| now >= at + grace)
+            })
+            .map(|i| (i, self.steps[i].attempt))
+            .collect()
+    }
+
+    /// How long until the next started attempt is overdue by `grace`.
+    pub(crate) fn next_overdue_in(&self, now: Instant, grace: Duration) -> Option<Duration> {
+        (0..self.steps.len())
+            .filter(|&i| self.steps[i].started && self.steps[i].phase == Phase::Running)
+            .filter_map(|i| self.deadline(i))
+            .map(|at| (at + grace).saturating_duration_since(now))
+            .min()
+    }
+
+    /// Ends attempt `attempt` of step `i` as timed out (`why` adds how it was stopped): past
+    /// the run's deadline the run stops; past the op's own limit the retry policy applies.
+    pub(crate) fn time_out(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        now: Instant,
+        why: &str,
+    ) -> Result<(), String> {
+        self.check_current(i, attempt)?;
+        self.check_run_deadline(now);
+        let step = &self.steps[i];
+        let message = match (self.timed_out, step.max_runtime) {
+            (false, Some(limit)) => format!(
+                "step `{}` attempt {attempt} ran past its max_runtime of {}{why}",
+                step.key,
+                seconds(limit)
+            ),
+            _ => format!(
+                "step `{}` attempt {attempt} was stopped: {}{why}",
+                step.key,
+                self.canceled
+                    .as_deref()
+                    .unwrap_or("the run passed its max_runtime")
+            ),
+        };
+        self.end_attempt(
+            i,
+            attempt,
+            AttemptEnd::Failure(ErrorInfo::new(ErrorKind::Timeout, message)),
+        )
     }
 
     /// The retries that are due: each step is ready again, at its new attempt. Executors that
@@ -337,6 +462,7 @@ impl RunState {
                 // (a start of an attempt that started already is the cluster running it
                 // again, as Dask does when it loses the worker that held its result)
                 step.started = true;
+                step.started_at.get_or_insert_with(Instant::now);
                 step.phase = Phase::Running;
                 Ok(())
             }
@@ -380,6 +506,7 @@ impl RunState {
             self.taken -= 1;
         }
         step.started = false;
+        step.started_at = None;
         match end {
             AttemptEnd::Success { duration_ms } => {
                 self.emit(Some(i), EventKind::StepSuccess { duration_ms });
@@ -496,10 +623,18 @@ impl RunState {
             let step = &self.steps[i];
             if step.started && step.phase != Phase::Ended {
                 let attempt = step.attempt;
-                let error = ErrorInfo::new(
-                    ErrorKind::Interrupted,
-                    format!("step `{}` was interrupted: {message}", step.key),
-                );
+                let error = if self.timed_out {
+                    let why = self.canceled.as_deref().unwrap_or_default();
+                    ErrorInfo::new(
+                        ErrorKind::Timeout,
+                        format!("step `{}` was stopped: {why}; {message}", step.key),
+                    )
+                } else {
+                    ErrorInfo::new(
+                        ErrorKind::Interrupted,
+                        format!("step `{}` was interrupted: {message}", step.key),
+                    )
+                };
                 // (the current attempt of a step that has not ended: always accepted)
                 let _ = self.end_attempt(i, attempt, AttemptEnd::Failure(error));
             }
@@ -541,7 +676,7 @@ impl RunState {
                 self.abandon(message);
             }
         }
-        if let Some(why) = &self.canceled {
+        if let Some(why) = self.canceled.as_ref().filter(|_| !self.timed_out) {
             let not_run = self
                 .steps
                 .iter()
@@ -565,6 +700,11 @@ impl RunState {
         );
         RunStatus::Failure
     }
+}
+
+/// `90 s`, `1.5 s`: a limit as messages name it.
+fn seconds(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64())
 }
 
 /// A run state shared by an executor's threads and the interrupt handler.
@@ -672,7 +812,7 @@ mod tests {
     fn steps_added_while_the_run_goes_wait_for_their_upstream() {
         let job = diamond();
         let (mut s, _log) = state(&job);
-        let added = s.add_step("late".to_owned(), RetryPolicy::default(), vec![0]);
+        let added = s.add_step("late".to_owned(), RetryPolicy::default(), None, vec![0]);
         assert_eq!(s.next(Instant::now()), Next::Run(0, 1));
         assert_eq!(s.next(Instant::now()), Next::Wait(None));
         s.end_attempt(0, 1, AttemptEnd::Success { duration_ms: 1.0 })

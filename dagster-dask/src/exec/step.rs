@@ -6,6 +6,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::time::Instant;
 
 use super::state::AttemptEnd;
@@ -13,7 +15,7 @@ use crate::error::{ErrorInfo, ErrorKind};
 use crate::events::{Event, EventKind, EventSink};
 use crate::graph::{Job, RESULT};
 use crate::io::{IoManager, OutputKey};
-use crate::op::OpContext;
+use crate::op::{AnyValue, OpContext, OpSpec};
 
 /// What a step needs from its run.
 pub(crate) struct StepEnv<'a> {
@@ -32,7 +34,16 @@ impl StepEnv<'_> {
 
 /// Runs attempt `attempt` (from 1) of the step at plan index `index`: emits its start and
 /// what it loads and stores, and returns how it ended. The run's state decides what follows.
-pub(crate) fn execute_step(env: &StepEnv<'_>, index: usize, attempt: u32) -> AttemptEnd {
+///
+/// With a `deadline`, the op runs on a thread of its own, and `None` means the op had not
+/// returned by then: its thread is abandoned (a thread cannot be killed), and nothing it does
+/// later reaches the run (its events are dropped, its output never stored).
+pub(crate) fn execute_step(
+    env: &StepEnv<'_>,
+    index: usize,
+    attempt: u32,
+    deadline: Option<Instant>,
+) -> Option<AttemptEnd> {
     let key = env.job.plan().steps[index].key.as_str();
     env.emit(
         key,
@@ -43,15 +54,22 @@ pub(crate) fn execute_step(env: &StepEnv<'_>, index: usize, attempt: u32) -> Att
         },
     );
     let started = Instant::now();
-    match run_attempt(env, index, attempt) {
-        Ok(()) => AttemptEnd::Success {
+    match run_attempt(env, index, attempt, deadline) {
+        Ok(true) => Some(AttemptEnd::Success {
             duration_ms: started.elapsed().as_secs_f64() * 1e3,
-        },
-        Err(error) => AttemptEnd::Failure(error),
+        }),
+        Ok(false) => None,
+        Err(error) => Some(AttemptEnd::Failure(error)),
     }
 }
 
-fn run_attempt(env: &StepEnv<'_>, index: usize, attempt: u32) -> Result<(), ErrorInfo> {
+/// `Ok(false)`: the op passed the deadline.
+fn run_attempt(
+    env: &StepEnv<'_>,
+    index: usize,
+    attempt: u32,
+    deadline: Option<Instant>,
+) -> Result<bool, ErrorInfo> {
     let plan = env.job.plan();
     let plan_step = &plan.steps[index];
     let key = plan_step.key.as_str();
@@ -104,25 +122,42 @@ fn run_attempt(env: &StepEnv<'_>, index: usize, attempt: u32) -> Result<(), Erro
         })?);
     }
 
-    let ctx = OpContext {
+    let mut ctx = OpContext {
         run_id: env.run_id.to_owned(),
         step_key: key.to_owned(),
         attempt,
         config: env.op_config.get(key).cloned(),
         sink: Arc::clone(env.sink),
     };
-    let bytes = match catch_unwind(AssertUnwindSafe(|| (step.spec.compute)(&ctx, values))) {
-        Ok(result) => result?,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "(a panic payload that is not a string)".to_owned());
-            return Err(ErrorInfo::new(
-                ErrorKind::Panic,
-                format!("op `{}` panicked: {message}", plan_step.op),
-            ));
+    let bytes = match deadline {
+        None => call_op(&step.spec, &ctx, values)?,
+        Some(deadline) => {
+            let gate = Arc::new(Gate {
+                inner: Arc::clone(env.sink),
+                open: AtomicBool::new(true),
+            });
+            ctx.sink = Arc::clone(&gate) as Arc<dyn EventSink>;
+            let (tx, rx) = sync_channel(1);
+            let spec = Arc::clone(&step.spec);
+            std::thread::Builder::new()
+                .name(format!("op {key}"))
+                .spawn(move || {
+                    let _ = tx.send(call_op(&spec, &ctx, values));
+                })
+                .map_err(|e| ErrorInfo::from_error(ErrorKind::Engine, &e))?;
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(result) => result?,
+                Err(RecvTimeoutError::Timeout) => {
+                    gate.open.store(false, Ordering::SeqCst);
+                    return Ok(false);
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(ErrorInfo::new(
+                        ErrorKind::Engine,
+                        format!("the thread of step `{key}` ended without a result"),
+                    ));
+                }
+            }
         }
     };
 
@@ -150,5 +185,38 @@ fn run_attempt(env: &StepEnv<'_>, index: usize, attempt: u32) -> Result<(), Erro
             location,
         },
     );
-    Ok(())
+    Ok(true)
+}
+
+/// Calls the op, a panic caught as its error.
+fn call_op(spec: &OpSpec, ctx: &OpContext, values: Vec<AnyValue>) -> Result<Vec<u8>, ErrorInfo> {
+    match catch_unwind(AssertUnwindSafe(|| (spec.compute)(ctx, values))) {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(a panic payload that is not a string)".to_owned());
+            Err(ErrorInfo::new(
+                ErrorKind::Panic,
+                format!("op `{}` panicked: {message}", spec.name),
+            ))
+        }
+    }
+}
+
+/// The events of an op that may be abandoned: closed once it is, so that a late log never
+/// speaks for an attempt that has ended.
+struct Gate {
+    inner: Arc<dyn EventSink>,
+    open: AtomicBool,
+}
+
+impl EventSink for Gate {
+    fn emit(&self, event: Event) {
+        if self.open.load(Ordering::SeqCst) {
+            self.inner.emit(event);
+        }
+    }
 }

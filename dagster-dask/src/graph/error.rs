@@ -80,6 +80,15 @@ pub enum GraphProblem {
         /// Its input.
         input: String,
     },
+    /// A tag the run reads (such as `dagster/max_runtime`) has a value it cannot use.
+    InvalidTag {
+        /// `job `name`` or `step `key``.
+        owner: String,
+        /// The tag.
+        key: String,
+        /// What is wrong with its value.
+        problem: String,
+    },
     /// Steps that depend on each other in a circle.
     Cycle {
         /// The steps, in dependency order; the last feeds the first.
@@ -98,7 +107,8 @@ impl GraphProblem {
             Self::DanglingInput { .. } => 5,
             Self::FanInByName { .. } => 6,
             Self::TypeMismatch { .. } => 7,
-            Self::Cycle { .. } => 8,
+            Self::InvalidTag { .. } => 8,
+            Self::Cycle { .. } => 9,
         }
     }
 }
@@ -171,6 +181,11 @@ impl fmt::Display for GraphProblem {
                 f,
                 "step `{step}` input `{input}` is fed by a handle from another JobBuilder"
             ),
+            Self::InvalidTag {
+                owner,
+                key,
+                problem,
+            } => write!(f, "{owner} tag `{key}`: {problem}"),
             Self::Cycle { steps } => {
                 let mut path = steps.join(" -> ");
                 if let Some(first) = steps.first() {

@@ -46,6 +46,23 @@ impl JobBuilder {
                 });
             }
         }
+        let max_runtime = crate::op::MAX_RUNTIME_TAG;
+        let tagged = std::iter::once((format!("job `{}`", self.name), self.tags.get(max_runtime)))
+            .chain(self.steps.iter().map(|s| {
+                (
+                    format!("step `{}`", s.key),
+                    s.spec.tags.values.get(max_runtime),
+                )
+            }));
+        for (owner, value) in tagged {
+            if let Some(Err(problem)) = value.map(|v| crate::op::parse_max_runtime(v)) {
+                problems.push(GraphProblem::InvalidTag {
+                    owner,
+                    key: max_runtime.to_owned(),
+                    problem,
+                });
+            }
+        }
         // Duplicates resolve to the first step of that name: the error is reported above.
         let mut first: HashMap<&str, usize> = HashMap::with_capacity(self.steps.len());
         for (i, step) in self.steps.iter().enumerate() {

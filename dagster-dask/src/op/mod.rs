@@ -31,8 +31,8 @@ mod tags;
 
 pub use context::{Logger, OpContext};
 pub use retry::{Backoff, Jitter, RetryPolicy};
-pub use tags::Tags;
-pub(crate) use tags::{resource_amounts, resources_json};
+pub use tags::{MAX_RUNTIME_TAG, Tags};
+pub(crate) use tags::{parse_max_runtime, resource_amounts, resources_json};
 
 use crate::codec::{self, CodecError};
 use crate::error::{ErrorInfo, ErrorKind};
@@ -398,6 +398,15 @@ impl<I, O> OpDef<I, O> {
             .resource_requirements
             .insert(name.into(), amount);
         self
+    }
+
+    /// Limits each attempt of the op to `limit` (the `dagster/max_runtime` tag): an attempt
+    /// still running then is stopped and fails with a timeout, which the retry policy may
+    /// retry. On Dask the step's process group is killed; the embedded executor stops waiting
+    /// for the op, whose thread is abandoned (a thread cannot be killed) and whose late
+    /// events and output are dropped.
+    pub fn max_runtime(self, limit: std::time::Duration) -> Self {
+        self.tag(MAX_RUNTIME_TAG, format!("{}", limit.as_secs_f64()))
     }
 
     /// Sets the retry policy.

@@ -1,8 +1,13 @@
 //! Tags, and the cluster resources a step requires.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+/// The tag that limits how long a step's attempt (on an op) or a whole run (on a job) may
+/// take, in seconds: Dagster's `dagster/max_runtime`.
+pub const MAX_RUNTIME_TAG: &str = "dagster/max_runtime";
 
 /// Free-form tags plus the resources a step needs from the cluster.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -18,6 +23,24 @@ pub struct Tags {
         with = "resource_amounts"
     )]
     pub resource_requirements: BTreeMap<String, f64>,
+}
+
+impl Tags {
+    /// The op's `dagster/max_runtime`, when it has a valid one.
+    pub fn max_runtime(&self) -> Option<Duration> {
+        parse_max_runtime(self.values.get(MAX_RUNTIME_TAG)?).ok()
+    }
+}
+
+/// A `dagster/max_runtime` value: a positive number of seconds.
+pub(crate) fn parse_max_runtime(value: &str) -> Result<Duration, String> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("expected a positive number of seconds, found `{value}`"))
 }
 
 /// Whole amounts serialize as integers (`{"GPU": 1}`), as people write them.

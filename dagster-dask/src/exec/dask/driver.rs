@@ -20,6 +20,9 @@ use crate::graph::RESULT;
 const LINES_GRACE: Duration = Duration::from_secs(5);
 /// How long a cancel waits for the cluster to confirm.
 const CANCEL_WAIT: Duration = Duration::from_secs(15);
+/// How long past a step's deadline the driver waits for its worker to report the kill before
+/// it ends the attempt itself (a frozen or unreachable worker).
+const OVERDUE_GRACE: Duration = Duration::from_secs(10);
 /// The longest duration a step may report, milliseconds (about 30 years).
 const MAX_DURATION_MS: f64 = 1e12;
 
@@ -116,18 +119,34 @@ impl<'r, 'a> Driver<'r, 'a> {
     pub(super) fn run(mut self, bridge: &mut Bridge) -> Result<(), RunError> {
         loop {
             let now = Instant::now();
-            let (submit, next_retry) = {
+            let (submit, next_wake) = {
                 let mut state = self.state.lock();
                 if state.all_ended() {
                     return Ok(());
                 }
+                state.check_run_deadline(now);
                 if state.canceled().is_some() {
                     drop(state);
                     return self.cancel(bridge);
                 }
+                for (i, attempt) in state.overdue(now, OVERDUE_GRACE) {
+                    let worker = state.worker(i).unwrap_or("its worker").to_owned();
+                    let why = format!(
+                        "; {worker} did not report stopping it within {} s (frozen or \
+                         unreachable?)",
+                        OVERDUE_GRACE.as_secs()
+                    );
+                    // (an overdue attempt is the current one of a step that has not ended)
+                    let _ = state.time_out(i, attempt, now, &why);
+                }
                 let mut submit = state.due_retries(now);
                 submit.extend(self.resubmit.drain(..).map(|i| (i, state.attempt(i))));
-                (submit, state.next_retry_in(now))
+                let wake = [
+                    state.next_retry_in(now),
+                    state.run_deadline_in(now),
+                    state.next_overdue_in(now, OVERDUE_GRACE),
+                ];
+                (submit, wake.into_iter().flatten().min())
             };
             for (i, attempt) in submit {
                 let key = &self.run.job.plan().steps[i].key;
@@ -144,7 +163,7 @@ impl<'r, 'a> Driver<'r, 'a> {
                 })
                 .min();
             let cluster_left = self.cluster_check(now, bridge)?;
-            let timeout = [next_retry, next_grace]
+            let timeout = [next_wake, next_grace]
                 .into_iter()
                 .flatten()
                 .fold(cluster_left, Duration::min);
@@ -379,6 +398,8 @@ impl<'r, 'a> Driver<'r, 'a> {
             (DoneStatus::Failed, Some(AttemptEnd::Success { .. })) => engine(format!(
                 "step `{key}`{on} reported success, then its process failed{detail}"
             )),
+            // (settled by `finish` through the run's state; kept for completeness)
+            (DoneStatus::Timeout, _) => engine(format!("step `{key}`{on} timed out{detail}")),
             (DoneStatus::Cancelled, _) => engine(format!(
                 "the task of step `{key}` was cancelled on the cluster, not by this run{detail}"
             )),
@@ -394,6 +415,14 @@ impl<'r, 'a> Driver<'r, 'a> {
     }
 
     fn finish(&mut self, i: usize, done: Done) {
+        if done.status == DoneStatus::Timeout {
+            let why = done.message.map(|m| format!("; {m}")).unwrap_or_default();
+            let mut state = self.state.lock();
+            state.set_worker(i, done.worker);
+            // (a task's end is only settled for the current attempt of a step not ended)
+            let _ = state.time_out(i, done.attempt, Instant::now(), &why);
+            return;
+        }
         if done.status == DoneStatus::Cancelled {
             let state = self.state.lock();
             if !state.started(i) {
@@ -449,10 +478,15 @@ impl<'r, 'a> Driver<'r, 'a> {
     /// Cancels the run's tasks, waits for the cluster to confirm (a second interrupt stops
     /// waiting), and records every attempt that started and did not end as interrupted.
     fn cancel(mut self, bridge: &mut Bridge) -> Result<(), RunError> {
+        let why = self
+            .state
+            .lock()
+            .canceled()
+            .unwrap_or("canceled")
+            .to_owned();
         self.engine(
             None,
-            "interrupted: canceling the run's tasks on the cluster (interrupt again to stop waiting)"
-                .to_owned(),
+            format!("{why}: canceling the run's tasks on the cluster (interrupt to stop waiting)"),
         );
         let mut confirmed = bridge.send(&ToBridge::Cancel).is_ok();
         if confirmed {

@@ -246,6 +246,7 @@ impl DaskExecutor {
                 step: &s.key,
                 deps: up.iter().map(|&u| plan.steps[u].key.as_str()).collect(),
                 resources: s.tags.resource_requirements.clone(),
+                max_runtime: s.tags.max_runtime().map(|d| d.as_secs_f64()),
             })
             .collect();
         bridge.send(&ToBridge::Submit {

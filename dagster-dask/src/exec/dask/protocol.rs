@@ -59,6 +59,9 @@ pub(crate) struct SubmitStep<'a> {
     pub(crate) deps: Vec<&'a str>,
     #[serde(with = "crate::op::resource_amounts")]
     pub(crate) resources: BTreeMap<String, f64>,
+    /// The op's `max_runtime`, seconds: the task wrapper kills the step's process after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_runtime: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,4 +121,6 @@ pub(crate) enum DoneStatus {
     NoWorker,
     /// Its task was cancelled on the cluster by someone else than this run.
     Cancelled,
+    /// Its process ran past the op's `max_runtime` and the task wrapper killed it.
+    Timeout,
 }
