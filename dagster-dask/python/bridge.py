@@ -685,6 +685,12 @@ class Bridge:
             if self.client is not None:
                 if self.run is not None:
                     self.forget_topic()
+                # distributed keeps a closed client's subscriptions to these forever.
+                for topic in ("print", "warn"):
+                    try:
+                        self.client.unsubscribe_topic(topic)
+                    except Exception:
+                        pass
                 self.client.close(timeout=10)
         finally:
             if self.cluster is not None:

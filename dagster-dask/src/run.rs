@@ -150,6 +150,7 @@ pub struct RunResult {
     pub(crate) status: RunStatus,
     pub(crate) steps: BTreeMap<String, StepStatus>,
     pub(crate) events: Vec<Event>,
+    pub(crate) output_lines_in_file_only: usize,
     pub(crate) event_log: Option<PathBuf>,
     pub(crate) io: Arc<dyn IoManager>,
     pub(crate) engine_error: Option<String>,
@@ -182,9 +183,18 @@ impl RunResult {
         self.steps.get(key).copied()
     }
 
-    /// Every event of the run, in order.
+    /// Every event of the run, in order; with an event log file, output lines
+    /// (`STEP_OUTPUT_LINE`) past the first [`OUTPUT_LINES_IN_MEMORY`] are in the file only
+    /// (see [`output_lines_in_file_only`](Self::output_lines_in_file_only)).
+    ///
+    /// [`OUTPUT_LINES_IN_MEMORY`]: crate::events::OUTPUT_LINES_IN_MEMORY
     pub fn events(&self) -> &[Event] {
         &self.events
+    }
+
+    /// How many output lines are in the event log file and not in [`events`](Self::events).
+    pub fn output_lines_in_file_only(&self) -> usize {
+        self.output_lines_in_file_only
     }
 
     /// The events of step `key`.

@@ -240,6 +240,27 @@ impl Cluster {
             .is_ok_and(|s| s.success())
     }
 
+    /// What `expr` evaluates to on the scheduler (`dask_scheduler` in it is the scheduler),
+    /// printed by Python.
+    pub fn on_scheduler(&self, expr: &str) -> String {
+        let script = format!(
+            "from distributed import Client\nc = Client('{}', timeout=10)\n\
+             print(c.run_on_scheduler(lambda dask_scheduler: {expr}))\n\
+             c.unsubscribe_topic('print')\nc.unsubscribe_topic('warn')\nc.close()\n",
+            self.address
+        );
+        let out = Command::new(&self.python)
+            .args(["-c", &script])
+            .output()
+            .expect("python runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// The scheduler's and workers' logs.
     pub fn logs(&self) -> String {
         let mut all = String::new();

@@ -86,7 +86,13 @@ pub(super) fn print_summary(job: &Job, result: &RunResult) {
         println!("workers: {placement}");
     }
     if let Some(path) = result.event_log() {
-        println!("event log: {}", path.display());
+        match result.output_lines_in_file_only() {
+            0 => println!("event log: {}", path.display()),
+            n => println!(
+                "event log: {} ({n} output lines are in it only)",
+                path.display()
+            ),
+        }
     }
 }
 

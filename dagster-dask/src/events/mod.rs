@@ -19,7 +19,7 @@ mod log;
 mod sink;
 
 pub use self::log::{EventLogError, read_event_log};
-pub use self::sink::{EventSink, JsonLinesStdout, RunLog};
+pub use self::sink::{EventSink, JsonLinesStdout, OUTPUT_LINES_IN_MEMORY, RunLog};
 pub use crate::error::{ErrorInfo, ErrorKind};
 
 /// One thing that happened in a run.

@@ -28,7 +28,13 @@ impl EventSink for JsonLinesStdout {
     }
 }
 
+/// How many output lines (`STEP_OUTPUT_LINE`) a run with an event log file keeps in memory;
+/// the file has all of them. Without a file, every line stays in memory.
+pub const OUTPUT_LINES_IN_MEMORY: usize = 10_000;
+
 /// The events of one run: kept in memory, appended to `events.jsonl` and printed, as asked.
+/// With a file, output lines past [`OUTPUT_LINES_IN_MEMORY`] are in the file only, so that a
+/// step printing millions of lines does not fill the driver's memory.
 #[derive(Debug)]
 pub struct RunLog {
     inner: Mutex<RunLogInner>,
@@ -45,6 +51,9 @@ struct RunLogInner {
     write_failed: bool,
     /// Steps that ended (succeeded, failed for good, or skipped).
     ended: usize,
+    /// Output lines kept in memory, and those only in the file.
+    lines_kept: usize,
+    lines_in_file_only: usize,
 }
 
 impl RunLog {
@@ -56,6 +65,8 @@ impl RunLog {
                 file: None,
                 write_failed: false,
                 ended: 0,
+                lines_kept: 0,
+                lines_in_file_only: 0,
             }),
             path: None,
             console,
@@ -99,9 +110,20 @@ impl RunLog {
         self.path.as_deref()
     }
 
-    /// Every event so far.
+    /// Every event so far (output lines past [`OUTPUT_LINES_IN_MEMORY`] only when there is
+    /// no file).
     pub fn events(&self) -> Vec<Event> {
         self.lock().events.clone()
+    }
+
+    /// Takes the events kept so far, without copying them.
+    pub(crate) fn take_events(&self) -> Vec<Event> {
+        std::mem::take(&mut self.lock().events)
+    }
+
+    /// How many output lines are in the event log file only.
+    pub fn output_lines_in_file_only(&self) -> usize {
+        self.lock().lines_in_file_only
     }
 
     /// Flushes the file.
@@ -136,6 +158,7 @@ impl EventSink for RunLog {
             };
         }
 
+        let mut in_file = false;
         if let Some(file) = inner.file.as_mut() {
             let written = serde_json::to_writer(&mut *file, &event)
                 .map_err(std::io::Error::from)
@@ -143,6 +166,7 @@ impl EventSink for RunLog {
                 // Every line is flushed: the log is read while runs go (`tail -f`, a UI),
                 // and a line costs one write next to the step's own storage work.
                 .and_then(|()| file.flush());
+            in_file = written.is_ok();
             if let Err(e) = written {
                 if !inner.write_failed {
                     inner.write_failed = true;
@@ -152,6 +176,13 @@ impl EventSink for RunLog {
                     );
                 }
             }
+        }
+        if matches!(event.kind, EventKind::StepOutputLine { .. }) {
+            if in_file && !inner.write_failed && inner.lines_kept >= OUTPUT_LINES_IN_MEMORY {
+                inner.lines_in_file_only += 1;
+                return;
+            }
+            inner.lines_kept += 1;
         }
         inner.events.push(event);
     }

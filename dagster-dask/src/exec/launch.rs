@@ -182,7 +182,8 @@ impl<'j> Run<'j> {
                 .map(|s| s.key.clone())
                 .zip(state.statuses())
                 .collect(),
-            events: log.events(),
+            events: log.take_events(),
+            output_lines_in_file_only: log.output_lines_in_file_only(),
             event_log: log.path().map(Path::to_owned),
             io,
             job: plan.job.clone(),
