@@ -6,8 +6,9 @@ stdout (the protocol) and log on stderr. Commands:
   {"op": "connect", "cluster": "local", "kwargs": {...}}
   {"op": "connect", "cluster": "existing", "address": "...", "timeout": 10}
   {"op": "submit", "run_id": R, "binary": B, "config_json": C, "no_worker_timeout": S,
-   "ship_binary": "auto"|"always"|"never", "platform": [OS, ARCH],
-   "steps": [{"step": S, "deps": [S...], "resources": {...}}]}      (topological order)
+   "cluster_timeout": S, "ship_binary": "auto"|"always"|"never", "platform": [OS, ARCH],
+   "steps": [{"step": S, "deps": [S...], "resources": {...}, "max_runtime": S}]}
+                                                                   (topological order)
   {"op": "retry", "step": S, "attempt": N}
   {"op": "cancel"}
   {"op": "close"}
@@ -16,7 +17,7 @@ Messages:
   {"type": "connected", "dashboard": URL|null, "workers": {name: resources}}
   {"type": "line", "step": S, "attempt": N, "worker": W, "stream": "stdout"|"stderr", "line": L}
   {"type": "done", "step": S, "attempt": N,
-   "status": "success"|"failed"|"killed"|"no_worker"|"cancelled",
+   "status": "success"|"failed"|"killed"|"no_worker"|"cancelled"|"timeout",
    "worker": W|null, "lines": N|null, "message": M|null, "exit_code": N|null}
   {"type": "info", "message": M}
   {"type": "heartbeat", "client": STATUS}                  (every second once connected)
@@ -300,6 +301,25 @@ def _run_step(spec, config_json):
     for r in readers:
         r.start()
 
+    # A worker whose scheduler is frozen keeps running its tasks (a lost connection closes
+    # the worker, and the step with it): the step must not outlive its run by much, so a
+    # scheduler unanswered for the run's cluster_timeout ends it too.
+    from distributed.utils import sync as _sync
+
+    pinged = {"answered": _time.monotonic()}
+    stop_pinging = _threading.Event()
+
+    def pinger():
+        while not stop_pinging.wait(1.0):
+            try:
+                _sync(worker.loop, worker.scheduler.identity, callback_timeout=5)
+                pinged["answered"] = _time.monotonic()
+            except Exception:
+                pass
+
+    orphan_after = float(spec.get("cluster_timeout") or 40)
+    _threading.Thread(target=pinger, daemon=True).start()
+
     key = spec["key"]
     max_runtime = spec.get("max_runtime")
     deadline = None if max_runtime is None else _time.monotonic() + max_runtime
@@ -314,7 +334,8 @@ def _run_step(spec, config_json):
         except _subprocess.TimeoutExpired:
             ts = worker.state.tasks.get(key)
             late = deadline is not None and _time.monotonic() >= deadline
-            if late or ts is None or ts.state not in ("executing", "long-running"):
+            orphaned = _time.monotonic() - pinged["answered"] > orphan_after
+            if late or orphaned or ts is None or ts.state not in ("executing", "long-running"):
                 timed_out = timed_out or late
                 try:
                     _os.killpg(proc.pid, _signal.SIGKILL)
@@ -331,6 +352,7 @@ def _run_step(spec, config_json):
         r.join(timeout=2.0)
     reading_done.set()
     flushing.join()
+    stop_pinging.set()
     flush()
     if timed_out:
         raise StepFailed(step, attempt, code, counter["n"], str(name),
@@ -515,7 +537,8 @@ class Bridge:
                 task_spec = json.dumps(
                     {"step": step, "attempt": self.attempt[step], "topic": self.topic, "key": key,
                      "argv": argv, "shipped": self.shipped,
-                     "max_runtime": spec.get("max_runtime")}
+                     "max_runtime": spec.get("max_runtime"),
+                     "cluster_timeout": self.run.get("cluster_timeout", 40)}
                 )
                 # A dependency outside the submission has succeeded (the driver resubmits a
                 # step only then): its future only orders, so one that someone else's restart

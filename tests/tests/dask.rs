@@ -1164,10 +1164,13 @@ fn a_two_thousand_step_fan_out_runs_through_a_busy_scheduler() {
 fn a_frozen_scheduler_ends_the_run() {
     let (_serial, cluster, dir) = with_cluster();
     let d = dir.path();
-    let (child, run_id, _) =
+    let (child, run_id, step_pid) =
         start_nap_with(&cluster, d, 120, "frozen-scheduler", "cluster_timeout: 3");
     cluster.signal_scheduler("STOP");
     let ran = assert_ends_failed(child, d, &run_id, Duration::from_secs(60));
+    // The worker keeps its tasks while its scheduler is frozen: the step's wrapper, which
+    // cannot reach the scheduler either, ends the step.
+    assert_gone(step_pid);
     cluster.signal_scheduler("CONT");
     assert!(
         ran.stdout

@@ -254,6 +254,7 @@ impl DaskExecutor {
             binary: binary.display().to_string(),
             config_json: step_config_json(run)?,
             no_worker_timeout: self.config.no_worker_timeout.as_secs_f64(),
+            cluster_timeout: self.config.cluster_timeout.as_secs_f64(),
             ship_binary: match self.config.ship_binary {
                 ShipBinary::Auto => "auto",
                 ShipBinary::Always => "always",

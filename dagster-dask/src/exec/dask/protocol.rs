@@ -41,6 +41,7 @@ pub(crate) enum ToBridge<'a> {
         binary: String,
         config_json: String,
         no_worker_timeout: f64,
+        cluster_timeout: f64,
         ship_binary: &'static str,
         platform: [&'static str; 2],
         steps: Vec<SubmitStep<'a>>,
