@@ -133,7 +133,47 @@ fn command(job: &str, configs: &[&Path], run_id: &str) -> Command {
     cmd
 }
 
+/// Processes of ours still running: the run's step processes (their argv names the run) and
+/// any Dask bridge (Dask tests run one at a time, so a bridge now is this run's).
+fn left_running(run_id: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let zombie = std::fs::read_to_string(entry.path().join("stat"))
+            .is_ok_and(|s| s[s.rfind(')').unwrap_or(0)..].starts_with(") Z"));
+        if !zombie && (cmdline.contains(run_id) || cmdline.contains("dagster-dask bridge: drives"))
+        {
+            left.push(format!(
+                "{:?}: {}",
+                entry.file_name(),
+                &cmdline[..cmdline.len().min(120)]
+            ));
+        }
+    }
+    left
+}
+
+/// Asserts that nothing of the run is left running, a few seconds after its driver exited.
+fn assert_nothing_left(run_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = left_running(run_id);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left running after the run: {left:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn finish(out: Output, dir: &Path, run_id: &str) -> Ran {
+    assert_nothing_left(run_id);
     let log =
         std::fs::canonicalize(dir.join("storage")).map(|s| s.join(run_id).join("events.jsonl"));
     Ran {
@@ -1115,6 +1155,7 @@ fn a_million_lines_arrive_and_the_scheduler_keeps_nothing_of_the_run() {
         eprintln!("round {round}: {lines} lines in {:?}", started.elapsed());
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{stdout}");
+        assert_nothing_left(&run_id);
         assert_eq!(
             output_lines(dir.path(), &run_id),
             (lines, "line 0".to_owned(), format!("line {}", lines - 1))
