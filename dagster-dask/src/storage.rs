@@ -21,6 +21,9 @@ pub fn open_io_manager(config: &IoManagerConfig) -> Result<Arc<dyn IoManager>, R
     if config.in_memory {
         return Ok(Arc::new(ObjectStoreIoManager::in_memory()));
     }
+    if let Some(store) = &config.store {
+        return Ok(Arc::new(ObjectStoreIoManager::cloud(store)?));
+    }
     let base = config.base_dir.clone().unwrap_or_else(default_storage_dir);
     Ok(Arc::new(ObjectStoreIoManager::local(base)?))
 }

@@ -5,6 +5,7 @@
 //! as a parameter, which `job!` does not, so they use the builder API.
 
 pub mod dask;
+pub mod store;
 
 use std::time::Duration;
 
@@ -489,5 +490,46 @@ job! {
         let h = hang();
         after_hang(h);
         beside();
+    }
+}
+
+/// Config of the `gate` op.
+#[derive(Debug, Deserialize)]
+pub struct GateConfig {
+    /// The file whose appearance opens the gate.
+    pub path: String,
+}
+
+#[op]
+fn first() -> i64 {
+    41
+}
+
+/// Waits (up to a minute) until its config's file exists.
+#[op(config = GateConfig)]
+fn gate(ctx: &OpContext) -> Result<(), BoxError> {
+    let cfg: GateConfig = ctx.config()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !std::path::Path::new(&cfg.path).exists() {
+        if std::time::Instant::now() > deadline {
+            return Err(format!("{} never appeared", cfg.path).into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+#[op]
+fn second(x: i64, _gate: ()) -> i64 {
+    x + 1
+}
+
+job! {
+    /// `second` loads `first`'s output once `gate` opens: a test may change the stored output
+    /// in between.
+    pub fn relay() {
+        let f = first();
+        let g = gate();
+        second(f, g);
     }
 }

@@ -30,13 +30,15 @@ mod error;
 mod execution;
 mod ops;
 mod resources;
+mod store;
 mod yaml;
 
 use self::check::Checker;
 pub use self::error::{ConfigError, ConfigProblem};
 use self::execution::{optional_seconds, parse_execution};
 use self::ops::{check_required_op_config, parse_ops};
-use self::resources::parse_resources;
+use self::resources::{parse_resources, resources_value};
+pub use self::store::{Cloud, DEFAULT_STORE_RETRIES, DEFAULT_STORE_TIMEOUT, StoreConfig};
 pub use self::yaml::{MAX_NESTING, load_files, merge, parse_yaml};
 use crate::graph::Job;
 
@@ -127,14 +129,16 @@ pub enum ShipBinary {
     Never,
 }
 
-/// Where step outputs are stored.
+/// Where step outputs are stored: at most one of the three.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct IoManagerConfig {
-    /// A local (or network-mounted) directory; the default storage when not given.
+    /// A local (or network-mounted) directory; the default storage when none is given.
     pub base_dir: Option<PathBuf>,
     /// Keep outputs in memory: embedded executor only.
     pub in_memory: bool,
+    /// An object store (S3, GCS, Azure).
+    pub store: Option<StoreConfig>,
 }
 
 const TOP_KEYS: &[&str] = &["execution", "resources", "ops"];
@@ -245,13 +249,6 @@ impl RunConfig {
         if let Some(limit) = self.max_runtime {
             exec.insert("max_runtime".into(), Value::from(limit.as_secs_f64()));
         }
-        let mut io = Map::new();
-        if let Some(base) = &self.io_manager.base_dir {
-            io.insert("base_dir".into(), Value::from(base.display().to_string()));
-        }
-        if self.io_manager.in_memory {
-            io.insert("in_memory".into(), Value::Bool(true));
-        }
         let ops: Map<String, Value> = self
             .ops
             .iter()
@@ -259,7 +256,7 @@ impl RunConfig {
             .collect();
         serde_json::json!({
             "execution": { "config": exec },
-            "resources": { "io_manager": { "config": io } },
+            "resources": resources_value(&self.io_manager),
             "ops": ops,
         })
     }

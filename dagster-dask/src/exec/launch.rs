@@ -108,6 +108,7 @@ impl<'j> Run<'j> {
             Some(io) => io,
             None => open_io_manager(&self.config.io_manager)?,
         };
+        io.preflight()?;
         let log = match io.local_base() {
             Some(base) => {
                 let path = event_log_path(base, run_id.as_str());

@@ -453,7 +453,11 @@ impl<'r, 'a> Driver<'r, 'a> {
     /// A missing upstream output on a cluster is most often storage the workers do not
     /// share: says where the upstream steps ran, next to where this one did.
     fn explain_missing_input(&self, i: usize, worker: Option<&str>, error: &mut ErrorInfo) {
-        if error.kind != ErrorKind::Input || !error.message.contains("no stored output") {
+        // (an object store is one place for every worker: nothing to explain there)
+        if error.kind != ErrorKind::Input
+            || !error.message.contains("no stored output")
+            || self.run.io.local_base().is_none()
+        {
             return;
         }
         let plan = self.run.job.plan();
@@ -571,7 +575,8 @@ mod tests {
         b.add(&inc, a);
         let job = b.build().unwrap();
         let config = RunConfig::default();
-        let io = ObjectStoreIoManager::in_memory();
+        let dir = tempfile::tempdir().unwrap();
+        let io = ObjectStoreIoManager::local(dir.path()).unwrap();
         let log = Arc::new(RunLog::in_memory(false));
         let sink: Arc<dyn EventSink> = Arc::clone(&log) as Arc<dyn EventSink>;
         let run = RunContext {

@@ -94,7 +94,7 @@ impl Executor for DaskExecutor {
     }
 
     fn prepare(&self, run: &RunContext<'_>) -> Result<(), RunError> {
-        shared_base(run).map(drop)
+        shared_storage(run)
     }
 
     fn execute(&self, run: &RunContext<'_>, state: &Arc<SharedState>) -> Result<(), RunError> {
@@ -267,21 +267,26 @@ impl DaskExecutor {
     }
 }
 
-/// The storage every worker reads and writes: a directory, not memory.
-fn shared_base<'r>(run: &'r RunContext<'_>) -> Result<&'r std::path::Path, RunError> {
-    run.io.local_base().ok_or_else(|| {
-        RunError::Dask(
+/// Checks that every worker can reach the storage: a directory or an object store, not memory.
+fn shared_storage(run: &RunContext<'_>) -> Result<(), RunError> {
+    if run.io.is_shared() {
+        Ok(())
+    } else {
+        Err(RunError::Dask(
             "the Dask executor needs storage every worker can read: set \
-             `resources.io_manager.config.base_dir` to a shared directory"
+             `resources.io_manager.config.base_dir` to a shared directory, or `base_url` (or \
+             `s3_bucket`) to an object store"
                 .to_owned(),
-        )
-    })
+        ))
+    }
 }
 
-/// The run config step processes get: what the driver validated, storage made absolute.
+/// The run config step processes get: what the driver validated, a directory made absolute.
 fn step_config_json(run: &RunContext<'_>) -> Result<String, RunError> {
-    let base = shared_base(run)?;
+    shared_storage(run)?;
     let mut config: RunConfig = run.config.clone();
-    config.io_manager.base_dir = Some(base.to_owned());
+    if let Some(base) = run.io.local_base() {
+        config.io_manager.base_dir = Some(base.to_owned());
+    }
     Ok(config.to_value().to_string())
 }

@@ -7,7 +7,12 @@
 //!
 //! [`ObjectStoreIoManager`] is the implementation, over the [`object_store`] crate: a local
 //! directory ([`ObjectStoreIoManager::local`], atomic writes: a staged file renamed into
-//! place) or memory ([`ObjectStoreIoManager::in_memory`], for in-process runs and tests).
+//! place), memory ([`ObjectStoreIoManager::in_memory`], for in-process runs and tests), or
+//! S3, GCS and Azure ([`ObjectStoreIoManager::cloud`]), where an object appears whole or not
+//! at all: a put replaces the old value only once the new one is complete, and large values
+//! go up as a multipart upload that is aborted, not left as parts, when it fails.
+
+mod cloud;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -51,6 +56,12 @@ pub trait IoManager: Send + Sync + fmt::Debug {
 
     /// Whether other processes (Dask workers) can see what this IO manager stores.
     fn is_shared(&self) -> bool;
+
+    /// Checks, before a run starts, that outputs can be stored (the bucket exists and may be
+    /// written): an error here means nothing runs.
+    fn preflight(&self) -> Result<(), IoError> {
+        Ok(())
+    }
 }
 
 /// Why an output could not be stored or loaded.
@@ -117,7 +128,20 @@ pub struct ObjectStoreIoManager {
     base: Option<PathBuf>,
     /// How locations are shown: the directory, or a URL prefix such as `memory://`.
     display_root: String,
+    /// A cloud store: its endpoint and credential source, for errors.
+    cloud: Option<Arc<CloudInfo>>,
 }
+
+#[derive(Debug)]
+struct CloudInfo {
+    endpoint: Option<String>,
+    credentials: String,
+}
+
+/// Outputs at or above this size are stored with a multipart upload, in parts of this size.
+const MULTIPART_PART: usize = 16 << 20;
+/// Parts of one output uploaded at once.
+const MULTIPART_CONCURRENCY: usize = 4;
 
 impl fmt::Debug for ObjectStoreIoManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -142,6 +166,7 @@ impl ObjectStoreIoManager {
             store: Arc::new(store),
             display_root: base.display().to_string(),
             base: Some(base),
+            cloud: None,
         })
     }
 
@@ -151,11 +176,54 @@ impl ObjectStoreIoManager {
             store: Arc::new(InMemory::new()),
             base: None,
             display_root: "memory://".to_owned(),
+            cloud: None,
         }
+    }
+
+    /// Outputs in an object store (S3, GCS, Azure) under the config's bucket and prefix. The
+    /// client is built here (options from config, the rest from the standard environment);
+    /// nothing touches the network before [`IoManager::preflight`] or the first output.
+    pub fn cloud(config: &crate::config::StoreConfig) -> Result<Self, IoError> {
+        let opened = cloud::open(config)?;
+        Ok(Self {
+            store: opened.store,
+            base: None,
+            display_root: opened.url,
+            cloud: Some(Arc::new(CloudInfo {
+                endpoint: opened.endpoint,
+                credentials: opened.credentials,
+            })),
+        })
     }
 
     fn path(key: OutputKey<'_>) -> StorePath {
         StorePath::from_iter([key.run_id, key.step, key.output])
+    }
+
+    /// Runs a storage call: inline for the local and in-memory stores (they do their work
+    /// when no tokio runtime is current, so a minimal executor is enough), on the storage
+    /// runtime for cloud stores.
+    fn block<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, IoError> {
+        if self.cloud.is_some() {
+            cloud::block(fut)
+        } else {
+            Ok(futures_executor::block_on(fut))
+        }
+    }
+
+    /// `at <endpoint>, credentials from <source>`: for errors of a cloud store.
+    fn where_from(&self) -> String {
+        match &self.cloud {
+            None => String::new(),
+            Some(info) => format!(
+                " (endpoint {}; credentials from {})",
+                info.endpoint.as_deref().unwrap_or("the cloud's default"),
+                info.credentials
+            ),
+        }
     }
 
     /// Refuses what would block or mislead a read on local storage: a FIFO (opening it waits
@@ -200,7 +268,7 @@ impl ObjectStoreIoManager {
                 action,
                 step: key.step.to_owned(),
                 output: key.output.to_owned(),
-                location: self.location(key),
+                location: format!("{}{}", self.location(key), self.where_from()),
                 source: Box::new(source),
             },
         }
@@ -210,32 +278,59 @@ impl ObjectStoreIoManager {
 impl IoManager for ObjectStoreIoManager {
     fn store(&self, key: OutputKey<'_>, bytes: Vec<u8>) -> Result<String, IoError> {
         let path = Self::path(key);
-        // The local and in-memory stores do their work inline when no tokio runtime is
-        // current, so a minimal executor is enough and no runtime is started per call.
-        futures_executor::block_on(self.store.put(&path, bytes.into()))
-            .map_err(|e| self.storage_err("store", key, e))?;
+        let store = Arc::clone(&self.store);
+        let multipart = self.cloud.is_some() && bytes.len() >= MULTIPART_PART;
+        self.block(async move {
+            if !multipart {
+                return store.put(&path, bytes.into()).await.map(drop);
+            }
+            let upload = store.put_multipart(&path).await?;
+            let mut writer =
+                object_store::WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
+            // (zero-copy: parts are slices of the encoded value)
+            let mut rest = bytes::Bytes::from(bytes);
+            while !rest.is_empty() {
+                if let Err(e) = writer.wait_for_capacity(MULTIPART_CONCURRENCY).await {
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
+                let part = rest.split_to(rest.len().min(MULTIPART_PART));
+                writer.put(part);
+            }
+            // `finish` aborts the upload itself when a part or the completion fails.
+            writer.finish().await.map(drop)
+        })?
+        .map_err(|e| self.storage_err("store", key, e))?;
         Ok(self.location(key))
     }
 
     fn load(&self, key: OutputKey<'_>) -> Result<Vec<u8>, IoError> {
         self.check_local_file(key)?;
         let path = Self::path(key);
-        let bytes =
-            futures_executor::block_on(async { self.store.get(&path).await?.bytes().await })
-                .map_err(|e| self.storage_err("load", key, e))?;
-        Ok(bytes.to_vec())
+        let store = Arc::clone(&self.store);
+        let bytes = self
+            .block(async move { store.get(&path).await?.bytes().await })?
+            .map_err(|e| self.storage_err("load", key, e))?;
+        Ok(bytes.into())
     }
 
     fn size(&self, key: OutputKey<'_>) -> Result<u64, IoError> {
         self.check_local_file(key)?;
         let path = Self::path(key);
-        let meta = futures_executor::block_on(self.store.head(&path))
+        let store = Arc::clone(&self.store);
+        let meta = self
+            .block(async move { store.head(&path).await })?
             .map_err(|e| self.storage_err("look up", key, e))?;
         Ok(meta.size)
     }
 
     fn location(&self, key: OutputKey<'_>) -> String {
-        let sep = if self.base.is_some() { "/" } else { "" };
+        // (`memory://` ends with its separator; a directory or a bucket URL does not)
+        let sep = if self.display_root.ends_with('/') {
+            ""
+        } else {
+            "/"
+        };
         format!(
             "{}{sep}{}/{}/{}",
             self.display_root, key.run_id, key.step, key.output
@@ -247,7 +342,40 @@ impl IoManager for ObjectStoreIoManager {
     }
 
     fn is_shared(&self) -> bool {
-        self.base.is_some()
+        self.base.is_some() || self.cloud.is_some()
+    }
+
+    fn preflight(&self) -> Result<(), IoError> {
+        if self.cloud.is_none() {
+            return Ok(());
+        }
+        // One small object written and removed: the bucket exists, and we may write it.
+        let probe = StorePath::from(format!(".dagster-dask-probe-{}", crate::run::new_run_id()));
+        let store = Arc::clone(&self.store);
+        self.block(async move {
+            store.put(&probe, "probe".into()).await?;
+            store.delete(&probe).await
+        })?
+        .map_err(|e| IoError::Open {
+            location: format!("{}{}", self.display_root, self.where_from()),
+            reason: format!("cannot write there: {}", short_store_error(&e)),
+        })
+    }
+}
+
+/// An object_store error in one line: its message, and the deepest cause (the HTTP status or
+/// the connection error), which is what tells a person what to fix.
+fn short_store_error(e: &object_store::Error) -> String {
+    let mut deepest: &dyn std::error::Error = e;
+    while let Some(next) = deepest.source() {
+        deepest = next;
+    }
+    let top = e.to_string();
+    let cause = deepest.to_string();
+    if top.contains(&cause) {
+        top
+    } else {
+        format!("{top}: {cause}")
     }
 }
 

@@ -1,0 +1,188 @@
+//! Object stores in the cloud (S3, GCS, Azure): built from run config and the environment, and
+//! driven on one runtime per process.
+//!
+//! Their clients are asynchronous (reqwest on tokio); IO managers are called from plain
+//! threads, so each call is spawned on a shared runtime and waited for. The runtime lives as
+//! long as the process: dropping a runtime from inside another one panics, and a library
+//! caller may well hold a run's result inside `#[tokio::main]`.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ObjectStore, RetryConfig};
+
+use super::IoError;
+use crate::config::{Cloud, StoreConfig};
+
+/// A cloud store, where its runs are, and how errors name it.
+pub(super) struct CloudStore {
+    pub(super) store: Arc<dyn ObjectStore>,
+    /// `s3://bucket/prefix`.
+    pub(super) url: String,
+    /// The endpoint, when config or the environment names one.
+    pub(super) endpoint: Option<String>,
+    /// Where the credentials come from, for errors (never the credentials).
+    pub(super) credentials: String,
+}
+
+fn runtime() -> Result<&'static tokio::runtime::Runtime, IoError> {
+    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("dagster-dask-storage")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|reason| IoError::Open {
+            location: "object storage".to_owned(),
+            reason: format!("cannot start its runtime: {reason}"),
+        })
+}
+
+/// Runs `fut` on the storage runtime and waits for it, from any thread (inside another
+/// runtime too).
+pub(super) fn block<T: Send + 'static>(
+    fut: impl Future<Output = T> + Send + 'static,
+) -> Result<T, IoError> {
+    let handle = runtime()?.spawn(fut);
+    futures_executor::block_on(handle).map_err(|e| IoError::Open {
+        location: "object storage".to_owned(),
+        reason: format!("a storage call did not finish: {e}"),
+    })
+}
+
+/// Builds the store `config` names: options from config first, the environment for the rest.
+pub(super) fn open(config: &StoreConfig) -> Result<CloudStore, IoError> {
+    let url = config.url();
+    let fail = |reason: String| IoError::Open {
+        location: url.clone(),
+        reason,
+    };
+    // Timeouts as options, before config's own: `with_client_options` would replace what
+    // the environment and config set (such as `allow_http`).
+    let timeouts = [
+        ("timeout", config.timeout),
+        (
+            "connect_timeout",
+            config.timeout.min(Duration::from_secs(5)),
+        ),
+    ]
+    .map(|(key, d)| (key.to_owned(), format!("{}ms", d.as_millis())));
+    let options = || timeouts.iter().map(|(k, v)| (k, v)).chain(&config.options);
+    let retry = RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: config.retries,
+        retry_timeout: config.timeout * u32::try_from(config.retries + 1).unwrap_or(u32::MAX),
+    };
+    let bucket_url = format!("{}://{}", config.cloud.scheme(), config.bucket);
+    let option = |key: &str, env: &[&str]| {
+        config
+            .options
+            .get(key)
+            .cloned()
+            .or_else(|| env.iter().find_map(|v| std::env::var(v).ok()))
+    };
+    let (store, endpoint, credentials): (Arc<dyn ObjectStore>, _, _) = match config.cloud {
+        Cloud::S3 => {
+            let mut b = AmazonS3Builder::from_env().with_url(&bucket_url);
+            for (k, v) in options() {
+                let key: AmazonS3ConfigKey = k.parse().map_err(|e| fail(format!("{e}")))?;
+                b = b.with_config(key, v);
+            }
+            let store = b
+                .with_retry(retry)
+                .build()
+                .map_err(|e| fail(e.to_string()))?;
+            let endpoint = option("aws_endpoint", &["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]);
+            let credentials = credential_source(
+                config,
+                &[
+                    ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
+                    ("aws_skip_signature", "AWS_SKIP_SIGNATURE"),
+                ],
+                "AWS's default chain (web identity, ECS or EC2 instance metadata)",
+            );
+            (Arc::new(store) as _, endpoint, credentials)
+        }
+        Cloud::Gcs => {
+            let mut b = GoogleCloudStorageBuilder::from_env().with_url(&bucket_url);
+            for (k, v) in options() {
+                let key: GoogleConfigKey = k.parse().map_err(|e| fail(format!("{e}")))?;
+                b = b.with_config(key, v);
+            }
+            let store = b
+                .with_retry(retry)
+                .build()
+                .map_err(|e| fail(e.to_string()))?;
+            let credentials = credential_source(
+                config,
+                &[
+                    ("google_service_account", "GOOGLE_SERVICE_ACCOUNT"),
+                    ("google_service_account_key", "GOOGLE_SERVICE_ACCOUNT_KEY"),
+                    (
+                        "google_application_credentials",
+                        "GOOGLE_APPLICATION_CREDENTIALS",
+                    ),
+                ],
+                "Google's default credentials (instance metadata)",
+            );
+            (Arc::new(store) as _, None, credentials)
+        }
+        Cloud::Azure => {
+            let mut b = MicrosoftAzureBuilder::from_env().with_url(&bucket_url);
+            for (k, v) in options() {
+                let key: AzureConfigKey = k.parse().map_err(|e| fail(format!("{e}")))?;
+                b = b.with_config(key, v);
+            }
+            let store = b
+                .with_retry(retry)
+                .build()
+                .map_err(|e| fail(e.to_string()))?;
+            let endpoint = option("azure_endpoint", &["AZURE_ENDPOINT"]);
+            let credentials = credential_source(
+                config,
+                &[
+                    ("azure_storage_account_key", "AZURE_STORAGE_ACCOUNT_KEY"),
+                    ("azure_storage_sas_key", "AZURE_STORAGE_SAS_KEY"),
+                    ("azure_use_emulator", "AZURE_STORAGE_USE_EMULATOR"),
+                ],
+                "Azure's default chain (managed identity)",
+            );
+            (Arc::new(store) as _, endpoint, credentials)
+        }
+    };
+    let store: Arc<dyn ObjectStore> = if config.prefix.is_empty() {
+        store
+    } else {
+        Arc::new(PrefixStore::new(store, config.prefix.as_str()))
+    };
+    Ok(CloudStore {
+        store,
+        url,
+        endpoint,
+        credentials,
+    })
+}
+
+/// Which of `sources` (an option in config, else its environment variable) gives the
+/// credentials, else `chain`.
+fn credential_source(config: &StoreConfig, sources: &[(&str, &str)], chain: &str) -> String {
+    for (option, var) in sources {
+        if config.options.contains_key(*option) {
+            return format!("run config (`{option}`)");
+        }
+        if std::env::var_os(var).is_some() {
+            return format!("the environment (`{var}`)");
+        }
+    }
+    chain.to_owned()
+}

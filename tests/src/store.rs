@@ -1,0 +1,175 @@
+//! Test harness for object storage: a real S3-compatible server (moto's server mode) on a
+//! free loopback port, started per test and stopped when dropped.
+//!
+//! [`python`] is a venv at `target/store-venv` with the pinned moto
+//! (`tests/requirements-store.txt`), created on first use unless `DAGSTER_DASK_STORE_PYTHON`
+//! names one.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Names a Python with moto's server and boto3, instead of `target/store-venv`.
+pub const STORE_PYTHON_ENV: &str = "DAGSTER_DASK_STORE_PYTHON";
+
+fn has_moto(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import moto.server, boto3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The Python with moto the storage tests use (created on first use).
+pub fn python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    static CREATING: Mutex<()> = Mutex::new(());
+    PYTHON
+        .get_or_init(|| {
+            let _guard = CREATING
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(p) = std::env::var_os(STORE_PYTHON_ENV) {
+                let p = PathBuf::from(p);
+                assert!(
+                    has_moto(&p),
+                    "{STORE_PYTHON_ENV} = {} has no moto",
+                    p.display()
+                );
+                return p;
+            }
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let venv = root.join("../target/store-venv");
+            let python = venv.join("bin/python");
+            if !has_moto(&python) {
+                eprintln!("creating {} with moto (once)", venv.display());
+                let ok = Command::new("python3")
+                    .args(["-m", "venv"])
+                    .arg(&venv)
+                    .status()
+                    .is_ok_and(|s| s.success())
+                    && Command::new(&python)
+                        .args(["-m", "pip", "install", "--quiet", "-r"])
+                        .arg(root.join("requirements-store.txt"))
+                        .status()
+                        .is_ok_and(|s| s.success());
+                assert!(
+                    ok && has_moto(&python),
+                    "cannot install moto into {}",
+                    venv.display()
+                );
+            }
+            python
+        })
+        .clone()
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running S3-compatible server (moto) on loopback.
+#[derive(Debug)]
+pub struct S3Server {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    process: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl S3Server {
+    /// Starts the server and waits until it answers.
+    pub fn start() -> Self {
+        let port = free_port();
+        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let process = Command::new(python())
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.reopen().expect("log"))
+            .stderr(log.reopen().expect("log"))
+            .spawn()
+            .expect("moto starts");
+        let server = Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            process,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the S3 server did not start: {}",
+                server.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// Runs boto3 code against the server (`s3` in it is a client); returns what it printed.
+    pub fn boto(&self, code: &str) -> String {
+        let script = format!(
+            "import boto3\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
+             aws_access_key_id='test', aws_secret_access_key='test')\n{code}\n",
+            self.endpoint
+        );
+        let out = Command::new(python())
+            .args(["-c", &script])
+            .output()
+            .expect("python runs");
+        assert!(
+            out.status.success(),
+            "boto3: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Creates a bucket.
+    pub fn create_bucket(&self, bucket: &str) {
+        self.boto(&format!("s3.create_bucket(Bucket='{bucket}')"));
+    }
+
+    /// The keys in `bucket`, sorted.
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        let listed = self.boto(&format!(
+            "p = s3.get_paginator('list_objects_v2')\n\
+             for page in p.paginate(Bucket='{bucket}'):\n    \
+             for o in page.get('Contents', []):\n        print(o['Key'])"
+        ));
+        let mut keys: Vec<String> = listed.lines().map(str::to_owned).collect();
+        keys.sort();
+        keys
+    }
+
+    /// Stops the server (a test of a server that goes away).
+    pub fn stop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+
+    /// The server's log.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

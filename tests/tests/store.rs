@@ -1,0 +1,255 @@
+//! Outputs on object storage: a real S3-compatible server (moto) on loopback, Dagster's own
+//! config keys, the check before a run, and what a run says when the storage fails.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dagster_dask::config::RunConfig;
+use dagster_dask::events::{ErrorKind, EventKind};
+use dagster_dask::exec::{Run, RunStatus, StepStatus};
+use dagster_dask::graph::Job;
+use tests::store::{S3Server, free_port};
+
+/// Run config for `s3_bucket` on `endpoint`, with Dagster's S3 resource, plus `extra`.
+fn s3_yaml(endpoint: &str, bucket: &str, extra: &str) -> String {
+    format!(
+        "resources:\n  io_manager:\n    config: {{ s3_bucket: {bucket}, timeout: 2, retries: 1 }}\n  \
+         s3:\n    config:\n      endpoint_url: {endpoint}\n      use_ssl: false\n      \
+         region_name: us-east-1\n      aws_access_key_id: test\n      aws_secret_access_key: \
+         secret-value\n{extra}"
+    )
+}
+
+fn config(job: &Job, yaml: &str) -> RunConfig {
+    RunConfig::from_yaml(yaml, job).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn a_run_stores_its_outputs_in_s3_under_dagsters_layout() {
+    let s3 = S3Server::start();
+    s3.create_bucket("runs");
+    let job = tests::diamond();
+    let yaml = s3_yaml(
+        &s3.endpoint,
+        "runs",
+        "ops: { scale: { config: { factor: 2 } } }\n",
+    );
+    let result = Run::new(&job)
+        .config(config(&job, &yaml))
+        .execute()
+        .unwrap();
+    assert!(result.success(), "{:?}", result.events());
+    let run_id = result.run_id();
+    let mut expected: Vec<String> = job
+        .plan()
+        .steps
+        .iter()
+        .map(|s| format!("dagster/storage/{run_id}/{}/result", s.key))
+        .collect();
+    expected.sort();
+    let stored: Vec<String> = s3
+        .keys("runs")
+        .into_iter()
+        .filter(|k| k.ends_with("/result"))
+        .collect();
+    assert_eq!(stored, expected);
+    // Read back through the store, as a later process would.
+    let summary: tests::Summary = result.output("total").unwrap();
+    assert_eq!(summary.total, 2 * (1 + 2 + 3 + 4) * 2);
+    let handled = result.events().iter().find_map(|e| match &e.kind {
+        EventKind::HandledOutput { location, .. } => Some(location.clone()),
+        _ => None,
+    });
+    assert!(
+        handled.is_some_and(|l| l.starts_with(&format!("s3://runs/dagster/storage/{run_id}/"))),
+        "{:?}",
+        result.events()
+    );
+    // No secret in any event.
+    let all = serde_json::to_string(result.events()).unwrap();
+    assert!(!all.contains("secret-value"));
+}
+
+#[test]
+fn a_missing_bucket_stops_the_run_before_it_starts_and_names_what_was_tried() {
+    let s3 = S3Server::start();
+    let job = tests::diamond();
+    let yaml = s3_yaml(
+        &s3.endpoint,
+        "nowhere",
+        "ops: { scale: { config: { factor: 2 } } }\n",
+    );
+    let err = Run::new(&job)
+        .config(config(&job, &yaml))
+        .execute()
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "s3://nowhere/dagster/storage",
+        &s3.endpoint,
+        "credentials from run config (`aws_access_key_id`)",
+        "cannot write there",
+    ] {
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+    }
+    assert!(!err.contains("secret-value"), "{err}");
+}
+
+#[test]
+fn an_unreachable_endpoint_fails_within_the_configured_timeout() {
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let job = tests::diamond();
+    let yaml = s3_yaml(
+        &endpoint,
+        "runs",
+        "ops: { scale: { config: { factor: 2 } } }\n",
+    );
+    let started = Instant::now();
+    let err = Run::new(&job)
+        .config(config(&job, &yaml))
+        .execute()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.contains(&endpoint), "{err}");
+}
+
+/// Runs `relay` on `s3`, doing `meddle` to `first`'s stored output before `second` loads it.
+fn relay_with(s3: &S3Server, dir: &Path, meddle: &str) -> dagster_dask::exec::RunResult {
+    s3.create_bucket("relay");
+    let job = tests::relay();
+    let open = dir.join("open");
+    let yaml = s3_yaml(
+        &s3.endpoint,
+        "relay",
+        &format!(
+            "ops: {{ gate: {{ config: {{ path: '{}' }} }} }}\n",
+            open.display()
+        ),
+    );
+    let run_id = dagster_dask::exec::new_run_id();
+    let key = format!("dagster/storage/{run_id}/first/result");
+    let cfg = config(&job, &yaml);
+    let running = {
+        let run_id = run_id.clone();
+        std::thread::spawn(move || Run::new(&job).config(cfg).run_id(run_id).execute())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s3.keys("relay").contains(&key) {
+        assert!(Instant::now() < deadline, "first never stored its output");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s3.boto(&meddle.replace("KEY", &key));
+    std::fs::write(&open, "").unwrap();
+    running.join().unwrap().unwrap()
+}
+
+fn failure_of(result: &dagster_dask::exec::RunResult, step: &str) -> String {
+    result
+        .step_events(step)
+        .find_map(|e| match &e.kind {
+            EventKind::StepFailure { error, .. } => {
+                assert_eq!(error.kind, ErrorKind::Input);
+                Some(error.message.clone())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{step} did not fail"))
+}
+
+#[test]
+fn an_output_deleted_between_steps_names_step_output_and_key() {
+    let s3 = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let result = relay_with(
+        &s3,
+        dir.path(),
+        "s3.delete_object(Bucket='relay', Key='KEY')",
+    );
+    assert_eq!(result.status(), RunStatus::Failure);
+    let message = failure_of(&result, "second");
+    assert!(
+        message.contains("cannot load input `x` of step `second` from step `first`")
+            && message.contains("no stored output `result` of step `first`")
+            && message.contains(&format!(
+                "s3://relay/dagster/storage/{}/first/result",
+                result.run_id()
+            )),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_output_corrupted_between_steps_names_step_output_and_key() {
+    let s3 = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let result = relay_with(
+        &s3,
+        dir.path(),
+        "s3.put_object(Bucket='relay', Key='KEY', Body=b'not an output')",
+    );
+    assert_eq!(result.step_status("second"), Some(StepStatus::Failed));
+    let message = failure_of(&result, "second");
+    assert!(
+        message.contains("cannot load input `x` of step `second` from step `first`")
+            && message.contains(&format!(
+                "(at s3://relay/dagster/storage/{}/first/result)",
+                result.run_id()
+            )),
+        "{message}"
+    );
+}
+
+#[test]
+fn the_server_stopping_mid_run_fails_the_step_naming_the_endpoint_after_its_retries() {
+    let mut s3 = S3Server::start();
+    s3.create_bucket("runs");
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("nap.pid");
+    let job = tests::sleepy();
+    let yaml = s3_yaml(
+        &s3.endpoint,
+        "runs",
+        &format!(
+            "ops: {{ nap: {{ config: {{ seconds: 1, pid_file: '{}' }} }} }}\n",
+            pid_file.display()
+        ),
+    );
+    let cfg = config(&job, &yaml);
+    let running = std::thread::spawn(move || Run::new(&job).config(cfg).execute());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pid_file.exists() {
+        assert!(Instant::now() < deadline, "nap never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s3.stop();
+    let endpoint = s3.endpoint.clone();
+    let result = running.join().unwrap().unwrap();
+    assert_eq!(result.status(), RunStatus::Failure);
+    // `nap` may be retried once: both attempts fail to store.
+    let kinds: Vec<_> = result
+        .step_events("nap")
+        .map(|e| e.kind.type_name())
+        .collect();
+    assert!(kinds.contains(&"STEP_UP_FOR_RETRY"), "{kinds:?}");
+    let error = result
+        .step_events("nap")
+        .find_map(|e| match &e.kind {
+            EventKind::StepFailure { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .expect("nap failed");
+    assert_eq!(error.kind, ErrorKind::Output);
+    assert!(
+        error
+            .message
+            .contains("cannot store output `result` of step `nap`")
+            && error.message.contains(&endpoint),
+        "{error}"
+    );
+    assert_eq!(result.step_status("after_nap"), Some(StepStatus::Skipped));
+}
