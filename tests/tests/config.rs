@@ -129,9 +129,9 @@ fn unknown_keys_list_what_is_allowed() {
         "allowed here: `max_concurrent`",
     );
     refused(
-        &format!("{SCALE}resources: {{ io_manager: {{ config: {{ s3_bucket: b }} }} }}"),
-        "resources.io_manager.config.s3_bucket",
-        "allowed here: `base_dir`, `in_memory`",
+        &format!("{SCALE}resources: {{ io_manager: {{ config: {{ bucket: b }} }} }}"),
+        "resources.io_manager.config.bucket",
+        "allowed here: `base_dir`, `in_memory`, `base_url`, `s3_bucket`",
     );
     refused(
         &format!(
@@ -309,7 +309,7 @@ fn storage_choices_are_checked() {
             "{SCALE}resources: {{ io_manager: {{ config: {{ base_dir: 's3://bucket/prefix' }} }} }}"
         ),
         "resources.io_manager.config.base_dir",
-        "`s3://` storage is not supported yet",
+        "`s3://...` is a URL and `base_dir` a directory path: write `base_url: s3://bucket/prefix` instead",
     );
     let cfg = check(&format!(
         "{SCALE}resources: {{ io_manager: {{ config: {{ base_dir: /shared/storage }} }} }}"
@@ -606,4 +606,134 @@ fn max_runtime_limits_any_executor_and_alone_keeps_the_default_one() {
             "expected a positive number of seconds",
         );
     }
+}
+
+fn store_of(yaml: &str) -> config::StoreConfig {
+    let cfg = check(&format!("{SCALE}{yaml}")).unwrap_or_else(|e| panic!("{e}"));
+    cfg.io_manager.store.clone().expect("an object store")
+}
+
+#[test]
+fn the_dagster_docs_s3_yaml_validates_unchanged() {
+    let job = tests::diamond();
+    let mut value = config::load_files(&[fixture("dask_remote_s3.yaml")]).unwrap();
+    config::merge(&mut value, config::parse_yaml(SCALE, "scale").unwrap());
+    let cfg = RunConfig::from_value(&value, &job).unwrap();
+    let store = cfg.io_manager.store.expect("the S3 IO manager");
+    assert_eq!(store.cloud, config::Cloud::S3);
+    assert_eq!(store.url(), "s3://your_bucket_name/dagster/storage");
+    assert_eq!(store.timeout, config::DEFAULT_STORE_TIMEOUT);
+    assert_eq!(store.retries, config::DEFAULT_STORE_RETRIES);
+}
+
+#[test]
+fn dagster_storage_keys_and_urls_name_the_same_places() {
+    let io = |body: &str| format!("resources: {{ io_manager: {{ config: {{ {body} }} }} }}\n");
+    let cases = [
+        ("s3_bucket: b, s3_prefix: team/x", "s3://b/team/x/storage"),
+        ("gcs_bucket: g", "gs://g/dagster/storage"),
+        ("adls2_file_system: fs, adls2_prefix: ''", "az://fs/storage"),
+        ("base_url: 's3://b/some/prefix/'", "s3://b/some/prefix"),
+        ("base_url: 'gs://g'", "gs://g"),
+        ("base_url: 'abfss://c/p'", "az://c/p"),
+    ];
+    for (body, url) in cases {
+        assert_eq!(store_of(&io(body)).url(), url, "{body}");
+    }
+    let cfg = check(&format!("{SCALE}{}", io("base_url: 'file:///tmp/runs'"))).unwrap();
+    assert_eq!(cfg.io_manager.base_dir, Some(PathBuf::from("/tmp/runs")));
+    assert!(cfg.io_manager.store.is_none());
+}
+
+#[test]
+fn dagsters_client_resources_become_object_store_options_and_stay_secret() {
+    let store = store_of(
+        "resources:\n  io_manager: { config: { s3_bucket: b, timeout: 7, retries: 0 } }\n  \
+         s3:\n    config: { endpoint_url: 'http://127.0.0.1:9000', use_ssl: false, \
+         region_name: eu-west-1, aws_access_key_id: AKIA, aws_secret_access_key: s3cr3t }\n",
+    );
+    let option = |k: &str| store.options.get(k).map(String::as_str);
+    assert_eq!(option("aws_endpoint"), Some("http://127.0.0.1:9000"));
+    assert_eq!(option("aws_allow_http"), Some("true"));
+    assert_eq!(option("aws_region"), Some("eu-west-1"));
+    assert_eq!(option("aws_secret_access_key"), Some("s3cr3t"));
+    assert_eq!(store.timeout, Duration::from_secs(7));
+    assert_eq!(store.retries, 0);
+    let shown = format!("{store:?}");
+    assert!(
+        !shown.contains("s3cr3t") && shown.contains("aws_secret_access_key"),
+        "{shown}"
+    );
+
+    let store = store_of(
+        "resources:\n  io_manager: { config: { adls2_file_system: fs } }\n  adls2:\n    \
+         config: { storage_account: acct, credential: { key: k3y } }\n",
+    );
+    assert_eq!(
+        store
+            .options
+            .get("azure_storage_account_name")
+            .map(String::as_str),
+        Some("acct")
+    );
+    assert_eq!(
+        store
+            .options
+            .get("azure_storage_account_key")
+            .map(String::as_str),
+        Some("k3y")
+    );
+    // What step processes get names the same store with the same options.
+    let cfg = check(&format!(
+        "{SCALE}resources:\n  io_manager: {{ config: {{ base_url: 's3://b/p', storage_options: \
+         {{ aws_endpoint: 'http://h:1', aws_allow_http: true }} }} }}\n"
+    ))
+    .unwrap();
+    let again = RunConfig::from_value(&cfg.to_value(), &tests::diamond()).unwrap();
+    assert_eq!(again, cfg);
+}
+
+#[test]
+fn wrong_storage_config_is_named_before_anything_runs() {
+    let io =
+        |body: &str| format!("{SCALE}resources: {{ io_manager: {{ config: {{ {body} }} }} }}\n");
+    refused(
+        &io("base_url: 'ftp://host/x'"),
+        "resources.io_manager.config.base_url",
+        "`ftp://` storage is not supported",
+    );
+    refused(
+        &io("s3_prefix: p"),
+        "resources.io_manager.config.s3_prefix",
+        "`s3_prefix` needs `s3_bucket`",
+    );
+    refused(
+        &io("s3_bucket: b, base_dir: /tmp/x"),
+        "resources.io_manager.config",
+        "exclude each other",
+    );
+    refused(
+        &io("s3_bucket: b, storage_options: { aws_endpont: x }"),
+        "resources.io_manager.config.storage_options.aws_endpont",
+        "not an option of object_store's s3 store",
+    );
+    refused(
+        &io("s3_bucket: b, timeout: 0"),
+        "resources.io_manager.config.timeout",
+        "expected a positive number of seconds",
+    );
+    refused(
+        &format!(
+            "{SCALE}resources: {{ io_manager: {{ config: {{ s3_bucket: b }} }}, gcs: {{ config: {{ project: p }} }} }}\n"
+        ),
+        "resources.gcs",
+        "outputs are stored on `s3://`",
+    );
+    refused(
+        &format!(
+            "{SCALE}resources: {{ io_manager: {{ config: {{ s3_bucket: b }} }}, s3: {{ config: {{ profile_name: dev }} }} }}\n"
+        ),
+        "resources.s3.config.profile_name",
+        "AWS profiles are not read",
+    );
 }

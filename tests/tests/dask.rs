@@ -1318,3 +1318,42 @@ fn both_workers_dying_ends_the_run_and_leaves_no_step_behind() {
     assert_eq!(ran.kinds("after_nap"), ["STEP_SKIPPED"]);
     assert_gone(step_pid);
 }
+
+#[test]
+fn a_run_on_the_cluster_keeps_its_outputs_in_s3() {
+    let (_serial, cluster, dir) = with_cluster();
+    let s3 = tests::store::S3Server::start();
+    s3.create_bucket("cluster-runs");
+    let cfg = write(
+        dir.path(),
+        "s3.yaml",
+        &format!(
+            "execution: {{ config: {{ cluster: {{ existing: {{ address: '{}' }} }} }} }}\n\
+             resources:\n  io_manager: {{ config: {{ s3_bucket: cluster-runs, s3_prefix: team }} }}\n  \
+             s3: {{ config: {{ endpoint_url: '{}', use_ssl: false, region_name: us-east-1, \
+             aws_access_key_id: test, aws_secret_access_key: test }} }}\n\
+             ops: {{ scale: {{ config: {{ factor: 2 }} }} }}\n",
+            cluster.address, s3.endpoint
+        ),
+    );
+    let run_id = dagster_dask::exec::new_run_id();
+    let out = command("diamond", &[&cfg], &run_id).output().unwrap();
+    assert_nothing_left(&run_id);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The summary read the final output back from S3.
+    assert!(
+        stdout.contains("describe = \"3 parts, total 40\""),
+        "{stdout}"
+    );
+    let keys = s3.keys("cluster-runs");
+    for step in ["numbers", "scale", "square", "negate", "total", "describe"] {
+        let key = format!("team/storage/{run_id}/{step}/result");
+        assert!(keys.contains(&key), "{key} not in {keys:?}");
+    }
+}
