@@ -152,6 +152,7 @@ pub struct RunResult {
     pub(crate) events: Vec<Event>,
     pub(crate) output_lines_in_file_only: usize,
     pub(crate) event_log: Option<PathBuf>,
+    pub(crate) stored_log: Option<String>,
     pub(crate) io: Arc<dyn IoManager>,
     pub(crate) engine_error: Option<String>,
 }
@@ -207,6 +208,14 @@ impl RunResult {
     /// The JSON lines event log, when the storage is a local directory.
     pub fn event_log(&self) -> Option<&Path> {
         self.event_log.as_deref()
+    }
+
+    /// Where the run's files are on an object store (`s3://bucket/prefix/<run_id>`): its
+    /// summary (`run.json`) and event log segments (`events/`), read back with
+    /// [`read_run_summary`](crate::events::read_run_summary) and
+    /// [`read_stored_events`](crate::events::read_stored_events).
+    pub fn stored_log(&self) -> Option<&str> {
+        self.stored_log.as_deref()
     }
 
     /// The IO manager that holds the run's outputs.

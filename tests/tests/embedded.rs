@@ -563,3 +563,35 @@ fn a_job_tag_limits_the_run_and_a_bad_one_is_a_build_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_run_on_a_directory_keeps_its_summary_beside_its_event_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = tests::diamond();
+    let config = RunConfig::from_yaml(
+        &format!(
+            "ops: {{ scale: {{ config: {{ factor: 2 }} }} }}\nresources: {{ io_manager: {{ config: {{ base_dir: '{}' }} }} }}",
+            dir.path().display()
+        ),
+        &job,
+    )
+    .unwrap();
+    let result = Run::new(&job).config(config).execute().unwrap();
+    assert!(result.success());
+    let log = result.event_log().expect("an event log file");
+    let summary: dagster_dask::events::RunSummary =
+        serde_json::from_slice(&std::fs::read(log.with_file_name("run.json")).unwrap()).unwrap();
+    assert_eq!(summary.run_id, result.run_id());
+    assert_eq!(
+        (
+            summary.status.as_str(),
+            summary.steps,
+            summary.succeeded,
+            summary.failed
+        ),
+        ("success", 6, 6, 0)
+    );
+    // On a directory, the events are in `events.jsonl`, not in segments.
+    assert_eq!(summary.segments, 0);
+    assert!(result.stored_log().is_none());
+}

@@ -68,6 +68,75 @@ fn a_run_stores_its_outputs_in_s3_under_dagsters_layout() {
     // No secret in any event.
     let all = serde_json::to_string(result.events()).unwrap();
     assert!(!all.contains("secret-value"));
+
+    // The event log and the run's summary are on the store too, complete at the run's end.
+    assert_eq!(
+        result.stored_log(),
+        Some(format!("s3://runs/dagster/storage/{run_id}").as_str())
+    );
+    let io = dagster_dask::exec::open_io_manager(&config(&job, &yaml).io_manager).unwrap();
+    let stored = dagster_dask::events::read_stored_events(io.as_ref(), run_id).unwrap();
+    assert_eq!(stored, result.events());
+    let summary = dagster_dask::events::read_run_summary(io.as_ref(), run_id).unwrap();
+    assert_eq!(
+        (
+            summary.job.as_str(),
+            summary.status.as_str(),
+            summary.steps,
+            summary.succeeded
+        ),
+        ("diamond", "success", 6, 6)
+    );
+    assert!(summary.ended.is_some_and(|end| end >= summary.started));
+    assert!(summary.segments >= 1);
+}
+
+#[test]
+fn a_running_run_keeps_its_summary_and_log_current_on_the_store() {
+    let s3 = S3Server::start();
+    s3.create_bucket("runs");
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("nap.pid");
+    let job = tests::sleepy();
+    let yaml = s3_yaml(
+        &s3.endpoint,
+        "runs",
+        &format!(
+            "ops: {{ nap: {{ config: {{ seconds: 6, pid_file: '{}' }} }} }}\n",
+            pid_file.display()
+        ),
+    );
+    let cfg = config(&job, &yaml);
+    let io = dagster_dask::exec::open_io_manager(&cfg.io_manager).unwrap();
+    let run_id = dagster_dask::exec::new_run_id();
+    let running = {
+        let run_id = run_id.clone();
+        std::thread::spawn(move || Run::new(&job).config(cfg).run_id(run_id).execute())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pid_file.exists() {
+        assert!(Instant::now() < deadline, "nap never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Within two flushes of the step's start, its log line and a fresh heartbeat are stored.
+    std::thread::sleep(dagster_dask::events::FLUSH_EVERY * 2);
+    let summary = dagster_dask::events::read_run_summary(io.as_ref(), &run_id).unwrap();
+    assert_eq!(summary.status, "running");
+    assert!(
+        !summary.is_abandoned(dagster_dask::events::FLUSH_EVERY * 3),
+        "{summary:?}"
+    );
+    let so_far = dagster_dask::events::read_stored_events(io.as_ref(), &run_id).unwrap();
+    assert!(
+        so_far
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::Log { message, .. } if message == "nap started")),
+        "{so_far:?}"
+    );
+    let result = running.join().unwrap().unwrap();
+    assert!(result.success());
+    let summary = dagster_dask::events::read_run_summary(io.as_ref(), &run_id).unwrap();
+    assert_eq!((summary.status.as_str(), summary.succeeded), ("success", 2));
 }
 
 #[test]

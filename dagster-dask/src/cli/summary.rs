@@ -85,6 +85,9 @@ pub(super) fn print_summary(job: &Job, result: &RunResult) {
     if !placement.is_empty() {
         println!("workers: {placement}");
     }
+    if let Some(place) = result.stored_log() {
+        println!("event log: {place}/events/ (summary {place}/run.json)");
+    }
     if let Some(path) = result.event_log() {
         match result.output_lines_in_file_only() {
             0 => println!("event log: {}", path.display()),

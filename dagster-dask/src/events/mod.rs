@@ -6,7 +6,8 @@
 //! step protocol, on a channel of its own).
 //!
 //! Modules: the types here; `console` (how a person reads them), `sink` (where they go:
-//! [`EventSink`], [`RunLog`]), `log` (reading an event log back).
+//! [`EventSink`], [`RunLog`]), `log` (reading an event log back), `stored` (the run's summary
+//! on its storage, and the event log of object stores, as segments).
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -17,9 +18,13 @@ use serde::{Deserialize, Serialize};
 mod console;
 mod log;
 mod sink;
+mod stored;
 
 pub use self::log::{EventLogError, read_event_log};
 pub use self::sink::{EventSink, JsonLinesStdout, OUTPUT_LINES_IN_MEMORY, RunLog};
+pub use self::stored::{
+    FLUSH_EVERY, RunSummary, SEGMENTS_DIR, SUMMARY_FILE, read_run_summary, read_stored_events,
+};
 pub use crate::error::{ErrorInfo, ErrorKind};
 
 /// One thing that happened in a run.

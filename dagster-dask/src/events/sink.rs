@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::stored::StoredLog;
 use super::{Event, EventKind};
 
 /// Where events go.
@@ -42,6 +43,8 @@ pub struct RunLog {
     console: bool,
     /// The number of steps, when the console shows progress.
     steps: Option<usize>,
+    /// The run's summary (and an object store's event log) on the run's storage.
+    stored: std::sync::OnceLock<StoredLog>,
 }
 
 #[derive(Debug)]
@@ -71,7 +74,21 @@ impl RunLog {
             path: None,
             console,
             steps: None,
+            stored: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on, also keeps the run's summary on `io` (`<run_id>/run.json`), and its
+    /// events as segments when `segments` (storage that cannot append). Once per log.
+    pub(crate) fn store_on(
+        &self,
+        io: std::sync::Arc<dyn crate::io::IoManager>,
+        run_id: &str,
+        segments: bool,
+    ) {
+        let _ = self
+            .stored
+            .get_or_init(|| StoredLog::start(io, run_id, segments));
     }
 
     /// Shows progress on the console: each line that ends a step says how many of `steps`
@@ -133,6 +150,13 @@ impl RunLog {
             let _ = file.flush();
         }
     }
+
+    /// Ends the log: flushes the file and stores what the storage does not have yet;
+    /// returns where the run's files are on its storage, when they were stored.
+    pub(crate) fn close(&self) -> Option<String> {
+        self.flush();
+        self.stored.get().and_then(StoredLog::finish)
+    }
 }
 
 impl EventSink for RunLog {
@@ -176,6 +200,9 @@ impl EventSink for RunLog {
                     );
                 }
             }
+        }
+        if let Some(stored) = self.stored.get() {
+            in_file |= stored.push(&event);
         }
         if matches!(event.kind, EventKind::StepOutputLine { .. }) {
             if in_file && !inner.write_failed && inner.lines_kept >= OUTPUT_LINES_IN_MEMORY {

@@ -158,6 +158,11 @@ impl<'j> Run<'j> {
         } else {
             None
         };
+        // The run's summary on its storage (and the events, where the storage cannot append),
+        // from RUN_START on; not for outputs kept in memory.
+        if io.is_shared() {
+            log.store_on(Arc::clone(&io), run_id.as_str(), io.local_base().is_none());
+        }
         let started = Instant::now();
         state
             .lock()
@@ -174,7 +179,7 @@ impl<'j> Run<'j> {
         let engine_error = executor.execute(&run, &state).err().map(|e| e.to_string());
         let mut state = state.lock();
         let status = state.finish(started.elapsed(), engine_error.as_deref());
-        log.flush();
+        let stored_log = log.close();
         Ok(RunResult {
             status,
             steps: plan
@@ -186,6 +191,7 @@ impl<'j> Run<'j> {
             events: log.take_events(),
             output_lines_in_file_only: log.output_lines_in_file_only(),
             event_log: log.path().map(Path::to_owned),
+            stored_log: stored_log.filter(|_| io.local_base().is_none()),
             io,
             job: plan.job.clone(),
             engine_error,

@@ -62,6 +62,32 @@ pub trait IoManager: Send + Sync + fmt::Debug {
     fn preflight(&self) -> Result<(), IoError> {
         Ok(())
     }
+
+    /// Stores a file of run `run_id` beside its outputs, at `<base>/<run_id>/<name>` (`name`
+    /// may hold `/`): the run's summary, and its event log where the storage cannot append.
+    fn put_run_file(&self, run_id: &str, name: &str, bytes: Vec<u8>) -> Result<String, IoError> {
+        let _ = (run_id, bytes);
+        Err(no_run_files(name))
+    }
+
+    /// Reads a file stored with [`put_run_file`](Self::put_run_file).
+    fn get_run_file(&self, run_id: &str, name: &str) -> Result<Vec<u8>, IoError> {
+        let _ = run_id;
+        Err(no_run_files(name))
+    }
+
+    /// The names of run `run_id`'s files under `dir` (e.g. `events`), sorted.
+    fn list_run_files(&self, run_id: &str, dir: &str) -> Result<Vec<String>, IoError> {
+        let _ = run_id;
+        Err(no_run_files(dir))
+    }
+}
+
+fn no_run_files(name: &str) -> IoError {
+    IoError::Open {
+        location: name.to_owned(),
+        reason: "this IO manager keeps no run files".to_owned(),
+    }
 }
 
 /// Why an output could not be stored or loaded.
@@ -345,6 +371,57 @@ impl IoManager for ObjectStoreIoManager {
         self.base.is_some() || self.cloud.is_some()
     }
 
+    fn put_run_file(&self, run_id: &str, name: &str, bytes: Vec<u8>) -> Result<String, IoError> {
+        let path = run_file_path(run_id, name);
+        let location = format!(
+            "{}/{run_id}/{name}",
+            self.display_root.trim_end_matches('/')
+        );
+        let store = Arc::clone(&self.store);
+        self.block(async move { store.put(&path, bytes.into()).await })?
+            .map_err(|e| IoError::Open {
+                location: format!("{location}{}", self.where_from()),
+                reason: format!("cannot write: {}", short_store_error(&e)),
+            })?;
+        Ok(location)
+    }
+
+    fn get_run_file(&self, run_id: &str, name: &str) -> Result<Vec<u8>, IoError> {
+        let path = run_file_path(run_id, name);
+        let store = Arc::clone(&self.store);
+        let bytes = self
+            .block(async move { store.get(&path).await?.bytes().await })?
+            .map_err(|e| IoError::Open {
+                location: format!(
+                    "{}/{run_id}/{name}",
+                    self.display_root.trim_end_matches('/')
+                ),
+                reason: format!("cannot read: {}", short_store_error(&e)),
+            })?;
+        Ok(bytes.into())
+    }
+
+    fn list_run_files(&self, run_id: &str, dir: &str) -> Result<Vec<String>, IoError> {
+        use futures_util::TryStreamExt as _;
+        let prefix = run_file_path(run_id, dir);
+        let store = Arc::clone(&self.store);
+        let listed = self
+            .block(async move {
+                store
+                    .list(Some(&prefix))
+                    .map_ok(|meta| meta.location.filename().unwrap_or_default().to_owned())
+                    .try_collect::<Vec<String>>()
+                    .await
+            })?
+            .map_err(|e| IoError::Open {
+                location: format!("{}/{run_id}/{dir}", self.display_root.trim_end_matches('/')),
+                reason: format!("cannot list: {}", short_store_error(&e)),
+            })?;
+        let mut names = listed;
+        names.sort();
+        Ok(names)
+    }
+
     fn preflight(&self) -> Result<(), IoError> {
         if self.cloud.is_none() {
             return Ok(());
@@ -361,6 +438,11 @@ impl IoManager for ObjectStoreIoManager {
             reason: format!("cannot write there: {}", short_store_error(&e)),
         })
     }
+}
+
+/// `<run_id>/<name>`, `name` split at `/`.
+fn run_file_path(run_id: &str, name: &str) -> StorePath {
+    StorePath::from_iter(std::iter::once(run_id).chain(name.split('/')))
 }
 
 /// An object_store error in one line: its message, and the deepest cause (the HTTP status or
