@@ -201,10 +201,8 @@ impl StoredLog {
     /// the stored event log.
     pub(crate) fn push(&self, event: &Event) -> bool {
         let mut p = self.shared.lock();
-        if self.shared.segments {
-            if serde_json::to_writer(&mut p.lines, event).is_ok() {
-                p.lines.push(b'\n');
-            }
+        if self.shared.segments && serde_json::to_writer(&mut p.lines, event).is_ok() {
+            p.lines.push(b'\n');
         }
         p.summary.apply(event);
         // A run's start and end are stored at once, for whoever lists runs.
