@@ -322,3 +322,65 @@ fn the_server_stopping_mid_run_fails_the_step_naming_the_endpoint_after_its_retr
     );
     assert_eq!(result.step_status("after_nap"), Some(StepStatus::Skipped));
 }
+
+#[test]
+fn a_large_output_goes_up_in_parts_and_comes_back_whole() {
+    let s3 = S3Server::start();
+    s3.create_bucket("runs");
+    let job = tests::payload_job();
+    let bytes = 64 << 20;
+    let yaml = s3_yaml(
+        &s3.endpoint,
+        "runs",
+        &format!("ops: {{ payload: {{ config: {{ bytes: {bytes} }} }} }}\n"),
+    );
+    let result = Run::new(&job)
+        .config(config(&job, &yaml))
+        .execute()
+        .unwrap();
+    assert!(result.success(), "{:?}", result.events());
+    let value: Vec<u8> = result.output("payload").unwrap();
+    assert_eq!(value.len(), bytes);
+    assert!(value.iter().all(|b| *b == 7));
+    // One object, no parts left behind: the upload completed.
+    let key = format!("dagster/storage/{}/payload/result", result.run_id());
+    assert!(s3.keys("runs").contains(&key));
+    let uploads =
+        s3.boto("print(len(s3.list_multipart_uploads(Bucket='runs').get('Uploads', [])))");
+    assert_eq!(uploads, "0");
+}
+
+#[test]
+fn a_server_that_never_answers_is_given_up_on_within_the_configured_timeout() {
+    // Accepts connections and reads, never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let job = tests::diamond();
+    // `s3_yaml` sets a 2 s timeout and one retry.
+    let yaml = s3_yaml(
+        &endpoint,
+        "runs",
+        "ops: { scale: { config: { factor: 2 } } }\n",
+    );
+    let started = Instant::now();
+    let err = Run::new(&job)
+        .config(config(&job, &yaml))
+        .execute()
+        .unwrap_err()
+        .to_string();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(20),
+        "{took:?}: {err}"
+    );
+    assert!(
+        err.contains(&endpoint) && err.contains("cannot write there"),
+        "{err}"
+    );
+}
