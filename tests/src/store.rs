@@ -1,9 +1,11 @@
-//! Test harness for object storage: a real S3-compatible server (moto's server mode) on a
-//! free loopback port, started per test and stopped when dropped.
+//! Test harness for object storage: real servers on free loopback ports, started per test and
+//! stopped when dropped: an S3-compatible server (moto's server mode) and Azurite (Azure).
 //!
-//! [`python`] is a venv at `target/store-venv` with the pinned moto
+//! [`python`] is a venv at `target/store-venv` with the pinned moto and Azure SDK
 //! (`tests/requirements-store.txt`), created on first use unless `DAGSTER_DASK_STORE_PYTHON`
-//! names one.
+//! names one. Azurite is `target/azurite` from npm (`azurite@3.35.0`, the last that supports
+//! the machine's Node 20), installed on first use unless `DAGSTER_DASK_AZURITE` names its
+//! `azurite-blob`.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -16,7 +18,7 @@ pub const STORE_PYTHON_ENV: &str = "DAGSTER_DASK_STORE_PYTHON";
 
 fn has_moto(python: &Path) -> bool {
     Command::new(python)
-        .args(["-c", "import moto.server, boto3"])
+        .args(["-c", "import moto.server, boto3, azure.storage.blob"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -171,5 +173,133 @@ impl S3Server {
 impl Drop for S3Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Names an `azurite-blob` executable, instead of `target/azurite`.
+pub const AZURITE_ENV: &str = "DAGSTER_DASK_AZURITE";
+
+/// Azurite's well-known development account.
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+/// Its well-known key (public, in Azurite's documentation).
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+fn azurite() -> PathBuf {
+    static AZURITE: OnceLock<PathBuf> = OnceLock::new();
+    static INSTALLING: Mutex<()> = Mutex::new(());
+    AZURITE
+        .get_or_init(|| {
+            let _guard = INSTALLING
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(p) = std::env::var_os(AZURITE_ENV) {
+                return PathBuf::from(p);
+            }
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/azurite");
+            let bin = dir.join("node_modules/.bin/azurite-blob");
+            if !bin.exists() {
+                eprintln!("installing azurite@3.35.0 into {} (once)", dir.display());
+                std::fs::create_dir_all(&dir).expect("target/azurite");
+                let ok = Command::new("npm")
+                    .args([
+                        "install",
+                        "--silent",
+                        "--no-audit",
+                        "--no-fund",
+                        "azurite@3.35.0",
+                    ])
+                    .current_dir(&dir)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok && bin.exists(), "npm install azurite@3.35.0 failed");
+            }
+            bin
+        })
+        .clone()
+}
+
+/// A running Azurite blob service on loopback.
+#[derive(Debug)]
+pub struct AzureServer {
+    /// `http://127.0.0.1:PORT/devstoreaccount1`: the account's endpoint.
+    pub endpoint: String,
+    process: Child,
+    _data: tempfile::TempDir,
+}
+
+impl AzureServer {
+    /// Starts Azurite and waits until it listens.
+    pub fn start() -> Self {
+        let port = free_port();
+        let data = tempfile::tempdir().expect("a data dir");
+        let process = Command::new(azurite())
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &port.to_string(),
+                "--silent",
+            ])
+            .arg("--skipApiVersionCheck")
+            .arg("--location")
+            .arg(data.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("azurite starts");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "azurite did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            endpoint: format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"),
+            process,
+            _data: data,
+        }
+    }
+
+    /// Runs Azure SDK code against the server (`svc` in it is a `BlobServiceClient`).
+    pub fn sdk(&self, code: &str) -> String {
+        let script = format!(
+            "from azure.storage.blob import BlobServiceClient\n\
+             svc = BlobServiceClient.from_connection_string('DefaultEndpointsProtocol=http;\
+             AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={};')\n{code}\n",
+            self.endpoint
+        );
+        let out = Command::new(python())
+            .args(["-c", &script])
+            .output()
+            .expect("python runs");
+        assert!(
+            out.status.success(),
+            "azure sdk: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Creates a container.
+    pub fn create_container(&self, name: &str) {
+        self.sdk(&format!("svc.create_container('{name}')"));
+    }
+
+    /// The blob names in `container`, sorted.
+    pub fn blobs(&self, container: &str) -> Vec<String> {
+        let listed = self.sdk(&format!(
+            "for b in svc.get_container_client('{container}').list_blobs():\n    print(b.name)"
+        ));
+        let mut names: Vec<String> = listed.lines().map(str::to_owned).collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for AzureServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
 }

@@ -8,7 +8,7 @@ use dagster_dask::config::RunConfig;
 use dagster_dask::events::{ErrorKind, EventKind};
 use dagster_dask::exec::{Run, RunStatus, StepStatus};
 use dagster_dask::graph::Job;
-use tests::store::{S3Server, free_port};
+use tests::store::{AZURITE_ACCOUNT, AZURITE_KEY, AzureServer, S3Server, free_port};
 
 /// Run config for `s3_bucket` on `endpoint`, with Dagster's S3 resource, plus `extra`.
 fn s3_yaml(endpoint: &str, bucket: &str, extra: &str) -> String {
@@ -383,4 +383,62 @@ fn a_server_that_never_answers_is_given_up_on_within_the_configured_timeout() {
         err.contains(&endpoint) && err.contains("cannot write there"),
         "{err}"
     );
+}
+
+/// Run config for Dagster's ADLS2 keys on Azurite, with `key` as the account key.
+fn azure_yaml(server: &AzureServer, key: &str) -> String {
+    format!(
+        "resources:\n  io_manager:\n    config:\n      adls2_file_system: runs\n      \
+         adls2_prefix: team\n      timeout: 2\n      retries: 1\n      storage_options: \
+         {{ azure_endpoint: '{}', azure_allow_http: true }}\n  adls2:\n    config:\n      \
+         storage_account: {AZURITE_ACCOUNT}\n      credential: {{ key: '{key}' }}\n\
+         ops: {{ scale: {{ config: {{ factor: 2 }} }} }}\n",
+        server.endpoint
+    )
+}
+
+#[test]
+fn a_run_stores_its_outputs_and_log_in_azure() {
+    let azure = AzureServer::start();
+    azure.create_container("runs");
+    let job = tests::diamond();
+    let yaml = azure_yaml(&azure, AZURITE_KEY);
+    let result = Run::new(&job)
+        .config(config(&job, &yaml))
+        .execute()
+        .unwrap();
+    assert!(result.success(), "{:?}", result.events());
+    let run_id = result.run_id();
+    let blobs = azure.blobs("runs");
+    for step in ["numbers", "total", "describe"] {
+        let name = format!("team/storage/{run_id}/{step}/result");
+        assert!(blobs.contains(&name), "{name} not in {blobs:?}");
+    }
+    assert!(blobs.contains(&format!("team/storage/{run_id}/run.json")));
+    let describe: String = result.output("describe").unwrap();
+    assert_eq!(describe, "3 parts, total 40");
+}
+
+#[test]
+fn wrong_credentials_are_one_error_before_the_run() {
+    let azure = AzureServer::start();
+    azure.create_container("runs");
+    let job = tests::diamond();
+    let wrong = AZURITE_KEY.replace('E', "F");
+    let err = Run::new(&job)
+        .config(config(&job, &azure_yaml(&azure, &wrong)))
+        .execute()
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "az://runs/team/storage",
+        azure.endpoint.as_str(),
+        "credentials from run config (`azure_storage_account_key`)",
+        "cannot write there",
+    ] {
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+    }
+    assert!(!err.contains(&wrong), "{err}");
+    // Nothing was stored.
+    assert!(azure.blobs("runs").is_empty());
 }
