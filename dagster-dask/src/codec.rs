@@ -105,6 +105,44 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
+/// Encodes `value` with its header into `out`, as it goes: a large value is never held twice
+/// in memory. Returns the bytes written.
+pub fn encode_into<T: Serialize>(
+    value: &T,
+    out: &mut dyn std::io::Write,
+) -> Result<u64, CodecError> {
+    let name = type_name_of::<T>();
+    let encode_err = |reason: String| CodecError::Encode {
+        type_name: name.to_owned(),
+        reason,
+    };
+    let head = header(name);
+    out.write_all(&head)
+        .map_err(|e| encode_err(e.to_string()))?;
+    let mut counted = Counted { inner: out, n: 0 };
+    bincode::serde::encode_into_std_write(value, &mut counted, config())
+        .map_err(|e| encode_err(e.to_string()))?;
+    Ok(head.len() as u64 + counted.n)
+}
+
+/// Counts what goes through it.
+struct Counted<'a> {
+    inner: &'a mut dyn std::io::Write,
+    n: u64,
+}
+
+impl std::io::Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.n += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 fn header(type_name: &str) -> Vec<u8> {
     // Type names longer than u16::MAX are cut: the comparison on read uses the same cut.
     let name = truncate_name(type_name);

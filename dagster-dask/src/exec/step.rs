@@ -15,7 +15,7 @@ use crate::error::{ErrorInfo, ErrorKind};
 use crate::events::{Event, EventKind, EventSink};
 use crate::graph::{Job, RESULT};
 use crate::io::{IoManager, OutputKey};
-use crate::op::{AnyValue, OpContext, OpSpec};
+use crate::op::{AnyValue, OpContext, OpSpec, Produced};
 
 /// What a step needs from its run.
 pub(crate) struct StepEnv<'a> {
@@ -129,7 +129,7 @@ fn run_attempt(
         config: env.op_config.get(key).cloned(),
         sink: Arc::clone(env.sink),
     };
-    let bytes = match deadline {
+    let output = match deadline {
         None => call_op(&step.spec, &ctx, values)?,
         Some(deadline) => {
             let gate = Arc::new(Gate {
@@ -161,23 +161,24 @@ fn run_attempt(
         }
     };
 
-    env.emit(
-        key,
-        EventKind::StepOutput {
-            output: RESULT.to_owned(),
-            type_name: plan_step.output.type_name.clone(),
-            bytes: bytes.len(),
-        },
-    );
     let out_key = OutputKey {
         run_id: env.run_id,
         step: key,
         output: RESULT,
     };
-    let location = env
+    let (location, bytes) = env
         .io
-        .store(out_key, bytes)
+        .store_encoded(out_key, &mut |w| output.encode_into(w))
         .map_err(|e| ErrorInfo::from_error(ErrorKind::Output, &e))?;
+    drop(output);
+    env.emit(
+        key,
+        EventKind::StepOutput {
+            output: RESULT.to_owned(),
+            type_name: plan_step.output.type_name.clone(),
+            bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
+        },
+    );
     env.emit(
         key,
         EventKind::HandledOutput {
@@ -189,7 +190,11 @@ fn run_attempt(
 }
 
 /// Calls the op, a panic caught as its error.
-fn call_op(spec: &OpSpec, ctx: &OpContext, values: Vec<AnyValue>) -> Result<Vec<u8>, ErrorInfo> {
+fn call_op(
+    spec: &OpSpec,
+    ctx: &OpContext,
+    values: Vec<AnyValue>,
+) -> Result<Box<dyn Produced>, ErrorInfo> {
     match catch_unwind(AssertUnwindSafe(|| (spec.compute)(ctx, values))) {
         Ok(result) => result,
         Err(panic) => {

@@ -14,7 +14,7 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, RetryConfig};
 
 use super::IoError;
 use crate::config::{Cloud, StoreConfig};
@@ -185,4 +185,149 @@ fn credential_source(config: &StoreConfig, sources: &[(&str, &str)], chain: &str
         }
     }
     chain.to_owned()
+}
+
+/// Outputs of this size and more go up as multipart uploads, in parts of this size.
+pub(super) const PART: usize = 16 << 20;
+/// Parts of one output in flight at once: the memory an upload holds is bounded by
+/// `PART * (IN_FLIGHT + 1)`, whatever the output's size.
+const IN_FLIGHT: usize = 3;
+
+/// Writes one object as it is encoded: a small one with one put at the end, a large one as a
+/// multipart upload whose parts go up while encoding goes on. The object appears only once
+/// complete; a failed or abandoned upload is aborted, so no parts stay behind.
+pub(super) struct Upload {
+    store: Arc<dyn ObjectStore>,
+    path: object_store::path::Path,
+    buf: Vec<u8>,
+    upload: Option<Box<dyn object_store::MultipartUpload>>,
+    in_flight: std::collections::VecDeque<tokio::task::JoinHandle<object_store::Result<()>>>,
+    /// The first storage error, returned by `finish`.
+    failed: Option<object_store::Error>,
+}
+
+impl Upload {
+    pub(super) fn new(store: Arc<dyn ObjectStore>, path: object_store::path::Path) -> Self {
+        Self {
+            store,
+            path,
+            buf: Vec::new(),
+            upload: None,
+            in_flight: std::collections::VecDeque::new(),
+            failed: None,
+        }
+    }
+
+    fn send_part(&mut self) -> Result<(), object_store::Error> {
+        if self.upload.is_none() {
+            let (store, path) = (Arc::clone(&self.store), self.path.clone());
+            let started =
+                block(async move { store.put_multipart(&path).await }).map_err(engine_error)??;
+            self.upload = Some(started);
+        }
+        let part = std::mem::replace(&mut self.buf, Vec::with_capacity(PART));
+        if let Some(upload) = self.upload.as_mut() {
+            let sent = upload.put_part(part.into());
+            self.in_flight
+                .push_back(runtime().map_err(engine_error)?.spawn(sent));
+        }
+        while self.in_flight.len() > IN_FLIGHT {
+            self.wait_one()?;
+        }
+        Ok(())
+    }
+
+    fn wait_one(&mut self) -> Result<(), object_store::Error> {
+        match self.in_flight.pop_front() {
+            Some(part) => {
+                futures_executor::block_on(part).map_err(|e| engine_error(e.to_string()))?
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Stores what was written: the object exists, complete, when this returns `Ok`.
+    pub(super) fn finish(mut self) -> Result<(), object_store::Error> {
+        if let Some(e) = self.failed.take() {
+            self.abort();
+            return Err(e);
+        }
+        let Some(mut upload) = self.upload.take() else {
+            let (store, path) = (Arc::clone(&self.store), self.path.clone());
+            let data = std::mem::take(&mut self.buf);
+            return block(async move { store.put(&path, data.into()).await.map(drop) })
+                .map_err(engine_error)?;
+        };
+        let done = (|| {
+            if !self.buf.is_empty() {
+                let part = std::mem::take(&mut self.buf);
+                let sent = upload.put_part(part.into());
+                self.in_flight
+                    .push_back(runtime().map_err(engine_error)?.spawn(sent));
+            }
+            while !self.in_flight.is_empty() {
+                self.wait_one()?;
+            }
+            Ok(())
+        })();
+        let completed = match done {
+            Ok(()) => block(async move {
+                match upload.complete().await {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        let _ = upload.abort().await;
+                        Err(e)
+                    }
+                }
+            })
+            .map_err(engine_error)?,
+            Err(e) => {
+                let _ = block(async move { upload.abort().await });
+                Err(e)
+            }
+        };
+        completed
+    }
+
+    /// The storage error that stopped the writing, if one did.
+    pub(super) fn take_failure(&mut self) -> Option<object_store::Error> {
+        self.failed.take()
+    }
+
+    /// Gives the object up: parts already sent are deleted.
+    pub(super) fn abort(mut self) {
+        for part in self.in_flight.drain(..) {
+            part.abort();
+        }
+        if let Some(mut upload) = self.upload.take() {
+            let _ = block(async move { upload.abort().await });
+        }
+    }
+}
+
+impl std::io::Write for Upload {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        // (written in pieces no larger than what completes the current part)
+        let take = data.len().min(PART - self.buf.len());
+        self.buf.extend_from_slice(&data[..take]);
+        if self.buf.len() >= PART {
+            if let Err(e) = self.send_part() {
+                let message = e.to_string();
+                self.failed = Some(e);
+                return Err(std::io::Error::other(message));
+            }
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn engine_error(e: impl std::fmt::Display) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "dagster-dask",
+        source: e.to_string().into(),
+    }
 }

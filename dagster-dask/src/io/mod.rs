@@ -23,6 +23,8 @@ use object_store::memory::InMemory;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+use crate::codec::CodecError;
+
 /// The address of one step output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OutputKey<'a> {
@@ -38,6 +40,24 @@ pub struct OutputKey<'a> {
 pub trait IoManager: Send + Sync + fmt::Debug {
     /// Stores the encoded output; returns where it went.
     fn store(&self, key: OutputKey<'_>, bytes: Vec<u8>) -> Result<String, IoError>;
+
+    /// Stores an output that `encode` writes (returning its size), as it is written where
+    /// the storage can take a stream (object stores: a large value is then never held
+    /// twice in memory); returns where it went and its size. The default encodes into
+    /// memory, then [`store`](Self::store)s.
+    fn store_encoded(
+        &self,
+        key: OutputKey<'_>,
+        encode: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<u64, CodecError>,
+    ) -> Result<(String, u64), IoError> {
+        let mut bytes = Vec::new();
+        let size = encode(&mut bytes).map_err(|source| IoError::Encode {
+            step: key.step.to_owned(),
+            output: key.output.to_owned(),
+            source,
+        })?;
+        Ok((self.store(key, bytes)?, size))
+    }
 
     /// Loads an encoded output stored by [`store`](Self::store).
     fn load(&self, key: OutputKey<'_>) -> Result<Vec<u8>, IoError>;
@@ -136,6 +156,16 @@ pub enum IoError {
         /// What is there instead.
         what: &'static str,
     },
+    /// The output could not be encoded.
+    #[error("cannot encode output `{output}` of step `{step}`: {source}")]
+    Encode {
+        /// The step.
+        step: String,
+        /// The output.
+        output: String,
+        /// What the codec reported.
+        source: CodecError,
+    },
     /// The storage could not be opened.
     #[error("cannot open storage at {location}: {reason}")]
     Open {
@@ -163,11 +193,6 @@ struct CloudInfo {
     endpoint: Option<String>,
     credentials: String,
 }
-
-/// Outputs at or above this size are stored with a multipart upload, in parts of this size.
-const MULTIPART_PART: usize = 16 << 20;
-/// Parts of one output uploaded at once.
-const MULTIPART_CONCURRENCY: usize = 4;
 
 impl fmt::Debug for ObjectStoreIoManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -303,33 +328,60 @@ impl ObjectStoreIoManager {
 
 impl IoManager for ObjectStoreIoManager {
     fn store(&self, key: OutputKey<'_>, bytes: Vec<u8>) -> Result<String, IoError> {
+        if self.cloud.is_some() {
+            return self
+                .store_encoded(key, &mut |w| {
+                    w.write_all(&bytes)
+                        .map(|()| bytes.len() as u64)
+                        .map_err(|e| CodecError::Encode {
+                            type_name: "bytes".to_owned(),
+                            reason: e.to_string(),
+                        })
+                })
+                .map(|(location, _)| location);
+        }
         let path = Self::path(key);
         let store = Arc::clone(&self.store);
-        let multipart = self.cloud.is_some() && bytes.len() >= MULTIPART_PART;
-        self.block(async move {
-            if !multipart {
-                return store.put(&path, bytes.into()).await.map(drop);
-            }
-            let upload = store.put_multipart(&path).await?;
-            let mut writer =
-                object_store::WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
-            // (zero-copy: parts are slices of the encoded value)
-            let mut rest = bytes::Bytes::from(bytes);
-            while !rest.is_empty() {
-                if let Err(e) = writer.wait_for_capacity(MULTIPART_CONCURRENCY).await {
-                    let _ = writer.abort().await;
-                    return Err(e);
-                }
-                let part = rest.split_to(rest.len().min(MULTIPART_PART));
-                writer.put(part);
-            }
-            // `finish` aborts the upload itself when a part or the completion fails.
-            writer.finish().await.map(drop)
-        })?
-        .map_err(|e| self.storage_err("store", key, e))?;
+        self.block(async move { store.put(&path, bytes.into()).await })?
+            .map_err(|e| self.storage_err("store", key, e))?;
         Ok(self.location(key))
     }
 
+    fn store_encoded(
+        &self,
+        key: OutputKey<'_>,
+        encode: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<u64, CodecError>,
+    ) -> Result<(String, u64), IoError> {
+        let encode_err = |source| IoError::Encode {
+            step: key.step.to_owned(),
+            output: key.output.to_owned(),
+            source,
+        };
+        if self.cloud.is_none() {
+            // (a local file is written whole and renamed into place: staged, then stored)
+            let mut bytes = Vec::new();
+            let size = encode(&mut bytes).map_err(encode_err)?;
+            return Ok((self.store(key, bytes)?, size));
+        }
+        let mut upload = cloud::Upload::new(Arc::clone(&self.store), Self::path(key));
+        match encode(&mut upload) {
+            Ok(size) => {
+                upload
+                    .finish()
+                    .map_err(|e| self.storage_err("store", key, e))?;
+                Ok((self.location(key), size))
+            }
+            Err(source) => {
+                // A storage failure mid-way shows as the encoder's write error: say which.
+                let failed = upload.take_failure();
+                upload.abort();
+                Err(match failed {
+                    Some(e) => self.storage_err("store", key, e),
+                    None => encode_err(source),
+                })
+            }
+        }
+    }
     fn load(&self, key: OutputKey<'_>) -> Result<Vec<u8>, IoError> {
         self.check_local_file(key)?;
         let path = Self::path(key);

@@ -252,9 +252,25 @@ pub(crate) struct ConfigSpec {
     pub(crate) check: ConfigCheck,
 }
 
-/// The body of an op with its types erased: decoded inputs in, encoded output out.
+/// The body of an op with its types erased: decoded inputs in, the output out, ready to
+/// encode itself into its storage.
 pub(crate) type ComputeFn =
-    dyn Fn(&OpContext, Vec<AnyValue>) -> Result<Vec<u8>, ErrorInfo> + Send + Sync;
+    dyn Fn(&OpContext, Vec<AnyValue>) -> Result<Box<dyn Produced>, ErrorInfo> + Send + Sync;
+
+/// An op's output on its way to storage: it encodes itself into the IO manager's writer, so
+/// a large value is never held twice (value and bytes) on storage that takes a stream.
+pub(crate) trait Produced: Send {
+    /// Writes the value, with its header; returns the bytes written.
+    fn encode_into(&self, out: &mut dyn std::io::Write) -> Result<u64, CodecError>;
+}
+
+struct Output<T>(T);
+
+impl<T: Serialize + Send> Produced for Output<T> {
+    fn encode_into(&self, out: &mut dyn std::io::Write) -> Result<u64, CodecError> {
+        codec::encode_into(&self.0, out)
+    }
+}
 
 /// Everything a job needs to know about an op, with the types erased.
 #[derive(Clone)]
@@ -348,7 +364,7 @@ impl<I: Inputs, O: Value> OpDef<I, O> {
                 let err: BoxError = e.into();
                 ErrorInfo::from_error(ErrorKind::Op, err.as_ref())
             })?;
-            codec::encode(&output).map_err(|e| ErrorInfo::from_error(ErrorKind::Output, &e))
+            Ok(Box::new(Output(output)) as Box<dyn Produced>)
         };
         Self {
             spec: Arc::new(OpSpec {
