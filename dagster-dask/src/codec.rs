@@ -232,6 +232,82 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
+/// Decodes a `T` from a reader over bytes written by [`encode`], as they arrive: a large
+/// value is never held twice (bytes and value) in memory. The checks and errors are those of
+/// [`decode`].
+pub fn decode_from<T: DeserializeOwned>(input: &mut dyn std::io::Read) -> Result<T, CodecError> {
+    let mut head = [0_u8; MAGIC.len() + 3];
+    let got = read_up_to(input, &mut head)?;
+    if got < MAGIC.len() || head[..MAGIC.len()] != MAGIC {
+        return Err(CodecError::BadMagic {
+            found: head[..got.min(MAGIC.len())].to_vec(),
+        });
+    }
+    if got == MAGIC.len() {
+        return Err(CodecError::Header("missing format version".to_owned()));
+    }
+    let version = head[MAGIC.len()];
+    if version != FORMAT_VERSION {
+        return Err(CodecError::Version {
+            expected: FORMAT_VERSION,
+            found: version,
+        });
+    }
+    if got < head.len() {
+        return Err(CodecError::Header("missing type name length".to_owned()));
+    }
+    let len = usize::from(u16::from_le_bytes([
+        head[MAGIC.len() + 1],
+        head[MAGIC.len() + 2],
+    ]));
+    let mut name = vec![0_u8; len];
+    let got = read_up_to(input, &mut name)?;
+    if got < len {
+        return Err(CodecError::Header(format!(
+            "type name is {len} bytes but only {got} bytes follow"
+        )));
+    }
+    let type_name = std::str::from_utf8(&name)
+        .map_err(|e| CodecError::Header(format!("type name is not UTF-8: {e}")))?;
+    let expected = truncate_name(type_name_of::<T>());
+    if type_name != expected {
+        return Err(CodecError::TypeMismatch {
+            expected: expected.to_owned(),
+            found: type_name.to_owned(),
+        });
+    }
+    let corrupt = |reason: String| CodecError::Corrupt {
+        type_name: expected.to_owned(),
+        reason,
+    };
+    let value: T = bincode::serde::decode_from_std_read(&mut &mut *input, config())
+        .map_err(|e| corrupt(e.to_string()))?;
+    let mut rest = [0_u8; 4096];
+    let trailing = read_up_to(input, &mut rest)?;
+    if trailing > 0 {
+        let more = std::io::copy(input, &mut std::io::sink()).unwrap_or(0);
+        return Err(corrupt(format!(
+            "{} trailing bytes after the value",
+            trailing as u64 + more
+        )));
+    }
+    Ok(value)
+}
+
+/// Fills `buf` as far as the input goes; returns how much it read.
+fn read_up_to(input: &mut dyn std::io::Read, buf: &mut [u8]) -> Result<usize, CodecError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(CodecError::Header(format!("cannot read the object: {e}"))),
+        }
+    }
+    Ok(got)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +405,34 @@ mod tests {
         huge.extend_from_slice(&u64::MAX.to_le_bytes());
         let err = decode::<Vec<u8>>(&huge).unwrap_err();
         assert!(matches!(err, CodecError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn reading_from_a_stream_agrees_with_decoding_bytes() {
+        let bytes = encode(&point()).unwrap();
+        assert_eq!(
+            decode_from::<Point>(&mut bytes.as_slice()).unwrap(),
+            point()
+        );
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(b"xyz");
+        for input in (0..bytes.len())
+            .map(|n| &bytes[..n])
+            .chain([longer.as_slice()])
+        {
+            let from_slice = decode::<Point>(input).unwrap_err();
+            let from_stream = decode_from::<Point>(&mut &input[..]).unwrap_err();
+            assert_eq!(
+                std::mem::discriminant(&from_slice),
+                std::mem::discriminant(&from_stream),
+                "{from_slice} / {from_stream}"
+            );
+        }
+        let other = encode(&7_u8).unwrap();
+        assert!(matches!(
+            decode_from::<Point>(&mut other.as_slice()),
+            Err(CodecError::TypeMismatch { .. })
+        ));
     }
 
     #[test]

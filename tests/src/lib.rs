@@ -533,3 +533,16 @@ job! {
         second(f, g);
     }
 }
+
+#[op]
+fn measure(bytes: Vec<u8>) -> u64 {
+    bytes.len() as u64
+}
+
+job! {
+    /// `payload`, then a step that loads it whole.
+    pub fn payload_pair() {
+        let p = payload();
+        measure(p);
+    }
+}

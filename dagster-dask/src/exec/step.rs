@@ -94,8 +94,10 @@ fn run_attempt(
                     ),
                 )
             };
-            let bytes = env.io.load(out_key).map_err(|e| input_err(e.to_string()))?;
-            let value = (input.decode)(&bytes)
+            let value = env
+                .io
+                .load_with(out_key, &mut |r| (input.decode)(r))
+                .map_err(|e| input_err(e.to_string()))?
                 .map_err(|e| input_err(format!("{e} (at {})", env.io.location(out_key))))?;
             decoded.push(value);
             env.emit(

@@ -270,7 +270,7 @@ impl Upload {
             }
             Ok(())
         })();
-        let completed = match done {
+        match done {
             Ok(()) => block(async move {
                 match upload.complete().await {
                     Ok(_) => Ok(()),
@@ -285,8 +285,7 @@ impl Upload {
                 let _ = block(async move { upload.abort().await });
                 Err(e)
             }
-        };
-        completed
+        }
     }
 
     /// The storage error that stopped the writing, if one did.
@@ -329,5 +328,65 @@ fn engine_error(e: impl std::fmt::Display) -> object_store::Error {
     object_store::Error::Generic {
         store: "dagster-dask",
         source: e.to_string().into(),
+    }
+}
+
+/// Reads one object as it arrives: the body streams through a small channel, so at most a
+/// few chunks are held, whatever the object's size.
+pub(super) struct Download {
+    chunks: tokio::sync::mpsc::Receiver<object_store::Result<bytes::Bytes>>,
+    current: bytes::Bytes,
+    /// The storage error that ended the body early.
+    failed: Option<object_store::Error>,
+}
+
+impl Download {
+    /// Asks for the object; a missing one is an error here, before any byte is read.
+    pub(super) fn start(
+        store: Arc<dyn ObjectStore>,
+        path: object_store::path::Path,
+    ) -> Result<Self, object_store::Error> {
+        let got = block(async move { store.get(&path).await }).map_err(engine_error)??;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        runtime().map_err(engine_error)?.spawn(async move {
+            use futures_util::StreamExt as _;
+            let mut body = got.into_stream();
+            while let Some(chunk) = body.next().await {
+                // (a reader that stopped reading has what it needs)
+                if tx.send(chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Self {
+            chunks: rx,
+            current: bytes::Bytes::new(),
+            failed: None,
+        })
+    }
+
+    /// The storage error that ended the body early, if one did.
+    pub(super) fn take_failure(&mut self) -> Option<object_store::Error> {
+        self.failed.take()
+    }
+}
+
+impl std::io::Read for Download {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            // (blocks this thread, which is never one of the storage runtime's own)
+            match futures_executor::block_on(self.chunks.recv()) {
+                None => return Ok(0),
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => {
+                    let message = e.to_string();
+                    self.failed = Some(e);
+                    return Err(std::io::Error::other(message));
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
     }
 }

@@ -24,6 +24,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::codec::CodecError;
+use crate::op::AnyValue;
 
 /// The address of one step output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,6 +62,19 @@ pub trait IoManager: Send + Sync + fmt::Debug {
 
     /// Loads an encoded output stored by [`store`](Self::store).
     fn load(&self, key: OutputKey<'_>) -> Result<Vec<u8>, IoError>;
+
+    /// Hands a stored output to `decode` as a reader, as it arrives where the storage can
+    /// stream (object stores and directories: a large value is then never held twice in
+    /// memory). The outer error is the storage's; the inner one `decode`'s. The default
+    /// [`load`](Self::load)s the whole object first.
+    fn load_with(
+        &self,
+        key: OutputKey<'_>,
+        decode: &mut dyn FnMut(&mut dyn std::io::Read) -> Result<AnyValue, CodecError>,
+    ) -> Result<Result<AnyValue, CodecError>, IoError> {
+        let bytes = self.load(key)?;
+        Ok(decode(&mut bytes.as_slice()))
+    }
 
     /// The size in bytes of a stored output, without loading it (where the store can).
     fn size(&self, key: OutputKey<'_>) -> Result<u64, IoError> {
@@ -390,6 +404,51 @@ impl IoManager for ObjectStoreIoManager {
             .block(async move { store.get(&path).await?.bytes().await })?
             .map_err(|e| self.storage_err("load", key, e))?;
         Ok(bytes.into())
+    }
+
+    fn load_with(
+        &self,
+        key: OutputKey<'_>,
+        decode: &mut dyn FnMut(&mut dyn std::io::Read) -> Result<AnyValue, CodecError>,
+    ) -> Result<Result<AnyValue, CodecError>, IoError> {
+        self.check_local_file(key)?;
+        if let Some(base) = &self.base {
+            let file = base.join(key.run_id).join(key.step).join(key.output);
+            let opened = std::fs::File::open(&file).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => IoError::NotFound {
+                    step: key.step.to_owned(),
+                    output: key.output.to_owned(),
+                    location: self.location(key),
+                },
+                _ => self.storage_err(
+                    "load",
+                    key,
+                    object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(e),
+                    },
+                ),
+            })?;
+            return Ok(decode(&mut std::io::BufReader::with_capacity(
+                1 << 16,
+                opened,
+            )));
+        }
+        if self.cloud.is_none() {
+            let bytes = self.load(key)?;
+            return Ok(decode(&mut bytes.as_slice()));
+        }
+        let mut download = cloud::Download::start(Arc::clone(&self.store), Self::path(key))
+            .map_err(|e| self.storage_err("load", key, e))?;
+        let decoded = decode(&mut std::io::BufReader::with_capacity(
+            1 << 16,
+            &mut download,
+        ));
+        // A storage failure mid-way shows as the decoder's read error: say which it was.
+        match download.take_failure() {
+            Some(e) if decoded.is_err() => Err(self.storage_err("load", key, e)),
+            _ => Ok(decoded),
+        }
     }
 
     fn size(&self, key: OutputKey<'_>) -> Result<u64, IoError> {

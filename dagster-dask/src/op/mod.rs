@@ -83,12 +83,12 @@ impl Eq for TypeInfo {}
 #[doc(hidden)]
 pub type AnyValue = Box<dyn Any + Send>;
 
-/// Decodes one stored object into an [`AnyValue`].
+/// Decodes one stored object, read as it arrives, into an [`AnyValue`].
 #[doc(hidden)]
-pub type DecodeFn = fn(&[u8]) -> Result<AnyValue, CodecError>;
+pub type DecodeFn = fn(&mut dyn std::io::Read) -> Result<AnyValue, CodecError>;
 
-pub(crate) fn decode_any<T: Value>(bytes: &[u8]) -> Result<AnyValue, CodecError> {
-    codec::decode::<T>(bytes).map(|v| Box::new(v) as AnyValue)
+pub(crate) fn decode_any<T: Value>(input: &mut dyn std::io::Read) -> Result<AnyValue, CodecError> {
+    codec::decode_from::<T>(input).map(|v| Box::new(v) as AnyValue)
 }
 
 /// The inputs of an op: a tuple of [`Value`]s, `()` for none.
