@@ -1357,3 +1357,47 @@ fn a_run_on_the_cluster_keeps_its_outputs_in_s3() {
         assert!(keys.contains(&key), "{key} not in {keys:?}");
     }
 }
+
+#[test]
+fn a_run_on_the_cluster_keeps_its_outputs_in_azure() {
+    use tests::store::{AZURITE_ACCOUNT, AZURITE_KEY, AzureServer};
+    let (_serial, cluster, dir) = with_cluster();
+    let azure = AzureServer::start();
+    azure.create_container("runs");
+    let cfg = write(
+        dir.path(),
+        "azure.yaml",
+        &format!(
+            "execution: {{ config: {{ cluster: {{ existing: {{ address: '{}' }} }} }} }}\n\
+             resources:\n  io_manager: {{ config: {{ base_url: 'az://runs/cluster', \
+             storage_options: {{ azure_endpoint: '{}', azure_allow_http: true, \
+             azure_storage_account_name: {AZURITE_ACCOUNT}, azure_storage_account_key: '{AZURITE_KEY}' }} }} }}\n\
+             ops: {{ scale: {{ config: {{ factor: 2 }} }} }}\n",
+            cluster.address, azure.endpoint
+        ),
+    );
+    let run_id = dagster_dask::exec::new_run_id();
+    let out = command("diamond", &[&cfg], &run_id).output().unwrap();
+    assert_nothing_left(&run_id);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("describe = \"3 parts, total 40\""),
+        "{stdout}"
+    );
+    let blobs = azure.blobs("runs");
+    for name in [
+        "numbers/result",
+        "describe/result",
+        "run.json",
+        "events/000001.jsonl",
+    ] {
+        let name = format!("cluster/{run_id}/{name}");
+        assert!(blobs.contains(&name), "{name} not in {blobs:?}");
+    }
+}
