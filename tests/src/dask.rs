@@ -9,71 +9,20 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_owned()
-}
-
-fn has_distributed(python: &Path) -> bool {
-    Command::new(python)
-        .args(["-c", "import distributed"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 /// The Python with `distributed` that the Dask tests use (created on first use).
 pub fn python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    static CREATING: Mutex<()> = Mutex::new(());
     PYTHON
         .get_or_init(|| {
-            let _guard = CREATING
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(p) = std::env::var_os(dagster_dask::exec::PYTHON_ENV) {
-                let p = PathBuf::from(p);
-                assert!(
-                    has_distributed(&p),
-                    "{} = {} has no `distributed`",
-                    dagster_dask::exec::PYTHON_ENV,
-                    p.display()
-                );
-                return p;
-            }
-            let venv = workspace().join("target/dask-venv");
-            let python = venv.join("bin/python");
-            if !has_distributed(&python) {
-                eprintln!(
-                    "creating {} with the pinned distributed (once)",
-                    venv.display()
-                );
-                let ok = Command::new("python3")
-                    .arg("-m")
-                    .arg("venv")
-                    .arg(&venv)
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(ok, "python3 -m venv {} failed", venv.display());
-                let requirements = workspace().join("dagster-dask/python/requirements.txt");
-                let ok = Command::new(&python)
-                    .args(["-m", "pip", "install", "--quiet", "-r"])
-                    .arg(&requirements)
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(
-                    ok && has_distributed(&python),
-                    "pip install -r {} failed",
-                    requirements.display()
-                );
-            }
-            python
+            crate::venv::venv_python(
+                dagster_dask::exec::PYTHON_ENV,
+                "dask-venv",
+                "dagster-dask/python/requirements.txt",
+                "distributed",
+            )
         })
         .clone()
 }

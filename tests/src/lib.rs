@@ -6,6 +6,7 @@
 
 pub mod dask;
 pub mod store;
+mod venv;
 
 use std::time::Duration;
 

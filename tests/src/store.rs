@@ -8,7 +8,7 @@
 //! `azurite-blob`.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -16,57 +16,33 @@ use std::time::{Duration, Instant};
 /// Names a Python with moto's server and boto3, instead of `target/store-venv`.
 pub const STORE_PYTHON_ENV: &str = "DAGSTER_DASK_STORE_PYTHON";
 
-fn has_moto(python: &Path) -> bool {
-    Command::new(python)
-        .args(["-c", "import moto.server, boto3, azure.storage.blob"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// The Python with moto the storage tests use (created on first use).
+/// The Python with moto and the Azure SDK the storage tests use (created on first use).
 pub fn python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    static CREATING: Mutex<()> = Mutex::new(());
     PYTHON
         .get_or_init(|| {
-            let _guard = CREATING
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(p) = std::env::var_os(STORE_PYTHON_ENV) {
-                let p = PathBuf::from(p);
-                assert!(
-                    has_moto(&p),
-                    "{STORE_PYTHON_ENV} = {} has no moto",
-                    p.display()
-                );
-                return p;
-            }
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            let venv = root.join("../target/store-venv");
-            let python = venv.join("bin/python");
-            if !has_moto(&python) {
-                eprintln!("creating {} with moto (once)", venv.display());
-                let ok = Command::new("python3")
-                    .args(["-m", "venv"])
-                    .arg(&venv)
-                    .status()
-                    .is_ok_and(|s| s.success())
-                    && Command::new(&python)
-                        .args(["-m", "pip", "install", "--quiet", "-r"])
-                        .arg(root.join("requirements-store.txt"))
-                        .status()
-                        .is_ok_and(|s| s.success());
-                assert!(
-                    ok && has_moto(&python),
-                    "cannot install moto into {}",
-                    venv.display()
-                );
-            }
-            python
+            crate::venv::venv_python(
+                STORE_PYTHON_ENV,
+                "store-venv",
+                "tests/requirements-store.txt",
+                "moto.server, boto3, azure.storage.blob",
+            )
         })
         .clone()
+}
+
+/// Runs a script with the storage tests' Python; returns what it printed.
+fn run_python(script: &str) -> String {
+    let out = Command::new(python())
+        .args(["-c", script])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// A port nobody listens on now.
@@ -124,21 +100,11 @@ impl S3Server {
 
     /// Runs boto3 code against the server (`s3` in it is a client); returns what it printed.
     pub fn boto(&self, code: &str) -> String {
-        let script = format!(
+        run_python(&format!(
             "import boto3\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
              aws_access_key_id='test', aws_secret_access_key='test')\n{code}\n",
             self.endpoint
-        );
-        let out = Command::new(python())
-            .args(["-c", &script])
-            .output()
-            .expect("python runs");
-        assert!(
-            out.status.success(),
-            "boto3: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        ))
     }
 
     /// Creates a bucket.
@@ -196,7 +162,7 @@ fn azurite() -> PathBuf {
             if let Some(p) = std::env::var_os(AZURITE_ENV) {
                 return PathBuf::from(p);
             }
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/azurite");
+            let dir = crate::venv::workspace().join("target/azurite");
             let bin = dir.join("node_modules/.bin/azurite-blob");
             if !bin.exists() {
                 eprintln!("installing azurite@3.35.0 into {} (once)", dir.display());
@@ -263,22 +229,12 @@ impl AzureServer {
 
     /// Runs Azure SDK code against the server (`svc` in it is a `BlobServiceClient`).
     pub fn sdk(&self, code: &str) -> String {
-        let script = format!(
+        run_python(&format!(
             "from azure.storage.blob import BlobServiceClient\n\
              svc = BlobServiceClient.from_connection_string('DefaultEndpointsProtocol=http;\
              AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={};')\n{code}\n",
             self.endpoint
-        );
-        let out = Command::new(python())
-            .args(["-c", &script])
-            .output()
-            .expect("python runs");
-        assert!(
-            out.status.success(),
-            "azure sdk: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        ))
     }
 
     /// Creates a container.

@@ -1319,21 +1319,16 @@ fn both_workers_dying_ends_the_run_and_leaves_no_step_behind() {
     assert_gone(step_pid);
 }
 
-#[test]
-fn a_run_on_the_cluster_keeps_its_outputs_in_s3() {
-    let (_serial, cluster, dir) = with_cluster();
-    let s3 = tests::store::S3Server::start();
-    s3.create_bucket("cluster-runs");
+/// Runs the diamond on `cluster` with `storage` (YAML under `resources:`); asserts it succeeds,
+/// leaves nothing running and prints its result; returns its run id.
+fn diamond_on_cluster_with_storage(cluster: &Cluster, dir: &Path, storage: &str) -> String {
     let cfg = write(
-        dir.path(),
-        "s3.yaml",
+        dir,
+        "storage.yaml",
         &format!(
             "execution: {{ config: {{ cluster: {{ existing: {{ address: '{}' }} }} }} }}\n\
-             resources:\n  io_manager: {{ config: {{ s3_bucket: cluster-runs, s3_prefix: team }} }}\n  \
-             s3: {{ config: {{ endpoint_url: '{}', use_ssl: false, region_name: us-east-1, \
-             aws_access_key_id: test, aws_secret_access_key: test }} }}\n\
-             ops: {{ scale: {{ config: {{ factor: 2 }} }} }}\n",
-            cluster.address, s3.endpoint
+             resources:\n{storage}ops: {{ scale: {{ config: {{ factor: 2 }} }} }}\n",
+            cluster.address
         ),
     );
     let run_id = dagster_dask::exec::new_run_id();
@@ -1346,10 +1341,28 @@ fn a_run_on_the_cluster_keeps_its_outputs_in_s3() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The summary read the final output back from S3.
+    // The summary read the final output back from the store.
     assert!(
         stdout.contains("describe = \"3 parts, total 40\""),
         "{stdout}"
+    );
+    run_id
+}
+
+#[test]
+fn a_run_on_the_cluster_keeps_its_outputs_in_s3() {
+    let (_serial, cluster, dir) = with_cluster();
+    let s3 = tests::store::S3Server::start();
+    s3.create_bucket("cluster-runs");
+    let run_id = diamond_on_cluster_with_storage(
+        &cluster,
+        dir.path(),
+        &format!(
+            "  io_manager: {{ config: {{ s3_bucket: cluster-runs, s3_prefix: team }} }}\n  \
+             s3: {{ config: {{ endpoint_url: '{}', use_ssl: false, region_name: us-east-1, \
+             aws_access_key_id: test, aws_secret_access_key: test }} }}\n",
+            s3.endpoint
+        ),
     );
     let keys = s3.keys("cluster-runs");
     for step in ["numbers", "scale", "square", "negate", "total", "describe"] {
@@ -1364,31 +1377,15 @@ fn a_run_on_the_cluster_keeps_its_outputs_in_azure() {
     let (_serial, cluster, dir) = with_cluster();
     let azure = AzureServer::start();
     azure.create_container("runs");
-    let cfg = write(
+    let run_id = diamond_on_cluster_with_storage(
+        &cluster,
         dir.path(),
-        "azure.yaml",
         &format!(
-            "execution: {{ config: {{ cluster: {{ existing: {{ address: '{}' }} }} }} }}\n\
-             resources:\n  io_manager: {{ config: {{ base_url: 'az://runs/cluster', \
-             storage_options: {{ azure_endpoint: '{}', azure_allow_http: true, \
-             azure_storage_account_name: {AZURITE_ACCOUNT}, azure_storage_account_key: '{AZURITE_KEY}' }} }} }}\n\
-             ops: {{ scale: {{ config: {{ factor: 2 }} }} }}\n",
-            cluster.address, azure.endpoint
+            "  io_manager: {{ config: {{ base_url: 'az://runs/cluster', storage_options: {{ \
+             azure_endpoint: '{}', azure_allow_http: true, azure_storage_account_name: \
+             {AZURITE_ACCOUNT}, azure_storage_account_key: '{AZURITE_KEY}' }} }} }}\n",
+            azure.endpoint
         ),
-    );
-    let run_id = dagster_dask::exec::new_run_id();
-    let out = command("diamond", &[&cfg], &run_id).output().unwrap();
-    assert_nothing_left(&run_id);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("describe = \"3 parts, total 40\""),
-        "{stdout}"
     );
     let blobs = azure.blobs("runs");
     for name in [

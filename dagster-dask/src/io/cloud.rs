@@ -91,39 +91,38 @@ pub(super) fn open(config: &StoreConfig) -> Result<CloudStore, IoError> {
             .cloned()
             .or_else(|| env.iter().find_map(|v| std::env::var(v).ok()))
     };
-    let (store, endpoint, credentials): (Arc<dyn ObjectStore>, _, _) = match config.cloud {
-        Cloud::S3 => {
-            let mut b = AmazonS3Builder::from_env().with_url(&bucket_url);
+    // The three builders share no trait: the same steps, spelled once.
+    macro_rules! build {
+        ($builder:ty, $key:ty) => {{
+            let mut b = <$builder>::from_env().with_url(&bucket_url);
             for (k, v) in options() {
-                let key: AmazonS3ConfigKey = k.parse().map_err(|e| fail(format!("{e}")))?;
+                let key: $key = k.parse().map_err(|e| fail(format!("{e}")))?;
                 b = b.with_config(key, v);
             }
             let store = b
                 .with_retry(retry)
                 .build()
                 .map_err(|e| fail(e.to_string()))?;
-            let endpoint = option("aws_endpoint", &["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]);
-            let credentials = credential_source(
+            Arc::new(store) as Arc<dyn ObjectStore>
+        }};
+    }
+    let (store, endpoint, credentials) = match config.cloud {
+        Cloud::S3 => (
+            build!(AmazonS3Builder, AmazonS3ConfigKey),
+            option("aws_endpoint", &["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]),
+            credential_source(
                 config,
                 &[
                     ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
                     ("aws_skip_signature", "AWS_SKIP_SIGNATURE"),
                 ],
                 "AWS's default chain (web identity, ECS or EC2 instance metadata)",
-            );
-            (Arc::new(store) as _, endpoint, credentials)
-        }
-        Cloud::Gcs => {
-            let mut b = GoogleCloudStorageBuilder::from_env().with_url(&bucket_url);
-            for (k, v) in options() {
-                let key: GoogleConfigKey = k.parse().map_err(|e| fail(format!("{e}")))?;
-                b = b.with_config(key, v);
-            }
-            let store = b
-                .with_retry(retry)
-                .build()
-                .map_err(|e| fail(e.to_string()))?;
-            let credentials = credential_source(
+            ),
+        ),
+        Cloud::Gcs => (
+            build!(GoogleCloudStorageBuilder, GoogleConfigKey),
+            None,
+            credential_source(
                 config,
                 &[
                     ("google_service_account", "GOOGLE_SERVICE_ACCOUNT"),
@@ -134,21 +133,12 @@ pub(super) fn open(config: &StoreConfig) -> Result<CloudStore, IoError> {
                     ),
                 ],
                 "Google's default credentials (instance metadata)",
-            );
-            (Arc::new(store) as _, None, credentials)
-        }
-        Cloud::Azure => {
-            let mut b = MicrosoftAzureBuilder::from_env().with_url(&bucket_url);
-            for (k, v) in options() {
-                let key: AzureConfigKey = k.parse().map_err(|e| fail(format!("{e}")))?;
-                b = b.with_config(key, v);
-            }
-            let store = b
-                .with_retry(retry)
-                .build()
-                .map_err(|e| fail(e.to_string()))?;
-            let endpoint = option("azure_endpoint", &["AZURE_ENDPOINT"]);
-            let credentials = credential_source(
+            ),
+        ),
+        Cloud::Azure => (
+            build!(MicrosoftAzureBuilder, AzureConfigKey),
+            option("azure_endpoint", &["AZURE_ENDPOINT"]),
+            credential_source(
                 config,
                 &[
                     ("azure_storage_account_key", "AZURE_STORAGE_ACCOUNT_KEY"),
@@ -156,9 +146,8 @@ pub(super) fn open(config: &StoreConfig) -> Result<CloudStore, IoError> {
                     ("azure_use_emulator", "AZURE_STORAGE_USE_EMULATOR"),
                 ],
                 "Azure's default chain (managed identity)",
-            );
-            (Arc::new(store) as _, endpoint, credentials)
-        }
+            ),
+        ),
     };
     let store: Arc<dyn ObjectStore> = if config.prefix.is_empty() {
         store
