@@ -442,3 +442,44 @@ fn wrong_credentials_are_one_error_before_the_run() {
     // Nothing was stored.
     assert!(azure.blobs("runs").is_empty());
 }
+
+#[test]
+fn the_standard_aws_environment_is_enough() {
+    let s3 = S3Server::start();
+    s3.create_bucket("envruns");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("run.yaml");
+    std::fs::write(
+        &cfg,
+        "resources: { io_manager: { config: { base_url: 's3://envruns/x' } } }\n\
+         ops: { scale: { config: { factor: 2 } } }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_diamond"))
+        .args(["run", "-q", "-c"])
+        .arg(&cfg)
+        .env("AWS_ENDPOINT_URL", &s3.endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "from-env")
+        .env("AWS_SECRET_ACCESS_KEY", "from-env-secret")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("describe = \"3 parts, total 40\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(summary s3://envruns/x/"), "{stdout}");
+    assert!(
+        s3.keys("envruns")
+            .iter()
+            .any(|k| k.ends_with("/describe/result"))
+    );
+}
