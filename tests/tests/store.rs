@@ -24,16 +24,33 @@ fn config(job: &Job, yaml: &str) -> RunConfig {
     RunConfig::from_yaml(yaml, job).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Runs the diamond with `yaml`, which must stop it before it starts; returns the error and
+/// how long it took to come.
+fn refused_before_the_run(yaml: &str) -> (String, Duration) {
+    let job = tests::diamond();
+    let started = Instant::now();
+    let err = Run::new(&job)
+        .config(config(&job, yaml))
+        .execute()
+        .expect_err("the run should not start");
+    (err.to_string(), started.elapsed())
+}
+
+/// [`s3_yaml`] for the diamond on `endpoint`, bucket `bucket`.
+fn diamond_s3_yaml(endpoint: &str, bucket: &str) -> String {
+    s3_yaml(
+        endpoint,
+        bucket,
+        "ops: { scale: { config: { factor: 2 } } }\n",
+    )
+}
+
 #[test]
 fn a_run_stores_its_outputs_in_s3_under_dagsters_layout() {
     let s3 = S3Server::start();
     s3.create_bucket("runs");
     let job = tests::diamond();
-    let yaml = s3_yaml(
-        &s3.endpoint,
-        "runs",
-        "ops: { scale: { config: { factor: 2 } } }\n",
-    );
+    let yaml = diamond_s3_yaml(&s3.endpoint, "runs");
     let result = Run::new(&job)
         .config(config(&job, &yaml))
         .execute()
@@ -142,17 +159,7 @@ fn a_running_run_keeps_its_summary_and_log_current_on_the_store() {
 #[test]
 fn a_missing_bucket_stops_the_run_before_it_starts_and_names_what_was_tried() {
     let s3 = S3Server::start();
-    let job = tests::diamond();
-    let yaml = s3_yaml(
-        &s3.endpoint,
-        "nowhere",
-        "ops: { scale: { config: { factor: 2 } } }\n",
-    );
-    let err = Run::new(&job)
-        .config(config(&job, &yaml))
-        .execute()
-        .unwrap_err()
-        .to_string();
+    let (err, _) = refused_before_the_run(&diamond_s3_yaml(&s3.endpoint, "nowhere"));
     for needle in [
         "s3://nowhere/dagster/storage",
         &s3.endpoint,
@@ -167,23 +174,8 @@ fn a_missing_bucket_stops_the_run_before_it_starts_and_names_what_was_tried() {
 #[test]
 fn an_unreachable_endpoint_fails_within_the_configured_timeout() {
     let endpoint = format!("http://127.0.0.1:{}", free_port());
-    let job = tests::diamond();
-    let yaml = s3_yaml(
-        &endpoint,
-        "runs",
-        "ops: { scale: { config: { factor: 2 } } }\n",
-    );
-    let started = Instant::now();
-    let err = Run::new(&job)
-        .config(config(&job, &yaml))
-        .execute()
-        .unwrap_err()
-        .to_string();
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "{:?}",
-        started.elapsed()
-    );
+    let (err, took) = refused_before_the_run(&diamond_s3_yaml(&endpoint, "runs"));
+    assert!(took < Duration::from_secs(30), "{took:?}");
     assert!(err.contains(&endpoint), "{err}");
 }
 
@@ -361,20 +353,8 @@ fn a_server_that_never_answers_is_given_up_on_within_the_configured_timeout() {
             held.push(stream);
         }
     });
-    let job = tests::diamond();
     // `s3_yaml` sets a 2 s timeout and one retry.
-    let yaml = s3_yaml(
-        &endpoint,
-        "runs",
-        "ops: { scale: { config: { factor: 2 } } }\n",
-    );
-    let started = Instant::now();
-    let err = Run::new(&job)
-        .config(config(&job, &yaml))
-        .execute()
-        .unwrap_err()
-        .to_string();
-    let took = started.elapsed();
+    let (err, took) = refused_before_the_run(&diamond_s3_yaml(&endpoint, "runs"));
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(20),
         "{took:?}: {err}"
@@ -423,13 +403,8 @@ fn a_run_stores_its_outputs_and_log_in_azure() {
 fn wrong_credentials_are_one_error_before_the_run() {
     let azure = AzureServer::start();
     azure.create_container("runs");
-    let job = tests::diamond();
     let wrong = AZURITE_KEY.replace('E', "F");
-    let err = Run::new(&job)
-        .config(config(&job, &azure_yaml(&azure, &wrong)))
-        .execute()
-        .unwrap_err()
-        .to_string();
+    let (err, _) = refused_before_the_run(&azure_yaml(&azure, &wrong));
     for needle in [
         "az://runs/team/storage",
         azure.endpoint.as_str(),
