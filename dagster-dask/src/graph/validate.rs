@@ -78,10 +78,17 @@ impl JobBuilder {
             DiGraph::with_capacity(self.steps.len(), self.steps.len());
         let nodes: Vec<NodeIndex> = (0..self.steps.len()).map(|i| graph.add_node(i)).collect();
         for (i, inputs) in resolved.iter().enumerate() {
-            for input in inputs {
-                for &src in &input.sources {
-                    graph.update_edge(nodes[src], nodes[i], ());
-                }
+            // Each upstream step once. (`update_edge` dedups by scanning the upstream's edges
+            // for every new one: quadratic in a fan-out, and every step process of a big job
+            // builds its graph.)
+            let mut sources: Vec<usize> = inputs
+                .iter()
+                .flat_map(|input| input.sources.iter().copied())
+                .collect();
+            sources.sort_unstable();
+            sources.dedup();
+            for src in sources {
+                graph.add_edge(nodes[src], nodes[i], ());
             }
         }
         let order = topological_order(&graph, &nodes);
