@@ -239,3 +239,17 @@ fn ten_thousand_steps_build_quickly_enough_to_plan() {
     assert_eq!(job.plan().steps.len(), 10_000);
     assert_eq!(job.plan().steps.last().unwrap().key, "inc_9999");
 }
+
+#[test]
+fn one_upstream_feeding_two_inputs_is_one_dependency() {
+    use dagster_dask::prelude::*;
+    let one = OpDef::new("one", [], |_ctx, (): ()| 21_i64);
+    let add = OpDef::new("add", ["a", "b"], |_ctx, (a, b): (i64, i64)| a + b);
+    let mut b = JobBuilder::new("twice");
+    let x = b.add(&one, ());
+    b.add(&add, (x, x));
+    let job = b.build().unwrap();
+    assert_eq!(job.plan().upstream()[1], vec![0]);
+    let result = job.execute_in_process().unwrap();
+    assert_eq!(result.output::<i64>("add").unwrap(), 42);
+}
