@@ -517,7 +517,35 @@ fn start_nap_with(
         .spawn()
         .unwrap();
     let step_pid = wait_for_pid(&pid_file);
+    // The step runs; a fault from here on must find the driver knowing it (its start travels
+    // through the scheduler, a little after the op itself began).
+    wait_for_start(d, &run_id, "nap");
     (child, run_id, step_pid)
+}
+
+/// Waits until the run's event log has `step`'s STEP_START.
+fn wait_for_start(d: &Path, run_id: &str, step: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log =
+            std::fs::canonicalize(d.join("storage")).map(|s| s.join(run_id).join("events.jsonl"));
+        let started = log
+            .ok()
+            .and_then(|p| read_event_log(&p).ok())
+            .is_some_and(|events| {
+                events
+                    .iter()
+                    .any(|e| e.kind == EventKind::StepStart && e.step_key.as_deref() == Some(step))
+            });
+        if started {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the driver never saw {step} start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Waits for a step to write its process id.
