@@ -29,7 +29,7 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Attribute, Expr, Ident, LitStr, Token, Visibility};
 
-use crate::util::{Errors, doc_text, is_valid_name, list, unraw};
+use crate::util::{Errors, check_tag_value, doc_text, is_valid_name, list, parse_tag_key, unraw};
 
 const JOB_OPTIONS: &[&str] = &["name", "description", "tags"];
 
@@ -90,16 +90,22 @@ fn parse_job_attr(attr: &Attribute, options: &mut JobOptions, errors: &mut Error
                 let d: LitStr = meta.value()?.parse()?;
                 options.description = Some(d.value());
             }
-            "tags" => meta.parse_nested_meta(|tag| {
-                let key = tag
-                    .path
-                    .get_ident()
-                    .map(unraw)
-                    .ok_or_else(|| tag.error("tag keys are identifiers"))?;
-                let value: LitStr = tag.value()?.parse()?;
-                options.tags.push((key, value));
-                Ok(())
-            })?,
+            "tags" => {
+                // Keys are identifiers or strings (`"dagster/max_runtime" = "3600"`).
+                let content;
+                syn::parenthesized!(content in meta.input);
+                while !content.is_empty() {
+                    let (key, _) = parse_tag_key(&content)?;
+                    content.parse::<Token![=]>()?;
+                    let value: LitStr = content.parse()?;
+                    check_tag_value(&key, &value, errors);
+                    options.tags.push((key, value));
+                    if content.is_empty() {
+                        break;
+                    }
+                    content.parse::<Token![,]>()?;
+                }
+            }
             _ => {
                 errors.at(
                     &meta.path,

@@ -30,7 +30,10 @@ use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::{Ident, LitInt, LitStr, Token, Type};
 
-use crate::util::{Errors, doc_text, is_valid_name, list, unraw};
+use crate::util::{
+    Errors, MAX_RUNTIME_TAG, check_tag_value, doc_text, is_positive_seconds, is_valid_name, list,
+    parse_tag_key, unraw,
+};
 
 const OPTIONS: &[&str] = &[
     "name",
@@ -41,8 +44,7 @@ const OPTIONS: &[&str] = &[
     "max_runtime",
     "config",
 ];
-/// The tag `max_runtime = N` sets (the runtime reads it from there).
-const MAX_RUNTIME_TAG: &str = "dagster/max_runtime";
+
 const RETRY_OPTIONS: &[&str] = &["max_retries", "delay_ms", "backoff", "jitter"];
 
 /// Everything the attribute said, each value with the tokens it came from.
@@ -65,17 +67,6 @@ struct RetryPolicy {
     delay_ms: Option<LitInt>,
     backoff: Option<Ident>,
     jitter: Option<Ident>,
-}
-
-/// A key in `tags(...)`: an identifier, or a string for keys such as `"dagster/priority"`.
-fn parse_key(input: ParseStream<'_>) -> syn::Result<(String, Span)> {
-    if input.peek(LitStr) {
-        let s: LitStr = input.parse()?;
-        Ok((s.value(), s.span()))
-    } else {
-        let id: Ident = input.call(syn::ext::IdentExt::parse_any)?;
-        Ok((unraw(&id), id.span()))
-    }
 }
 
 /// Skips the rest of an option we could not use: `= value` or `(...)`, up to the next comma.
@@ -182,18 +173,8 @@ fn parse_options(args: TokenStream, errors: &mut Errors) -> Options {
 /// `max_runtime = 30` becomes the `dagster/max_runtime` tag; a tag given as a string is
 /// checked like it.
 fn max_runtime_tag(options: &mut Options, errors: &mut Errors) {
-    let positive = |s: &str| {
-        s.trim()
-            .parse::<f64>()
-            .is_ok_and(|v| v > 0.0 && v.is_finite())
-    };
     for (key, value) in &options.tags {
-        if key == MAX_RUNTIME_TAG && !positive(&value.value()) {
-            errors.at(
-                value,
-                format!("`{MAX_RUNTIME_TAG}` is a number of seconds above 0, e.g. \"300\""),
-            );
-        }
+        check_tag_value(key, value, errors);
     }
     let Some(expr) = options.max_runtime.take() else {
         return;
@@ -210,7 +191,7 @@ fn max_runtime_tag(options: &mut Options, errors: &mut Errors) {
         _ => None,
     };
     match seconds {
-        Some(s) if positive(&s) => {
+        Some(s) if is_positive_seconds(&s) => {
             if options.tags.iter().any(|(k, _)| k == MAX_RUNTIME_TAG) {
                 errors.at(
                     &expr,
@@ -236,7 +217,7 @@ fn parse_tags(
     errors: &mut Errors,
 ) -> syn::Result<()> {
     while !input.is_empty() {
-        let (key, span) = parse_key(input)?;
+        let (key, span) = parse_tag_key(input)?;
         if key == "resource_requirements" && input.peek(syn::token::Paren) {
             let content;
             syn::parenthesized!(content in input);
@@ -276,7 +257,7 @@ fn parse_resources(
         ));
     }
     while !input.is_empty() {
-        let (key, span) = parse_key(input)?;
+        let (key, span) = parse_tag_key(input)?;
         if !input.peek(Token![=]) {
             return Err(input.error(format!(
                 "expected `= amount` after `{key}`, e.g. `{key} = 1`"

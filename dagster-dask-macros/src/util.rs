@@ -79,3 +79,36 @@ pub(crate) fn list(names: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// A key in `tags(...)`: an identifier, or a string for keys such as `"dagster/priority"`.
+pub(crate) fn parse_tag_key(
+    input: syn::parse::ParseStream<'_>,
+) -> syn::Result<(String, proc_macro2::Span)> {
+    if input.peek(syn::LitStr) {
+        let s: syn::LitStr = input.parse()?;
+        Ok((s.value(), s.span()))
+    } else {
+        let id: syn::Ident = input.call(syn::ext::IdentExt::parse_any)?;
+        Ok((unraw(&id), id.span()))
+    }
+}
+
+/// The tag whose value the runtime reads as seconds: an op's attempt limit, a job's run limit.
+pub(crate) const MAX_RUNTIME_TAG: &str = "dagster/max_runtime";
+
+/// Whether `text` is a positive, finite number of seconds.
+pub(crate) fn is_positive_seconds(text: &str) -> bool {
+    text.trim()
+        .parse::<f64>()
+        .is_ok_and(|v| v > 0.0 && v.is_finite())
+}
+
+/// Refuses a `dagster/max_runtime` tag whose value is not a number of seconds, at the value.
+pub(crate) fn check_tag_value(key: &str, value: &syn::LitStr, errors: &mut Errors) {
+    if key == MAX_RUNTIME_TAG && !is_positive_seconds(&value.value()) {
+        errors.at(
+            value,
+            format!("`{MAX_RUNTIME_TAG}` is a number of seconds above 0, e.g. \"300\""),
+        );
+    }
+}

@@ -185,3 +185,31 @@ fn fallible_ops_fail_with_their_error_chain() {
     assert_eq!(error.kind, ErrorKind::Op);
     assert_eq!(error.causes, ["disk on fire"]);
 }
+
+#[op]
+fn dawdle() -> u8 {
+    std::thread::sleep(std::time::Duration::from_secs(30));
+    1
+}
+
+job! {
+    /// A run limited by Dagster's tag on the job.
+    #[job(tags("dagster/max_runtime" = "0.5", owner = "tests"))]
+    fn limited_job() {
+        dawdle();
+    }
+}
+
+#[test]
+fn a_job_tag_with_a_string_key_limits_the_run() {
+    let job = limited_job();
+    assert_eq!(job.plan().tags["dagster/max_runtime"], "0.5");
+    assert_eq!(
+        job.plan().max_runtime(),
+        Some(std::time::Duration::from_millis(500))
+    );
+    let started = std::time::Instant::now();
+    let result = job.execute_in_process().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(result.status(), RunStatus::Failure);
+}
