@@ -142,16 +142,21 @@ impl Cluster {
              assert time.time() - t < 60, 'workers did not join'\n    time.sleep(0.1)\nc.close()\n",
             self.address
         );
-        let out = Command::new(&self.python)
-            .args(["-c", &script])
-            .output()
-            .expect("python runs");
+        let out = self.script(&script);
         assert!(
             out.status.success(),
             "workers did not join: {}\n{}",
             String::from_utf8_lossy(&out.stderr),
             self.logs()
         );
+    }
+
+    /// Runs a Python script with the cluster's Python.
+    fn script(&self, script: &str) -> std::process::Output {
+        Command::new(&self.python)
+            .args(["-c", script])
+            .output()
+            .expect("python runs")
     }
 
     /// SIGKILLs the scheduler (the workers stay).
@@ -198,10 +203,7 @@ impl Cluster {
              c.unsubscribe_topic('print')\nc.unsubscribe_topic('warn')\nc.close()\n",
             self.address
         );
-        let out = Command::new(&self.python)
-            .args(["-c", &script])
-            .output()
-            .expect("python runs");
+        let out = self.script(&script);
         assert!(
             out.status.success(),
             "{}",

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use dagster_dask::config::RunConfig;
 use dagster_dask::events::{ErrorKind, EventKind};
-use dagster_dask::exec::{Run, RunStatus, StepStatus};
+use dagster_dask::exec::{Run, RunResult, RunStatus, StepStatus};
 use dagster_dask::graph::Job;
 use tests::store::{AZURITE_ACCOUNT, AZURITE_KEY, AzureServer, S3Server, free_port};
 
@@ -108,18 +108,25 @@ fn a_run_stores_its_outputs_in_s3_under_dagsters_layout() {
     assert!(summary.segments >= 1);
 }
 
-#[test]
-fn a_running_run_keeps_its_summary_and_log_current_on_the_store() {
-    let s3 = S3Server::start();
+/// A running `sleepy` job whose `nap` takes `seconds`, storing on `s3` (bucket `runs`), once
+/// the nap has begun: the run's thread, its id and its IO manager.
+fn nap_on_s3(
+    s3: &S3Server,
+    dir: &Path,
+    seconds: u32,
+) -> (
+    std::thread::JoinHandle<Result<RunResult, dagster_dask::exec::RunError>>,
+    String,
+    std::sync::Arc<dyn dagster_dask::io::IoManager>,
+) {
     s3.create_bucket("runs");
-    let dir = tempfile::tempdir().unwrap();
-    let pid_file = dir.path().join("nap.pid");
+    let pid_file = dir.join("nap.pid");
     let job = tests::sleepy();
     let yaml = s3_yaml(
         &s3.endpoint,
         "runs",
         &format!(
-            "ops: {{ nap: {{ config: {{ seconds: 6, pid_file: '{}' }} }} }}\n",
+            "ops: {{ nap: {{ config: {{ seconds: {seconds}, pid_file: '{}' }} }} }}\n",
             pid_file.display()
         ),
     );
@@ -135,6 +142,14 @@ fn a_running_run_keeps_its_summary_and_log_current_on_the_store() {
         assert!(Instant::now() < deadline, "nap never started");
         std::thread::sleep(Duration::from_millis(20));
     }
+    (running, run_id, io)
+}
+
+#[test]
+fn a_running_run_keeps_its_summary_and_log_current_on_the_store() {
+    let s3 = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (running, run_id, io) = nap_on_s3(&s3, dir.path(), 6);
     // Within two flushes of the step's start, its log line and a fresh heartbeat are stored.
     std::thread::sleep(dagster_dask::events::FLUSH_EVERY * 2);
     let summary = dagster_dask::events::read_run_summary(io.as_ref(), &run_id).unwrap();
@@ -268,25 +283,8 @@ fn an_output_corrupted_between_steps_names_step_output_and_key() {
 #[test]
 fn the_server_stopping_mid_run_fails_the_step_naming_the_endpoint_after_its_retries() {
     let mut s3 = S3Server::start();
-    s3.create_bucket("runs");
     let dir = tempfile::tempdir().unwrap();
-    let pid_file = dir.path().join("nap.pid");
-    let job = tests::sleepy();
-    let yaml = s3_yaml(
-        &s3.endpoint,
-        "runs",
-        &format!(
-            "ops: {{ nap: {{ config: {{ seconds: 1, pid_file: '{}' }} }} }}\n",
-            pid_file.display()
-        ),
-    );
-    let cfg = config(&job, &yaml);
-    let running = std::thread::spawn(move || Run::new(&job).config(cfg).execute());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !pid_file.exists() {
-        assert!(Instant::now() < deadline, "nap never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (running, _, _) = nap_on_s3(&s3, dir.path(), 1);
     s3.stop();
     let endpoint = s3.endpoint.clone();
     let result = running.join().unwrap().unwrap();
