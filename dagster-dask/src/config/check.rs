@@ -78,6 +78,17 @@ impl Checker {
         Some(map)
     }
 
+    /// The `config` of a Dagster `{config: ...}` block at `path`, with its own path; `None`
+    /// when there is none, or the block is wrong (then reported).
+    pub(super) fn config_of<'v>(
+        &mut self,
+        block: &'v Value,
+        path: &str,
+    ) -> Option<(&'v Value, String)> {
+        let m = self.mapping(block, path, &["config"])?;
+        Some((m.get("config")?, join(path, "config")))
+    }
+
     /// A string, or `{env: VAR}` read from the environment.
     pub(super) fn string_source(&mut self, v: &Value, path: &str) -> Option<String> {
         match v {

@@ -18,14 +18,9 @@ pub(super) fn parse_ops(c: &mut Checker, ops: &Value, job: &Job) -> BTreeMap<Str
         let Some(index) = plan.index_of(step) else {
             continue; // reported by `mapping` as an unknown key, with the list of steps
         };
-        let path = join("ops", step);
-        let Some(m) = c.mapping(body, &path, &["config"]) else {
+        let Some((value, cpath)) = c.config_of(body, &join("ops", step)) else {
             continue;
         };
-        let Some(value) = m.get("config") else {
-            continue;
-        };
-        let cpath = join(&path, "config");
         match job.step(index).spec.config {
             None => c.problem(
                 &cpath,

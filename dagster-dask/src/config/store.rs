@@ -326,14 +326,9 @@ fn client_resource(
     let Some(resource) = resources.get(name) else {
         return;
     };
-    let rpath = join("resources", name);
-    let Some(r) = c.mapping(resource, &rpath, &["config"]) else {
+    let Some((cfg, path)) = c.config_of(resource, &join("resources", name)) else {
         return;
     };
-    let Some(cfg) = r.get("config") else {
-        return;
-    };
-    let path = join(&rpath, "config");
     match cloud {
         Cloud::S3 => s3_resource(c, cfg, &path, options),
         Cloud::Gcs => {

@@ -87,14 +87,12 @@ struct StepState {
     status: StepStatus,
     /// The current attempt, from 1.
     attempt: u32,
-    /// Whether the current attempt has started.
-    started: bool,
+    /// When the current attempt started, as this process saw it; `None` until it has.
+    started: Option<Instant>,
     /// Whether an executor thread took the current attempt with [`RunState::next`].
     taken: bool,
     /// The op's `dagster/max_runtime`: the longest one attempt may take.
     max_runtime: Option<Duration>,
-    /// When the current attempt started, as this process saw it.
-    started_at: Option<Instant>,
     /// Where its last attempt ran, when a cluster ran it: stamped on its events.
     worker: Option<String>,
 }
@@ -198,10 +196,9 @@ impl RunState {
             phase: Phase::Waiting,
             status: StepStatus::NotRun,
             attempt: 1,
-            started: false,
+            started: None,
             taken: false,
             max_runtime,
-            started_at: None,
             worker: None,
         });
         if !doomed.is_empty() {
@@ -248,7 +245,7 @@ impl RunState {
 
     /// Whether the current attempt of step `i` has started.
     pub(crate) fn started(&self, i: usize) -> bool {
-        self.steps[i].started
+        self.steps[i].started.is_some()
     }
 
     /// Whether step `i` waits for nothing: it has not ended and every upstream step succeeded.
@@ -295,19 +292,15 @@ impl RunState {
             self.taken += 1;
             let step = &mut self.steps[i];
             step.phase = Phase::Running;
-            step.started = true;
-            step.started_at = Some(now);
+            step.started = Some(now);
             step.taken = true;
             return Next::Run(i, step.attempt);
         }
         if self.all_ended() || (self.taken == 0 && self.retries.is_empty()) {
             return Next::Done;
         }
-        let to_deadline = self
-            .run_deadline
-            .map(|(at, _)| at.saturating_duration_since(now));
         Next::Wait(
-            [self.next_retry_in(now), to_deadline]
+            [self.next_retry_in(now), self.run_deadline_in(now)]
                 .into_iter()
                 .flatten()
                 .min(),
@@ -318,7 +311,7 @@ impl RunState {
     /// it started, or the run's deadline, whichever comes first.
     pub(crate) fn deadline(&self, i: usize) -> Option<Instant> {
         let step = &self.steps[i];
-        let own = step.started_at.zip(step.max_runtime).map(|(t, d)| t + d);
+        let own = step.started.zip(step.max_runtime).map(|(t, d)| t + d);
         own.into_iter()
             .chain(self.run_deadline.map(|(at, _)| at))
             .min()
@@ -348,26 +341,26 @@ impl RunState {
         false
     }
 
+    /// Each running attempt that has a deadline, with it.
+    fn running_deadlines(&self) -> impl Iterator<Item = (usize, Instant)> + '_ {
+        (0..self.steps.len())
+            .filter(|&i| self.steps[i].started.is_some() && self.steps[i].phase == Phase::Running)
+            .filter_map(|i| Some((i, self.deadline(i)?)))
+    }
+
     /// Started attempts that are past their deadline by more than `grace`: for executors
     /// whose workers enforce the limit themselves, the ones whose worker did not.
     pub(crate) fn overdue(&self, now: Instant, grace: Duration) -> Vec<(usize, u32)> {
-        (0..self.steps.len())
-            .filter(|&i| {
-                let step = &self.steps[i];
-                step.started
-                    && step.phase == Phase::Running
-                    && self.deadline(i).is_some_and(|at| now >= at + grace)
-            })
-            .map(|i| (i, self.steps[i].attempt))
+        self.running_deadlines()
+            .filter(|&(_, at)| now >= at + grace)
+            .map(|(i, _)| (i, self.steps[i].attempt))
             .collect()
     }
 
     /// How long until the next started attempt is overdue by `grace`.
     pub(crate) fn next_overdue_in(&self, now: Instant, grace: Duration) -> Option<Duration> {
-        (0..self.steps.len())
-            .filter(|&i| self.steps[i].started && self.steps[i].phase == Phase::Running)
-            .filter_map(|i| self.deadline(i))
-            .map(|at| (at + grace).saturating_duration_since(now))
+        self.running_deadlines()
+            .map(|(_, at)| (at + grace).saturating_duration_since(now))
             .min()
     }
 
@@ -461,8 +454,7 @@ impl RunState {
                 }
                 // (a start of an attempt that started already is the cluster running it
                 // again, as Dask does when it loses the worker that held its result)
-                step.started = true;
-                step.started_at.get_or_insert_with(Instant::now);
+                step.started.get_or_insert_with(Instant::now);
                 step.phase = Phase::Running;
                 Ok(())
             }
@@ -505,8 +497,7 @@ impl RunState {
         if std::mem::take(&mut step.taken) {
             self.taken -= 1;
         }
-        step.started = false;
-        step.started_at = None;
+        step.started = None;
         match end {
             AttemptEnd::Success { duration_ms } => {
                 self.emit(Some(i), EventKind::StepSuccess { duration_ms });
@@ -621,7 +612,7 @@ impl RunState {
     pub(crate) fn interrupt_started(&mut self, message: &str) {
         for i in 0..self.steps.len() {
             let step = &self.steps[i];
-            if step.started && step.phase != Phase::Ended {
+            if step.started.is_some() && step.phase != Phase::Ended {
                 let attempt = step.attempt;
                 let error = if self.timed_out {
                     let why = self.canceled.as_deref().unwrap_or_default();

@@ -177,7 +177,7 @@ fn credential_source(config: &StoreConfig, sources: &[(&str, &str)], chain: &str
 }
 
 /// Outputs of this size and more go up as multipart uploads, in parts of this size.
-pub(super) const PART: usize = 16 << 20;
+const PART: usize = 16 << 20;
 /// Parts of one output in flight at once: the memory an upload holds is bounded by
 /// `PART * (IN_FLIGHT + 1)`, whatever the output's size.
 const IN_FLIGHT: usize = 3;
@@ -241,24 +241,26 @@ impl Upload {
             self.abort();
             return Err(e);
         }
-        let Some(mut upload) = self.upload.take() else {
+        if self.upload.is_none() {
             let (store, path) = (Arc::clone(&self.store), self.path.clone());
             let data = std::mem::take(&mut self.buf);
             return block(async move { store.put(&path, data.into()).await.map(drop) })
                 .map_err(engine_error)?;
+        }
+        let sent = if self.buf.is_empty() {
+            Ok(())
+        } else {
+            self.send_part()
         };
-        let done = (|| {
-            if !self.buf.is_empty() {
-                let part = std::mem::take(&mut self.buf);
-                let sent = upload.put_part(part.into());
-                self.in_flight
-                    .push_back(runtime().map_err(engine_error)?.spawn(sent));
-            }
+        let done = sent.and_then(|()| {
             while !self.in_flight.is_empty() {
                 self.wait_one()?;
             }
             Ok(())
-        })();
+        });
+        let Some(mut upload) = self.upload.take() else {
+            return done; // (checked above: a multipart upload is under way)
+        };
         match done {
             Ok(()) => block(async move {
                 match upload.complete().await {

@@ -51,13 +51,7 @@ pub trait IoManager: Send + Sync + fmt::Debug {
         key: OutputKey<'_>,
         encode: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<u64, CodecError>,
     ) -> Result<(String, u64), IoError> {
-        let mut bytes = Vec::new();
-        let size = encode(&mut bytes).map_err(|source| IoError::Encode {
-            step: key.step.to_owned(),
-            output: key.output.to_owned(),
-            source,
-        })?;
-        Ok((self.store(key, bytes)?, size))
+        store_buffered(self, key, encode)
     }
 
     /// Loads an encoded output stored by [`store`](Self::store).
@@ -72,8 +66,7 @@ pub trait IoManager: Send + Sync + fmt::Debug {
         key: OutputKey<'_>,
         decode: &mut dyn FnMut(&mut dyn std::io::Read) -> Result<AnyValue, CodecError>,
     ) -> Result<Result<AnyValue, CodecError>, IoError> {
-        let bytes = self.load(key)?;
-        Ok(decode(&mut bytes.as_slice()))
+        load_buffered(self, key, decode)
     }
 
     /// The size in bytes of a stored output, without loading it (where the store can).
@@ -115,6 +108,32 @@ pub trait IoManager: Send + Sync + fmt::Debug {
         let _ = run_id;
         Err(no_run_files(dir))
     }
+}
+
+/// [`IoManager::store_encoded`] for storage that takes whole objects: encoded into memory,
+/// then stored.
+fn store_buffered<M: IoManager + ?Sized>(
+    io: &M,
+    key: OutputKey<'_>,
+    encode: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<u64, CodecError>,
+) -> Result<(String, u64), IoError> {
+    let mut bytes = Vec::new();
+    let size = encode(&mut bytes).map_err(|source| IoError::Encode {
+        step: key.step.to_owned(),
+        output: key.output.to_owned(),
+        source,
+    })?;
+    Ok((io.store(key, bytes)?, size))
+}
+
+/// [`IoManager::load_with`] for storage that gives whole objects: loaded, then decoded.
+fn load_buffered<M: IoManager + ?Sized>(
+    io: &M,
+    key: OutputKey<'_>,
+    decode: &mut dyn FnMut(&mut dyn std::io::Read) -> Result<AnyValue, CodecError>,
+) -> Result<Result<AnyValue, CodecError>, IoError> {
+    let bytes = io.load(key)?;
+    Ok(decode(&mut bytes.as_slice()))
 }
 
 fn no_run_files(name: &str) -> IoError {
@@ -291,13 +310,18 @@ impl ObjectStoreIoManager {
         }
     }
 
+    /// The file of `key`, when the storage is a local directory.
+    fn local_file(&self, key: OutputKey<'_>) -> Option<PathBuf> {
+        let base = self.base.as_ref()?;
+        Some(base.join(key.run_id).join(key.step).join(key.output))
+    }
+
     /// Refuses what would block or mislead a read on local storage: a FIFO (opening it waits
     /// for a writer), a directory, a dangling link. A missing file is left to the store.
     fn check_local_file(&self, key: OutputKey<'_>) -> Result<(), IoError> {
-        let Some(base) = &self.base else {
+        let Some(file) = self.local_file(key) else {
             return Ok(());
         };
-        let file = base.join(key.run_id).join(key.step).join(key.output);
         let what = match std::fs::symlink_metadata(&file) {
             Err(_) => return Ok(()),
             Ok(meta) if meta.file_type().is_symlink() => match std::fs::metadata(&file) {
@@ -373,9 +397,7 @@ impl IoManager for ObjectStoreIoManager {
         };
         if self.cloud.is_none() {
             // (a local file is written whole and renamed into place: staged, then stored)
-            let mut bytes = Vec::new();
-            let size = encode(&mut bytes).map_err(encode_err)?;
-            return Ok((self.store(key, bytes)?, size));
+            return store_buffered(self, key, encode);
         }
         let mut upload = cloud::Upload::new(Arc::clone(&self.store), Self::path(key));
         match encode(&mut upload) {
@@ -412,8 +434,7 @@ impl IoManager for ObjectStoreIoManager {
         decode: &mut dyn FnMut(&mut dyn std::io::Read) -> Result<AnyValue, CodecError>,
     ) -> Result<Result<AnyValue, CodecError>, IoError> {
         self.check_local_file(key)?;
-        if let Some(base) = &self.base {
-            let file = base.join(key.run_id).join(key.step).join(key.output);
+        if let Some(file) = self.local_file(key) {
             let opened = std::fs::File::open(&file).map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => IoError::NotFound {
                     step: key.step.to_owned(),
@@ -435,8 +456,7 @@ impl IoManager for ObjectStoreIoManager {
             )));
         }
         if self.cloud.is_none() {
-            let bytes = self.load(key)?;
-            return Ok(decode(&mut bytes.as_slice()));
+            return load_buffered(self, key, decode);
         }
         let mut download = cloud::Download::start(Arc::clone(&self.store), Self::path(key))
             .map_err(|e| self.storage_err("load", key, e))?;
