@@ -25,16 +25,19 @@ Messages:
   {"type": "fatal", "message": M}
 
 Each step is a Dask task whose function (defined here, shipped by value with cloudpickle)
-runs the job binary in step mode and forwards every output line to us, live, in batches
-(every 50 ms at most) through `Worker.log_event`; the run's topic is dropped from the
-scheduler when the run ends. The step process writes its own messages on a pipe of their own
-(`--events /dev/fd/N`, forwarded as stream "events"), so that nothing an op prints can pass
-for one. The run config is one task per run, fetched once per worker, and written to each step
-process's stdin: it is in no argv and in no task. Data never goes through Dask: the task
-returns a small status record. A step that fails raises, so Dask never runs what depends on
-it.
+has the step run on this worker by a warm runner of the job binary (`__serve`: one per run
+and worker thread, started by the first step that needs it, stopped when the run ends or
+after RUNNER_IDLE_S idle) and forwards every output line to us, live, in batches (every 50
+ms at most) through `Worker.log_event`; the run's topic is dropped from the scheduler when
+the run ends. The runner writes its messages on a pipe of their own (`--events /dev/fd/N`,
+forwarded as stream "events"), so that nothing an op prints can pass for one. The run config
+reaches the workers once, as a worker plugin of the run, and each runner's stdin: it is in no
+argv and in no task. Data never goes through Dask: the task returns a small receipt. Steps
+are submitted as they become ready (see `Bridge.submitter`), so nothing downstream of a
+failed step is ever submitted.
 """
 
+import heapq
 import json
 import os
 import signal
@@ -173,13 +176,190 @@ def drop_topic(topic, dask_scheduler=None):
         topics.pop(topic, None)
 
 
-def run_config(config_json):
-    """The task that holds the run's config for its steps."""
-    return config_json
+class RunConfig(WorkerPlugin):
+    """Holds a run's config on every worker (those that join later too) for its steps: in no
+    task and no argv. Removed when the run ends."""
+
+    def __init__(self, config_json):
+        self.config_json = config_json
+
+
+def config_plugin_name(run_id):
+    return f"dagster-dask-config-{run_id}"
+
+
+# A worker keeps its warm runners on itself (tasks are unpickled afresh each time, so module
+# globals would not last): {"lock", "idle": [Runner], "reaper": bool}.
+RUNNERS = "_dagster_dask_runners"
+# A runner nobody asked for a step this long goes: a run's own end stops its runners at once,
+# this catches runs whose driver never said so.
+RUNNER_IDLE_S = 5.0
+
+
+class Runner:
+    """A warm runner of the job binary (`__serve`) on this worker: runs the steps of one run,
+    one at a time, as requests come, on a pipe of its own. Its stdout, stderr and messages
+    are read all along and handed to whichever attempt runs; an attempt's output ends on each
+    stream with a marker only its request carried."""
+
+    def __init__(self, binary, run_id, config_json):
+        import os as _os
+        import subprocess as _subprocess
+        import threading as _threading
+        import time as _time
+
+        self.binary, self.run_id = binary, run_id
+        self.cond = _threading.Condition()
+        self.current = None  # the Attempt running now
+        self.closed_streams = 0
+        self.idle_since = _time.monotonic()
+        requests_r, requests_w = _os.pipe()
+        events_r, events_w = _os.pipe()
+        try:
+            self.proc = _subprocess.Popen(
+                [binary, "__serve", "--run-id", run_id, "--requests", f"/dev/fd/{requests_r}",
+                 "--events", f"/dev/fd/{events_w}", "--config-stdin"],
+                stdout=_subprocess.PIPE, stderr=_subprocess.PIPE, stdin=_subprocess.PIPE,
+                pass_fds=(requests_r, events_w),
+                start_new_session=True,  # its own process group: killing it takes its children
+            )
+        except BaseException:
+            _os.close(requests_w)
+            _os.close(events_r)
+            raise
+        finally:
+            _os.close(requests_r)
+            _os.close(events_w)
+        self.requests = _os.fdopen(requests_w, "wb")
+        streams = ((self.proc.stdout, "stdout"), (self.proc.stderr, "stderr"),
+                   (_os.fdopen(events_r, "rb"), "events"))
+        for stream, label in streams:
+            _threading.Thread(target=self._read, args=(stream, label), daemon=True).start()
+
+        def feed_config():
+            try:
+                self.proc.stdin.write(config_json.encode("utf-8"))
+                self.proc.stdin.close()
+            except OSError:
+                pass  # it ended before reading its config: its exit says why
+
+        _threading.Thread(target=feed_config, daemon=True).start()
+
+    def _read(self, stream, label):
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self.cond:
+                attempt = self.current
+                if attempt is None:
+                    continue  # between steps: a child an op left behind
+                if label != "events" and line.endswith(attempt.marker):
+                    head = line[: -len(attempt.marker)]
+                    if head:  # the op's last line had no newline
+                        attempt.add(label, head)
+                    attempt.marked.add(label)
+                    self.cond.notify_all()
+                    continue
+                attempt.add(label, line)
+                if label == "events":
+                    attempt.last_event = line
+                    if line.startswith('{"msg":"ended"'):
+                        attempt.ended = True
+                        self.cond.notify_all()
+                elif attempt.full():
+                    self.cond.notify_all()
+        stream.close()
+        with self.cond:
+            self.closed_streams += 1
+            self.cond.notify_all()
+
+    def alive(self):
+        return self.proc.poll() is None and self.closed_streams == 0
+
+    def kill(self):
+        import os as _os
+        import signal as _signal
+
+        try:
+            _os.killpg(self.proc.pid, _signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.requests.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except Exception:
+            pass
+
+
+def _runners(worker):
+    import threading as _threading
+
+    box = getattr(worker, RUNNERS, None)
+    if box is None:
+        # (two first tasks at once on a multi-threaded worker: the second box wins the
+        # attribute, the first's runner is used once and reaped as idle)
+        box = {"lock": _threading.Lock(), "idle": [], "reaper": False}
+        setattr(worker, RUNNERS, box)
+    with box["lock"]:
+        if not box["reaper"]:
+            box["reaper"] = True
+            _threading.Thread(target=_reap_idle, args=(box,), daemon=True).start()
+    return box
+
+
+def _reap_idle(box):
+    import time as _time
+
+    while True:
+        _time.sleep(1.0)
+        now = _time.monotonic()
+        with box["lock"]:
+            old = [r for r in box["idle"] if now - r.idle_since > RUNNER_IDLE_S or not r.alive()]
+            box["idle"] = [r for r in box["idle"] if r not in old]
+        for r in old:
+            r.kill()
+
+
+def stop_runners(run_id, dask_worker=None):
+    """Runs on each worker when a run ends: its runners go, with whatever their steps left."""
+    box = getattr(dask_worker, RUNNERS, None)
+    if box is None:
+        return 0
+    with box["lock"]:
+        mine = [r for r in box["idle"] if r.run_id == run_id]
+        box["idle"] = [r for r in box["idle"] if r.run_id != run_id]
+    for r in mine:
+        r.kill()
+    return len(mine)
+
+
+class Attempt:
+    """One attempt of a step on a runner: its output as it comes, batched for the scheduler."""
+
+    def __init__(self, step, attempt, marker):
+        self.step, self.attempt, self.marker = step, attempt, marker
+        self.pending, self.pending_bytes = [], 0
+        self.marked = set()
+        self.ended = False
+        self.last_event = ""
+        self.sent = 0
+
+    def add(self, label, line):
+        self.pending.append([label, line])
+        self.pending_bytes += len(line)
+
+    def full(self):
+        return len(self.pending) >= 1000 or self.pending_bytes >= 1 << 20
+
+    def take(self):
+        batch, self.pending, self.pending_bytes = self.pending, [], 0
+        return batch
 
 
 def _reported_success(line):
-    """Whether a step process's last message says its attempt succeeded."""
+    """Whether a step's last message says its attempt succeeded."""
     import json as _json
 
     try:
@@ -189,182 +369,182 @@ def _reported_success(line):
         return False
 
 
-def run_step(spec_json, config_json, *upstream):
-    """The Dask task of one step: run the job binary in step mode on this worker.
+def run_step(spec_json, *upstream):
+    """The Dask task of one step: run it on a warm runner of the job binary on this worker.
+    (`upstream`: the receipt of a chain link's upstream step, only there to order them.)
 
-    Every error leaves as a `StepFailed` that names the step, so that the bridge can tell a
-    step's own failure from the same error Dask hands to everything downstream of it."""
+    Every error leaves as a `StepFailed` that names the step."""
     import json as _json
 
     spec = _json.loads(spec_json)
     try:
-        return _run_step(spec, config_json)
+        return _run_step(spec)
     except StepFailed:
         raise
     except Exception as e:
         raise StepFailed(spec["step"], spec["attempt"], None, None, None, f"{type(e).__name__}: {e}") from None
 
 
-def _run_step(spec, config_json):
+def _run_step(spec):
     import os as _os
-    import signal as _signal
-    import subprocess as _subprocess
     import threading as _threading
     import time as _time
+    import uuid as _uuid
 
     from distributed import get_worker
 
     worker = get_worker()
     name = worker.name if worker.name is not None else worker.address
-    step, attempt, topic = spec["step"], spec["attempt"], spec["topic"]
-    argv = list(spec["argv"])
+    step, attempt_no, topic, run_id = spec["step"], spec["attempt"], spec["topic"], spec["run_id"]
+    binary = spec["binary"]
     if spec.get("shipped"):
         shipped = _os.path.join(worker.local_directory, SHIP_DIR, spec["shipped"])
         marker = shipped + ".wrong-platform"
         if _os.path.exists(marker):
             with open(marker) as f:
-                raise StepFailed(step, attempt, None, None, str(name),
+                raise StepFailed(step, attempt_no, None, None, str(name),
                                  f"worker {name}: {f.read()}; run workers on the driver's OS and architecture")
-        argv[0] = shipped
-    elif not _os.access(argv[0], _os.X_OK):
-        raise StepFailed(step, attempt, None, None, str(name),
-                         f"worker {name} cannot run the job binary at {argv[0]}: set "
+        binary = shipped
+    elif not _os.access(binary, _os.X_OK):
+        raise StepFailed(step, attempt_no, None, None, str(name),
+                         f"worker {name} cannot run the job binary at {binary}: set "
                          f"`ship_binary: auto` (or `always`) in execution.config to ship it")
-    events_r, events_w = _os.pipe()
-    argv += ["--events", f"/dev/fd/{events_w}", "--config-stdin"]
+    plugin = worker.plugins.get(config_plugin_name(run_id))
+    if plugin is None:
+        raise StepFailed(step, attempt_no, None, None, str(name),
+                         f"worker {name} has no config for run {run_id}: the run has ended")
+
+    box = _runners(worker)
+    with box["lock"]:
+        runner = next((r for r in box["idle"] if r.run_id == run_id and r.binary == binary
+                       and r.alive()), None)
+        if runner is not None:
+            box["idle"].remove(runner)
+    if runner is None:
+        runner = Runner(binary, run_id, plugin.config_json)
+
+    attempt = Attempt(step, attempt_no, f"\x1edagster-dask-end-{_uuid.uuid4().hex}")
+    with runner.cond:
+        runner.current = attempt
+    request = _json_line({"step": step, "attempt": attempt_no, "marker": attempt.marker})
     try:
-        proc = _subprocess.Popen(
-            argv,
-            stdout=_subprocess.PIPE,
-            stderr=_subprocess.PIPE,
-            stdin=_subprocess.PIPE,
-            pass_fds=(events_w,),
-            start_new_session=True,  # its own process group: a cancel kills it and its children
-        )
-    except BaseException:
-        _os.close(events_r)
-        raise
-    finally:
-        _os.close(events_w)
+        runner.requests.write(request)
+        runner.requests.flush()
+    except OSError:
+        pass  # it is gone: its exit says why, below
 
-    def feed_config():
-        try:
-            proc.stdin.write(config_json.encode("utf-8"))
-            proc.stdin.close()
-        except OSError:
-            pass  # it ended before reading its config: its exit says why
-
-    counter = {"n": 0, "last_event": ""}
-    # Output lines go to the scheduler in batches: at most every 50 ms, or sooner once 1,000
-    # lines or 1 MB wait, so a chatty step neither floods the scheduler nor waits to be seen.
-    pending = {"lines": [], "bytes": 0}
-    pending_lock = _threading.Lock()
-    reading_done = _threading.Event()
-
-    def flush():
-        with pending_lock:
-            batch = pending["lines"]
-            pending["lines"], pending["bytes"] = [], 0
-            if batch:
-                # (the scheduler overwrites a "worker" key with the worker's address)
-                worker.log_event(topic, {"step": step, "attempt": attempt,
-                                         "worker_name": str(name), "lines": batch})
-                counter["n"] += len(batch)
-
-    def flusher():
-        while not reading_done.wait(0.05):
-            flush()
-
-    def forward(stream, label):
-        for raw in iter(stream.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            if label == "events":
-                counter["last_event"] = line
-            with pending_lock:
-                pending["lines"].append([label, line])
-                pending["bytes"] += len(line)
-                full = len(pending["lines"]) >= 1000 or pending["bytes"] >= 1 << 20
-            # The step's own messages (start, inputs, outputs, logs, end) go at once, with the
-            # lines before them: the driver must know what runs, even if it is killed next.
-            if full or label == "events":
-                flush()
-        stream.close()
-
-    flushing = _threading.Thread(target=flusher, daemon=True)
-    flushing.start()
-    readers = [
-        _threading.Thread(target=forward, args=(proc.stdout, "stdout"), daemon=True),
-        _threading.Thread(target=forward, args=(proc.stderr, "stderr"), daemon=True),
-        _threading.Thread(target=forward, args=(_os.fdopen(events_r, "rb"), "events"), daemon=True),
-        _threading.Thread(target=feed_config, daemon=True),
-    ]
-    for r in readers:
-        r.start()
+    def send(batch, last=False):
+        if batch or last:
+            attempt.sent += len(batch)
+            # (the scheduler overwrites a "worker" key with the worker's address)
+            msg = {"step": step, "attempt": attempt_no, "worker_name": str(name), "lines": batch}
+            if last:
+                msg["total"] = attempt.sent
+            worker.log_event(topic, msg)
 
     # A worker whose scheduler is frozen keeps running its tasks (a lost connection closes
     # the worker, and the step with it): the step must not outlive its run by much, so a
-    # scheduler unanswered for the run's cluster_timeout ends it too.
+    # scheduler unanswered for the run's cluster_timeout ends it too. (Asked only of steps
+    # that run for a while: most end before the first ping.)
     from distributed.utils import sync as _sync
 
-    pinged = {"answered": _time.monotonic()}
-    stop_pinging = _threading.Event()
+    pinged = {"answered": _time.monotonic(), "asking": False}
 
-    def pinger():
-        while not stop_pinging.wait(1.0):
-            try:
-                _sync(worker.loop, worker.scheduler.identity, callback_timeout=5)
-                pinged["answered"] = _time.monotonic()
-            except Exception:
-                pass
+    def ping():
+        try:
+            _sync(worker.loop, worker.scheduler.identity, callback_timeout=5)
+            pinged["answered"] = _time.monotonic()
+        except Exception:
+            pass
+        finally:
+            pinged["asking"] = False
 
     orphan_after = float(spec.get("cluster_timeout") or 40)
-    _threading.Thread(target=pinger, daemon=True).start()
-
-    key = spec["key"]
+    started = _time.monotonic()
+    last_ping = started
     max_runtime = spec.get("max_runtime")
-    deadline = None if max_runtime is None else _time.monotonic() + max_runtime
-    timed_out = False
-    # Dask cannot stop a running task's thread; when the task is cancelled (its state on this
-    # worker leaves "executing"), kill the step process group ourselves; the same past the
-    # op's max_runtime.
+    deadline = None if max_runtime is None else started + max_runtime
+    key = spec["key"]
+    killed = timed_out = False
+    ended_at = None
+    last_flush = started
+    # Lines go to the scheduler in batches: at most every 50 ms, or sooner once 1,000 lines
+    # or 1 MB wait, so a chatty step neither floods the scheduler nor waits to be seen.
     while True:
-        try:
-            code = proc.wait(timeout=0.2)
+        with runner.cond:
+            finished = lambda: (attempt.ended and len(attempt.marked) == 2) or runner.closed_streams == 3
+            if not finished() and not attempt.full():
+                runner.cond.wait(0.05)
+            done = finished()
+            now = _time.monotonic()
+            batch = attempt.take() if (done or attempt.full() or now - last_flush >= 0.05) else []
+            if attempt.ended and ended_at is None:
+                ended_at = now
+        if batch:
+            last_flush = now
+            send(batch)
+        if done:
             break
-        except _subprocess.TimeoutExpired:
-            ts = worker.state.tasks.get(key)
-            late = deadline is not None and _time.monotonic() >= deadline
-            orphaned = _time.monotonic() - pinged["answered"] > orphan_after
-            if late or orphaned or ts is None or ts.state not in ("executing", "long-running"):
-                timed_out = timed_out or late
-                try:
-                    _os.killpg(proc.pid, _signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-    # The step has ended when its process has. Children the op left behind would keep its
-    # pipes open (and run on after it, unseen): its process group goes with it. What is still
-    # in the pipes is read for a short while; a child that left the group cannot hold us.
-    try:
-        _os.killpg(proc.pid, _signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    for r in readers:
-        r.join(timeout=2.0)
-    reading_done.set()
-    flushing.join()
-    stop_pinging.set()
-    flush()
+        if runner.proc.poll() is not None and not attempt.ended:
+            # It exited: what is still in its pipes is read for a short while.
+            with runner.cond:
+                runner.cond.wait_for(lambda: runner.closed_streams == 3, timeout=2.0)
+            break
+        if ended_at is not None and now - ended_at > 2.0:
+            # Ended, but a stream's marker never came (the op closed or took over stdout or
+            # stderr): this runner cannot tell its steps' output apart any more.
+            killed = True
+            break
+        if not pinged["asking"] and now - last_ping >= 1.0:
+            pinged["asking"], last_ping = True, now
+            _threading.Thread(target=ping, daemon=True).start()
+        # Dask cannot stop a running task's thread; when the task is cancelled (its state on
+        # this worker leaves "executing"), kill the runner ourselves; the same past the op's
+        # max_runtime.
+        ts = worker.state.tasks.get(key)
+        late = deadline is not None and now >= deadline
+        orphaned = now - pinged["answered"] > orphan_after
+        if late or orphaned or ts is None or ts.state not in ("executing", "long-running"):
+            timed_out = late
+            killed = True
+            break
+    with runner.cond:
+        runner.current = None
+        batch = attempt.take()
+    send(batch, last=True)
+    code = runner.proc.poll()
+    if killed or code is not None or runner.closed_streams:
+        runner.kill()
+        code = runner.proc.poll()
+    else:
+        runner.idle_since = _time.monotonic()
+        with box["lock"]:
+            box["idle"].append(runner)
     if timed_out:
-        raise StepFailed(step, attempt, code, counter["n"], str(name),
+        raise StepFailed(step, attempt_no, code, attempt.sent, str(name),
                          f"its process group was killed on worker {name}", timed_out=True)
-    if code != 0:
-        raise StepFailed(step, attempt, code, counter["n"], str(name))
-    if not _reported_success(counter["last_event"]):
-        # Exit 0 without a success end: Dask must not run what depends on it.
-        raise StepFailed(step, attempt, code, counter["n"], str(name),
-                         f"step `{step}` attempt {attempt} exited with code 0 on {name} "
+    if attempt.ended and _reported_success(attempt.last_event):
+        return {"step": step, "attempt": attempt_no, "worker": str(name), "lines": attempt.sent}
+    if attempt.ended:
+        raise StepFailed(step, attempt_no, None, attempt.sent, str(name),
+                         f"step `{step}` attempt {attempt_no} failed on {name}")
+    if code == 0:
+        # Exit 0 without a success end: Dask must not count it as done.
+        raise StepFailed(step, attempt_no, code, attempt.sent, str(name),
+                         f"step `{step}` attempt {attempt_no} exited with code 0 on {name} "
                          f"without reporting success")
-    return {"step": step, "attempt": attempt, "worker": str(name), "lines": counter["n"]}
+    raise StepFailed(step, attempt_no, code, attempt.sent, str(name))
+
+
+def _json_line(obj):
+    import json as _json
+
+    return (_json.dumps(obj, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+# How many steps of a run are submitted and not settled at most: enough to keep a large
+# cluster busy, few enough that the scheduler's work per message stays small.
+WINDOW = 1000
 
 
 class Bridge:
@@ -373,12 +553,23 @@ class Bridge:
         self.cluster = None
         self.run = None
         self.steps = {}  # step -> {"deps": [...], "resources": {...}}
-        self.order = []
         self.futures = {}  # step -> current future
         self.generation = {}  # step -> how many times submitted
         self.attempt = {}
+        self.index = {}  # step -> its place in the plan: earlier goes first
+        self.missing = {}  # step -> how many steps it depends on have not succeeded
+        self.dependents = {}  # step -> the steps that depend on it
+        self.ready = []  # heap of (index, step): ready to submit
+        self.in_flight = set()  # submitted and not settled
+        self.queued = set()  # ready or in flight
+        self.succeeded = set()
+        self.chain_next = {}  # step -> its only dependent, when that depends on it alone
+        self.batches = 0
+        self.canceled = False
+        self.totals = {}  # (step, attempt) -> (worker, lines) its task's last batch said
         self.waiting_since = {}  # step -> time it was submitted, for resource waits
         self.lock = threading.Lock()
+        self.wake = threading.Condition(self.lock)  # the submitter waits on it
         self.closed = threading.Event()
         self.own_cancels = set()  # keys of futures this bridge cancelled itself
 
@@ -463,15 +654,26 @@ class Bridge:
         self.run = cmd
         self.topic = f"dagster-dask-{cmd['run_id']}"
         self.client.subscribe_topic(self.topic, self.on_line)
-        for s in cmd["steps"]:
-            self.steps[s["step"]] = s
-            self.order.append(s["step"])
-            self.attempt[s["step"]] = 1
-            self.generation[s["step"]] = 0
+        for i, s in enumerate(cmd["steps"]):
+            step = s["step"]
+            self.steps[step] = s
+            self.index[step] = i
+            self.attempt[step] = 1
+            self.generation[step] = 0
+            self.missing[step] = len(set(s["deps"]))
+            for d in set(s["deps"]):
+                self.dependents.setdefault(d, []).append(step)
         self.shipped = self.ship_binary(cmd)
-        self.config = None
-        self.config_generation = 0
-        self.submit_steps(self.order)
+        self.client.register_plugin(RunConfig(cmd["config_json"]),
+                                    name=config_plugin_name(cmd["run_id"]))
+        for step, below in self.dependents.items():
+            if len(below) == 1 and set(self.steps[below[0]]["deps"]) == {step}:
+                self.chain_next[step] = below[0]
+        with self.wake:
+            for step, missing in self.missing.items():
+                if missing == 0:
+                    self.queue(step)
+        threading.Thread(target=self.submitter, daemon=True).start()
         threading.Thread(target=self.watch_resources, daemon=True).start()
 
     def ship_binary(self, cmd):
@@ -507,78 +709,95 @@ class Bridge:
         base = f"{step}-{self.run['run_id']}"
         return base if gen == 0 else f"{base}-{gen}"
 
-    def submit_steps(self, steps):
-        """Submits `steps` (topological order) as one graph.
+    def queue(self, step):
+        """Makes `step` ready to submit (holding the lock)."""
+        if step not in self.queued:
+            self.queued.add(step)
+            heapq.heappush(self.ready, (self.index[step], step))
+            self.wake.notify()
 
-        A dependency inside the submission is named by its key; one outside it (a step that
-        already succeeded) is passed as its future, which Dask treats as a dependency too.
-        """
-        # Tasks go in as few layers as their resources allow: a layer carries one resources
-        # annotation, so consecutive steps (in topological order) that ask for the same
-        # resources share one. (A layer per step kept the scheduler's event loop busy for
-        # a minute on a 10,000-step submission.)
-        layers, layer_deps, keys = {}, {}, []
-        layer_of = {}  # key -> the layer holding it
-        layer_resources = {}
-        current = None
-        in_graph = set(steps)
-        # The run config: one task holds it, and each worker fetches it once, as a dependency.
-        # (Not `scatter`: that waits for a worker, and a cluster may have none yet.) Submitted
-        # again when someone else's restart cancelled it.
-        if self.config is None or self.config.status in ("cancelled", "lost", "error"):
-            self.config_generation += 1
-            self.config = self.client.submit(
-                run_config, self.run["config_json"], pure=False,
-                key=f"run-config-{self.run['run_id']}-{self.config_generation}",
-            )
+    def submitter(self):
+        """Submits steps as they become ready (every step they depend on succeeded), at most
+        WINDOW at a time, earliest in plan order first, each batch as one graph.
+
+        A released step's task has no Dask dependencies: data never goes through Dask, and a
+        task with dependencies may only run where they are held (distributed's
+        `decide_worker`), which piled independent steps onto the worker of their upstream.
+        Without them, the scheduler gives each task to a free worker with its resources. The
+        one exception is a chain link, a step whose only upstream has it as only dependent:
+        it goes with its upstream, as a Dask dependency of it, so a chain moves inside the
+        scheduler (a round trip through this client per step would double a chain's time)
+        and nothing can pile up behind it. The window keeps the scheduler's work per message
+        small whatever the job's size; nothing downstream of a failed step runs (a released
+        step is never submitted, a chain link errs with its upstream and waits for a retry)."""
+        while True:
+            with self.wake:
+                while not (self.closed.is_set() or self.canceled
+                           or (self.ready and len(self.in_flight) < WINDOW)):
+                    self.wake.wait(1.0)
+                if self.closed.is_set() or self.canceled:
+                    return
+                room = WINDOW - len(self.in_flight)
+                batch = []
+                while self.ready and len(batch) < room:
+                    step = heapq.heappop(self.ready)[1]
+                    batch.append(step)
+                    link = self.chain_next.get(step)
+                    while link is not None and link not in self.queued and len(batch) < room:
+                        self.queued.add(link)
+                        batch.append(link)
+                        link = self.chain_next.get(link)
+                self.in_flight.update(batch)
+            try:
+                self.submit_batch(batch)
+            except Exception as e:
+                if self.closed.is_set():
+                    return
+                emit({"type": "fatal", "message": f"cannot submit steps: {type(e).__name__}: {e}"})
+                return
+
+    def submit_batch(self, steps):
+        """Submits `steps` (plan order) as one graph: consecutive steps that ask for the same
+        resources share a layer (a layer carries one resources annotation; a layer per step
+        kept the scheduler's event loop busy for a minute on a 10,000-step submission)."""
+        layers, layer_deps, layer_of, layer_resources, keys = {}, {}, {}, {}, []
+        current, current_resources = None, None
+        now = time.monotonic()
         with self.lock:
+            self.batches += 1
             for step in steps:
                 spec = self.steps[step]
+                if step in self.futures:
+                    # A key once erred or cancelled stays so in the scheduler while anyone
+                    # holds it: each submission gets a key of its own.
+                    self.generation[step] += 1
                 key = self.key_of(step)
-                argv = [
-                    self.run["binary"], "__step",
-                    "--run-id", self.run["run_id"],
-                    "--step", step,
-                    "--attempt", str(self.attempt[step]),
-                ]
                 task_spec = json.dumps(
                     {"step": step, "attempt": self.attempt[step], "topic": self.topic, "key": key,
-                     "argv": argv, "shipped": self.shipped,
-                     "max_runtime": spec.get("max_runtime"),
+                     "run_id": self.run["run_id"], "binary": self.run["binary"],
+                     "shipped": self.shipped, "max_runtime": spec.get("max_runtime"),
                      "cluster_timeout": self.run.get("cluster_timeout", 40)}
                 )
-                # A dependency outside the submission has succeeded (the driver resubmits a
-                # step only then): its future only orders, so one that someone else's restart
-                # cancelled is left out rather than failing the step.
-                args = [
-                    self.key_of(d) if d in in_graph else self.futures[d]
-                    for d in spec["deps"]
-                    if d in in_graph or (self.futures[d] is not None
-                                         and self.futures[d].status in ("pending", "finished"))
-                ]
+                # A chain link goes right after its upstream: its only Dask dependency.
+                inside = [self.key_of(d) for d in spec["deps"]
+                          if d not in self.succeeded and self.key_of(d) in layer_of]
                 resources = spec["resources"] or None
-                if current is None or resources != layer_resources[current]:
-                    current = f"{key}-layer"
-                    layer_resources[current] = resources
+                if current is None or resources != current_resources:
+                    current, current_resources = f"{self.topic}-{self.batches}-{len(layers)}", resources
                     layers[current] = {}
                     layer_deps[current] = set()
-                layers[current][key] = (run_step, task_spec, self.config, *args)
+                    layer_resources[current] = resources
+                layers[current][key] = (run_step, task_spec, *inside)
                 layer_of[key] = current
-                layer_deps[current].update(
-                    layer_of[self.key_of(d)] for d in spec["deps"] if d in in_graph
-                )
+                layer_deps[current].update(layer_of[k] for k in inside)
                 keys.append(key)
-                self.waiting_since[step] = time.monotonic()
-        for name in layers:
+                self.waiting_since[step] = now
+        hlg = {}
+        for name, tasks in layers.items():
             layer_deps[name].discard(name)
-        layers = {
-            name: MaterializedLayer(
-                tasks,
-                annotations={"resources": layer_resources[name]} if layer_resources[name] else None,
-            )
-            for name, tasks in layers.items()
-        }
-        futures = self.client.get(HighLevelGraph(layers, layer_deps), keys, sync=False)
+            wanted = layer_resources[name]
+            hlg[name] = MaterializedLayer(tasks, annotations={"resources": wanted} if wanted else None)
+        futures = self.client.get(HighLevelGraph(hlg, layer_deps), keys, sync=False)
         with self.lock:
             for step, fut in zip(steps, futures):
                 self.futures[step] = fut
@@ -587,31 +806,55 @@ class Bridge:
 
     def on_line(self, event):
         _, msg = event
-        head = {"type": "line", "step": msg.get("step"), "attempt": msg.get("attempt"),
-                "worker": msg.get("worker_name", msg.get("worker"))}
+        step, attempt = msg.get("step"), msg.get("attempt")
+        worker = msg.get("worker_name", msg.get("worker"))
+        head = {"type": "line", "step": step, "attempt": attempt, "worker": worker}
         for stream, line in msg.get("lines", ()):
             emit({**head, "stream": stream, "line": line})
+        if "total" in msg:
+            with self.lock:
+                self.totals[(step, attempt)] = (worker, msg["total"])
+
+    def settled(self, step, succeeded):
+        """A submitted attempt of `step` is over: room in the window, and on success the
+        steps that waited only for it become ready."""
+        with self.wake:
+            self.in_flight.discard(step)
+            self.queued.discard(step)
+            if succeeded:
+                self.succeeded.add(step)
+                for d in self.dependents.get(step, ()):
+                    self.missing[d] -= 1
+                    if self.missing[d] == 0:
+                        self.queue(d)
+            self.wake.notify()
 
     def on_done(self, step, attempt, fut):
         with self.lock:
             if self.attempt.get(step) != attempt or self.futures.get(step) is not fut:
                 return  # an old generation
             self.waiting_since.pop(step, None)
+            worker, total = self.totals.pop((step, attempt), (None, None))
         status = fut.status
         if status == "finished":
-            try:
-                result = fut.result()
-            except Exception as e:  # pragma: no cover - finished futures have results
-                emit({"type": "done", "step": step, "attempt": attempt, "status": "failed", "message": str(e)})
-                return
+            # (its result is only a receipt: the task's last batch of lines said the same,
+            # and fetching it would cost a round trip to its worker per step)
             emit({"type": "done", "step": step, "attempt": attempt, "status": "success",
-                  "worker": result["worker"], "lines": result["lines"]})
+                  "worker": worker, "lines": total})
+            self.settled(step, True)
+            return
+        self.settled(step, False)
+        with self.lock:
+            unfinished_upstream = any(d not in self.succeeded for d in self.steps[step]["deps"])
+        if unfinished_upstream:
+            # A chain link that went down with its upstream: it never ran. It goes again
+            # with its upstream's retry, if there is one.
             return
         if status == "cancelled":
             with self.lock:
                 ours = fut.key in self.own_cancels
             if ours:
-                return  # the driver canceled, or a step upstream found no worker
+                return  # the driver canceled, or the step found no worker
             # Someone else: another client's restart, or the scheduler connection lost.
             exc = getattr(getattr(fut, "_state", None), "exception", None)
             emit({"type": "done", "step": step, "attempt": attempt, "status": "cancelled",
@@ -624,7 +867,7 @@ class Bridge:
         # Compared by name: the exception class comes back through pickle.
         if type(exc).__name__ == "StepFailed":
             if getattr(exc, "step", None) != step:
-                return  # erred because an upstream failed: the driver skips it
+                return  # (an upstream's error; handled above, kept for safety)
             status = "timeout" if getattr(exc, "timed_out", False) else "failed"
             emit({"type": "done", "step": step, "attempt": attempt, "status": status,
                   "worker": exc.worker, "lines": exc.lines, "message": str(exc),
@@ -632,9 +875,6 @@ class Bridge:
             return
         name = type(exc).__name__
         if name == "KilledWorker":
-            task = getattr(exc, "task", None)
-            if task is not None and task != fut.key:
-                return
             emit({"type": "done", "step": step, "attempt": attempt, "status": "killed",
                   "message": f"KilledWorker: {exc}"})
             return
@@ -643,14 +883,9 @@ class Bridge:
 
     def retry(self, cmd):
         step = cmd["step"]
-        # The failed step and everything downstream of it (erred with it) go again.
-        again = self.downstream_of(step) | {step}
-        todo = [s for s in self.order if s in again]
-        with self.lock:
+        with self.wake:
             self.attempt[step] = cmd["attempt"]
-            for s in todo:
-                self.generation[s] += 1
-        self.submit_steps(todo)
+            self.queue(step)
 
     def watch_resources(self):
         """Fails steps that no worker can take (none offers their resources, or there is no
@@ -668,28 +903,28 @@ class Bridge:
             except Exception:
                 continue
             now = time.monotonic()
+            offers = {}  # resources (as JSON) -> whether a worker offers them
             for step, since in waiting:
                 need = self.steps[step]["resources"]
-                offered = any(all(res.get(k, 0) >= v for k, v in need.items()) for res in workers.values())
-                if offered:
+                wanted = json.dumps(need, sort_keys=True)
+                if wanted not in offers:
+                    offers[wanted] = any(all(res.get(k, 0) >= v for k, v in need.items())
+                                         for res in workers.values())
+                if offers[wanted]:
                     with self.lock:
                         if step in self.waiting_since:
                             self.waiting_since[step] = now
                     continue
                 if now - since >= timeout:
-                    below = self.downstream_of(step)
                     with self.lock:
                         if self.waiting_since.pop(step, None) is None:
                             continue
                         fut = self.futures[step]
                         attempt = self.attempt[step]
                         self.futures[step] = None
-                        # Dask cancels what depends on it too: those are ours as well.
                         self.own_cancels.add(fut.key)
-                        self.own_cancels.update(
-                            f.key for s, f in self.futures.items()
-                            if f is not None and s in below)
                     self.client.cancel([fut], force=True)
+                    self.settled(step, False)
                     if need:
                         why = f"no worker offers the resources {json.dumps(need)}"
                     else:
@@ -697,15 +932,6 @@ class Bridge:
                     emit({"type": "done", "step": step, "attempt": attempt, "status": "no_worker",
                           "message": f"{why} after waiting {timeout:g} s; workers and their "
                                      f"resources: {json.dumps(workers)}"})
-
-    def downstream_of(self, step):
-        """Every step that depends on `step`, directly or not."""
-        below = {step}
-        for s in self.order:
-            if any(d in below for d in self.steps[s]["deps"]):
-                below.add(s)
-        below.discard(step)
-        return below
 
     def forget_topic(self):
         """Nothing of the run stays in the scheduler: its log topic goes with it."""
@@ -715,8 +941,22 @@ class Bridge:
         except Exception as e:  # a lost scheduler keeps nothing anyway
             log(f"could not drop the run's log topic: {e}")
 
+    def forget_run(self):
+        """Nothing of the run stays on the cluster: its runners (and whatever their steps
+        left running) go from every worker, its config from the workers' plugins."""
+        try:
+            self.client.run(stop_runners, self.run["run_id"], on_error="ignore")
+        except Exception as e:
+            log(f"could not stop the run's step runners: {e}")
+        try:
+            self.client.unregister_worker_plugin(config_plugin_name(self.run["run_id"]))
+        except Exception as e:
+            log(f"could not remove the run's config from the workers: {e}")
+
     def cancel(self):
-        with self.lock:
+        with self.wake:
+            self.canceled = True
+            self.wake.notify()
             futures = [f for f in self.futures.values() if f is not None]
             self.futures = {s: None for s in self.futures}
             self.own_cancels.update(f.key for f in futures)
@@ -726,9 +966,13 @@ class Bridge:
 
     def close(self):
         self.closed.set()
+        with self.wake:
+            self.wake.notify()
         try:
             if self.client is not None:
                 if self.run is not None:
+                    if str(self.client.status) == "running":
+                        self.forget_run()
                     self.forget_topic()
                 # distributed keeps a closed client's subscriptions to these forever.
                 for topic in ("print", "warn"):

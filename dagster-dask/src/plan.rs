@@ -178,6 +178,22 @@ impl Plan {
         self.index_of(key).map(|i| &self.steps[i])
     }
 
+    /// The step keys for an error message: all of them, or the first few and a count, so
+    /// that a message about a 10,000-step job stays readable.
+    pub(crate) fn step_keys_to_show(&self) -> String {
+        const SHOWN: usize = 20;
+        let shown: Vec<&str> = self
+            .steps
+            .iter()
+            .take(SHOWN)
+            .map(|s| s.key.as_str())
+            .collect();
+        match self.steps.len().saturating_sub(SHOWN) {
+            0 => shown.join(", "),
+            more => format!("{}, and {more} more", shown.join(", ")),
+        }
+    }
+
     /// The position of step `key` in [`steps`](Self::steps).
     pub fn index_of(&self, key: &str) -> Option<usize> {
         self.index().by_key.get(key).copied()

@@ -18,6 +18,7 @@
 //! the cause (a step, a lost cluster, Ctrl-C); 2 the run never started (bad usage, config or
 //! anything checked before `RUN_START`).
 
+mod runner;
 mod step;
 mod summary;
 
@@ -26,6 +27,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+use self::runner::serve;
 use self::step::step;
 use self::summary::print_summary;
 use crate::config::{self, RunConfig};
@@ -75,6 +77,10 @@ enum Command {
     /// Run one step of one run (what executors start on workers).
     #[command(name = "__step", hide = true)]
     Step(StepArgs),
+    /// Run steps of one run, one at a time, as requests come (the warm runner Dask workers
+    /// keep per run).
+    #[command(name = "__serve", hide = true)]
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Default, clap::Args)]
@@ -92,15 +98,31 @@ struct RunArgs {
 
 #[derive(Debug, clap::Args)]
 struct StepArgs {
-    /// The run the step belongs to.
-    #[arg(long)]
-    run_id: String,
     /// The step's key.
     #[arg(long)]
     step: String,
     /// Which attempt this is, from 1.
     #[arg(long, default_value_t = 1)]
     attempt: u32,
+    #[command(flatten)]
+    process: StepProcessArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Where step requests come from: JSON lines `{"step", "attempt", "marker"}`.
+    #[arg(long)]
+    requests: PathBuf,
+    #[command(flatten)]
+    process: StepProcessArgs,
+}
+
+/// What a process that runs steps of a run needs: the run, its config, where messages go.
+#[derive(Debug, clap::Args)]
+struct StepProcessArgs {
+    /// The run the steps belong to.
+    #[arg(long)]
+    run_id: String,
     /// Run config YAML files.
     #[arg(short = 'c', long = "config")]
     config: Vec<PathBuf>,
@@ -198,6 +220,7 @@ where
             Err(code) => code,
         },
         Command::Step(args) => step(&job, defaults, args),
+        Command::Serve(args) => serve(&job, defaults, args),
     }
 }
 

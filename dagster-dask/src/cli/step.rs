@@ -1,10 +1,12 @@
-//! Step mode: one attempt of one step in a process of its own, as workers run it.
+//! Step mode: attempts of steps in a process that is not the run's driver, as workers run
+//! them: `__step` runs one attempt and exits; the warm runner (`__serve`, see `runner`) runs
+//! many, one at a time, on the same [`StepProcess`].
 
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::{EXIT_FAILURE, EXIT_USAGE, StepArgs, load_config};
+use super::{EXIT_FAILURE, EXIT_USAGE, StepArgs, StepProcessArgs, load_config};
 use crate::error::{ErrorInfo, ErrorKind};
 use crate::events::{Event, EventSink};
 use crate::exec::dask::protocol::StepMessage;
@@ -42,7 +44,7 @@ fn exit_with_parent() {
 }
 
 /// The step process's messages: JSON lines on the channel its launcher passed.
-struct StepMessages {
+pub(super) struct StepMessages {
     out: std::sync::Mutex<Box<dyn std::io::Write + Send>>,
 }
 
@@ -57,7 +59,7 @@ impl StepMessages {
         })
     }
 
-    fn send(&self, message: &StepMessage) {
+    pub(super) fn send(&self, message: &StepMessage) {
         // Messages are plain serde data: they always serialize.
         let Ok(mut line) = serde_json::to_vec(message) else {
             return;
@@ -79,75 +81,98 @@ impl EventSink for StepMessages {
     }
 }
 
-pub(super) fn step(job: &Job, defaults: Option<&serde_json::Value>, args: StepArgs) -> ExitCode {
-    exit_with_parent();
-    let usage = |msg: String| {
-        eprintln!("error: {msg}");
-        ExitCode::from(EXIT_USAGE)
-    };
-    let stdin_config = if args.config_stdin {
-        let mut text = String::new();
-        if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
-            return usage(format!("cannot read the run config from stdin: {e}"));
+/// What every step of a run needs in a step process: set up once per process.
+pub(super) struct StepProcess {
+    config: crate::config::RunConfig,
+    run_id: RunId,
+    io: Arc<dyn crate::io::IoManager>,
+    pub(super) messages: Arc<StepMessages>,
+}
+
+impl StepProcess {
+    /// Reads the run config (files, then stdin), opens the IO manager and the message
+    /// channel; an error is printed and becomes the exit code.
+    pub(super) fn open(
+        job: &Job,
+        defaults: Option<&serde_json::Value>,
+        args: &StepProcessArgs,
+    ) -> Result<Self, ExitCode> {
+        exit_with_parent();
+        let stdin_config = if args.config_stdin {
+            let mut text = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+                return Err(usage(format!("cannot read the run config from stdin: {e}")));
+            }
+            Some(text)
+        } else {
+            None
+        };
+        let config = load_config(job, defaults, &args.config, stdin_config.as_deref())?;
+        let run_id = RunId::parse(&args.run_id).map_err(|e| usage(e.to_string()))?;
+        if config.io_manager.in_memory {
+            return Err(usage("step mode needs storage other processes can read: the in-memory IO manager is per process".to_owned()));
         }
-        Some(text)
-    } else {
-        None
-    };
-    let config = match load_config(job, defaults, &args.config, stdin_config.as_deref()) {
-        Ok(c) => c,
+        let io = open_io_manager(&config.io_manager).map_err(|e| usage(e.to_string()))?;
+        let messages = StepMessages::open(args.events.as_deref()).map_err(|e| {
+            let path = args.events.as_deref().unwrap_or(std::path::Path::new("-"));
+            usage(format!("cannot open --events {}: {e}", path.display()))
+        })?;
+        Ok(Self {
+            config,
+            run_id,
+            io,
+            messages: Arc::new(messages),
+        })
+    }
+
+    /// Runs attempt `attempt` of step `key`, sends how it ended as the last message, and
+    /// returns it; a step or attempt that cannot be is an error message.
+    pub(super) fn run(&self, job: &Job, key: &str, attempt: u32) -> Result<AttemptEnd, String> {
+        let Some(index) = job.plan().index_of(key) else {
+            return Err(format!(
+                "job `{}` has no step `{key}` (steps: {})",
+                job.name(),
+                job.plan().step_keys_to_show()
+            ));
+        };
+        if attempt == 0 {
+            return Err("--attempt counts from 1".to_owned());
+        }
+        let sink: Arc<dyn EventSink> = Arc::clone(&self.messages) as Arc<dyn EventSink>;
+        let env = StepEnv {
+            job,
+            run_id: self.run_id.as_str(),
+            io: self.io.as_ref(),
+            sink: &sink,
+            op_config: &self.config.ops,
+        };
+        // (no deadline here: the task wrapper on the worker enforces `max_runtime` by killing
+        // this process, so the op needs no thread of its own)
+        let end = execute_step(&env, index, attempt, None).unwrap_or_else(|| {
+            AttemptEnd::Failure(ErrorInfo::new(
+                ErrorKind::Timeout,
+                "the step passed its deadline",
+            ))
+        });
+        self.messages.send(&StepMessage::Ended(end.clone()));
+        Ok(end)
+    }
+}
+
+/// Prints a usage error; its exit code.
+pub(super) fn usage(msg: String) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+pub(super) fn step(job: &Job, defaults: Option<&serde_json::Value>, args: StepArgs) -> ExitCode {
+    let process = match StepProcess::open(job, defaults, &args.process) {
+        Ok(p) => p,
         Err(code) => return code,
     };
-    let run_id = match RunId::parse(&args.run_id) {
-        Ok(id) => id,
-        Err(e) => return usage(e.to_string()),
-    };
-    let Some(index) = job.plan().index_of(&args.step) else {
-        let known: Vec<&str> = job.plan().steps.iter().map(|s| s.key.as_str()).collect();
-        return usage(format!(
-            "job `{}` has no step `{}` (steps: {})",
-            job.name(),
-            args.step,
-            known.join(", ")
-        ));
-    };
-    if args.attempt == 0 {
-        return usage("--attempt counts from 1".to_owned());
+    match process.run(job, &args.step, args.attempt) {
+        Ok(AttemptEnd::Success { .. }) => ExitCode::SUCCESS,
+        Ok(AttemptEnd::Failure(_)) => ExitCode::from(EXIT_FAILURE),
+        Err(msg) => usage(msg),
     }
-    if config.io_manager.in_memory {
-        return usage("step mode needs storage other processes can read: the in-memory IO manager is per process".to_owned());
-    }
-    let io = match open_io_manager(&config.io_manager) {
-        Ok(io) => io,
-        Err(e) => return usage(e.to_string()),
-    };
-    let messages = match StepMessages::open(args.events.as_deref()) {
-        Ok(m) => Arc::new(m),
-        Err(e) => {
-            let path = args.events.as_deref().unwrap_or(std::path::Path::new("-"));
-            return usage(format!("cannot open --events {}: {e}", path.display()));
-        }
-    };
-    let sink: Arc<dyn EventSink> = Arc::clone(&messages) as Arc<dyn EventSink>;
-    let env = StepEnv {
-        job,
-        run_id: run_id.as_str(),
-        io: io.as_ref(),
-        sink: &sink,
-        op_config: &config.ops,
-    };
-    // (no deadline here: the task wrapper on the worker enforces `max_runtime` by killing
-    // this process, so the op needs no thread of its own)
-    let end = execute_step(&env, index, args.attempt, None).unwrap_or_else(|| {
-        AttemptEnd::Failure(ErrorInfo::new(
-            ErrorKind::Timeout,
-            "the step passed its deadline",
-        ))
-    });
-    let code = match end {
-        AttemptEnd::Success { .. } => ExitCode::SUCCESS,
-        AttemptEnd::Failure(_) => ExitCode::from(EXIT_FAILURE),
-    };
-    messages.send(&StepMessage::Ended(end));
-    code
 }

@@ -10,6 +10,8 @@ const SUMMARY_VALUE_CHARS: usize = 200;
 /// The largest output the summary decodes to show; a larger one shows its type and size, so
 /// that the summary takes bounded time and memory whatever a job returns.
 const SUMMARY_DECODE_BYTES: u64 = 64 * 1024;
+/// How many steps the summary names per worker.
+const SUMMARY_STEPS_PER_WORKER: usize = 10;
 
 pub(super) fn print_summary(job: &Job, result: &RunResult) {
     let plan = job.plan();
@@ -99,23 +101,31 @@ pub(super) fn print_summary(job: &Job, result: &RunResult) {
     }
 }
 
-/// `worker-a [step1, step2], worker-b [step3]`: where the steps ran, from their events.
+/// `worker-a [step1, step2], worker-b [step3]`: where the steps ran, from their events; a
+/// worker that ran many names the first few and counts the rest, so that the line stays
+/// readable at 10,000 steps.
 fn placement(result: &RunResult) -> String {
     let mut by_worker: std::collections::BTreeMap<&str, Vec<&str>> =
         std::collections::BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
     for event in result.events() {
         if let (Some(step), Some(worker), EventKind::StepStart | EventKind::StepRestarted { .. }) =
             (&event.step_key, &event.worker, &event.kind)
         {
-            let steps = by_worker.entry(worker).or_default();
-            if !steps.contains(&step.as_str()) {
-                steps.push(step);
+            if seen.insert((worker.as_str(), step.as_str())) {
+                by_worker.entry(worker).or_default().push(step);
             }
         }
     }
     by_worker
         .iter()
-        .map(|(w, steps)| format!("{w} [{}]", steps.join(", ")))
+        .map(|(w, steps)| {
+            let shown = steps[..steps.len().min(SUMMARY_STEPS_PER_WORKER)].join(", ");
+            match steps.len().saturating_sub(SUMMARY_STEPS_PER_WORKER) {
+                0 => format!("{w} [{shown}]"),
+                more => format!("{w} [{shown}, and {more} more]"),
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
