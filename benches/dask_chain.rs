@@ -147,7 +147,7 @@ fn peer_chain(python: &Path, anchor: &Path, address: &str) -> (f64, f64) {
 
 fn main() -> ExitCode {
     let job = tests::chain(STEPS);
-    if std::env::args().nth(1).as_deref() == Some("__step") {
+    if dagster_dask::cli::is_step_process() {
         return dagster_dask::main(job);
     }
     if std::env::args().any(|a| a == "--list") {

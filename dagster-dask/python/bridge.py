@@ -50,8 +50,11 @@ import time
 def emit(msg, _lock=threading.Lock()):
     line = json.dumps(msg, separators=(",", ":"))
     with _lock:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the driver is gone (or closed us): there is no one left to tell
 
 
 def log(*parts):
@@ -830,6 +833,8 @@ class Bridge:
             self.wake.notify()
 
     def on_done(self, step, attempt, fut):
+        if self.closed.is_set():
+            return  # (closing the client cancels what is left: the run is over)
         with self.lock:
             if self.attempt.get(step) != attempt or self.futures.get(step) is not fut:
                 return  # an old generation

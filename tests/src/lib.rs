@@ -243,6 +243,22 @@ job! {
     }
 }
 
+/// `source` fans out to `n` independent steps `wait_i` that each sleep half a second: a
+/// scheduler that gives them to free workers runs them side by side.
+pub fn spread(n: usize) -> Job {
+    let source = OpDef::new("source", [], |_ctx, (): ()| 1_u64);
+    let wait = OpDef::new("wait", ["one"], |_ctx, (one,): (u64,)| {
+        std::thread::sleep(Duration::from_millis(500));
+        one
+    });
+    let mut job = JobBuilder::new("spread");
+    let s = job.add(&source, ());
+    for i in 1..=n {
+        job.add_as(&format!("wait_{i}"), &wait, s);
+    }
+    job.build().expect("spread is valid")
+}
+
 /// Config of the `nap` op.
 #[derive(Debug, Deserialize)]
 pub struct NapConfig {

@@ -41,7 +41,8 @@ fn bin(name: &str) -> PathBuf {
         "hostile" => env!("CARGO_BIN_EXE_hostile"),
         "background" => env!("CARGO_BIN_EXE_background"),
         "chatty" => env!("CARGO_BIN_EXE_chatty"),
-        "fan2000" => env!("CARGO_BIN_EXE_fan2000"),
+        "fan10000" => env!("CARGO_BIN_EXE_fan10000"),
+        "spread" => env!("CARGO_BIN_EXE_spread"),
         "stuck" => env!("CARGO_BIN_EXE_stuck"),
         other => panic!("no job binary {other}"),
     })
@@ -1210,22 +1211,64 @@ fn a_million_lines_arrive_and_the_scheduler_keeps_nothing_of_the_run() {
 }
 
 #[test]
-fn a_two_thousand_step_fan_out_runs_through_a_busy_scheduler() {
+fn a_ten_thousand_step_fan_out_completes_with_the_right_result() {
     let (_serial, cluster, dir) = with_cluster();
     let cfg = existing(&cluster, dir.path(), "");
     let run_id = dagster_dask::exec::new_run_id();
     let started = Instant::now();
-    let out = command("fan2000", &[&cfg], &run_id)
+    let mut child = command("fan10000", &[&cfg], &run_id)
         .arg("-q")
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let ran = finish(out, dir.path(), &run_id);
-    assert_success(&ran, "fan2000");
-    // 2,000 parts of 1..=2,000 each, and the source's 1.
-    assert!(ran.stdout.contains("sum = 2001000"), "{}", ran.stdout);
+    // Bounded: a stall fails the test instead of holding the suite.
+    let bound = Duration::from_secs(300);
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "a 10,000-step fan-out ran past {bound:?}:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ran = finish(child.wait_with_output().unwrap(), dir.path(), &run_id);
+    assert_success(&ran, "fan10000");
+    // 10,000 parts of 1..=10,000 each, and the source's 1.
+    assert!(ran.stdout.contains("sum = 50005000"), "{}", ran.stdout);
+    let succeeded = ran
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::StepSuccess { .. }))
+        .count();
+    assert_eq!(succeeded, 10_002, "every step succeeds once");
     eprintln!(
-        "fan-out of 2,000 on the test cluster: {:?}",
+        "fan-out of 10,000 on the test cluster: {:?}",
         started.elapsed()
+    );
+}
+
+#[test]
+fn independent_steps_go_to_every_free_worker() {
+    let (_serial, cluster, dir) = with_cluster();
+    let cfg = existing(&cluster, dir.path(), "");
+    let ran = run("spread", &[&cfg], dir.path());
+    assert_success(&ran, "spread");
+    // Four half-second steps after `source`, two free single-thread workers: two each, not
+    // all four on the worker that ran `source`.
+    let mut per_worker = std::collections::BTreeMap::<String, usize>::new();
+    for i in 1..=4 {
+        for w in ran.workers(&format!("wait_{i}")) {
+            *per_worker.entry(w).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        per_worker.values().copied().collect::<Vec<_>>(),
+        vec![2, 2],
+        "{per_worker:?}"
     );
 }
 

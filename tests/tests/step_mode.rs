@@ -547,3 +547,111 @@ fn the_summary_shows_a_large_output_by_type_and_size_without_decoding_it() {
         );
     }
 }
+
+#[test]
+fn a_warm_runner_runs_the_requested_steps_in_one_process_and_marks_where_each_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    let run_id = dagster_dask::exec::new_run_id();
+    let requests = dir.path().join("requests.jsonl");
+    std::fs::write(
+        &requests,
+        concat!(
+            r#"{"step":"numbers","attempt":1,"marker":"<end-1>"}"#,
+            "\n",
+            r#"{"step":"scale","attempt":2,"marker":"<end-2>"}"#,
+            "\n",
+            r#"{"step":"nope","attempt":1,"marker":"<end-3>"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, "").unwrap();
+    let out = run(
+        "diamond",
+        &[
+            "__serve",
+            "--run-id",
+            &run_id,
+            "--requests",
+            requests.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+            "-c",
+            cfg.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Each stream says where each step's output ends, in request order.
+    for stream in [text(&out.stdout), text(&out.stderr)] {
+        let marks: Vec<&str> = stream.lines().filter(|l| l.starts_with("<end-")).collect();
+        assert_eq!(marks, ["<end-1>", "<end-2>", "<end-3>"], "{stream}");
+    }
+    let messages: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ends: Vec<&serde_json::Value> = messages
+        .iter()
+        .filter(|m| m["msg"] == "ended")
+        .map(|m| &m["body"])
+        .collect();
+    assert_eq!(ends.len(), 3, "{messages:#?}");
+    assert_eq!(ends[0]["outcome"], "success");
+    assert_eq!(
+        ends[1]["outcome"], "success",
+        "scale loads what numbers stored"
+    );
+    assert_eq!(ends[2]["outcome"], "failure");
+    assert!(
+        ends[2]["message"]
+            .as_str()
+            .unwrap()
+            .contains("job `diamond` has no step `nope`"),
+        "{}",
+        ends[2]
+    );
+    // One process ran both steps; the second was a restart (attempt 2).
+    let steps: Vec<Event> = messages
+        .iter()
+        .filter(|m| m["msg"] == "event")
+        .map(|m| serde_json::from_value(m["body"].clone()).unwrap())
+        .collect();
+    let pids: std::collections::BTreeSet<u32> = steps.iter().map(|e| e.pid).collect();
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    assert!(
+        steps.iter().any(|e| e.step_key.as_deref() == Some("scale")
+            && matches!(e.kind, EventKind::StepRestarted { attempt: 2 })),
+        "{steps:#?}"
+    );
+}
+
+#[test]
+fn a_warm_runner_refuses_a_request_that_is_not_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    let requests = dir.path().join("requests.jsonl");
+    std::fs::write(&requests, "run numbers please\n").unwrap();
+    let out = run(
+        "diamond",
+        &[
+            "__serve",
+            "--run-id",
+            &dagster_dask::exec::new_run_id(),
+            "--requests",
+            requests.to_str().unwrap(),
+            "-c",
+            cfg.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("a step request is not"),
+        "{}",
+        text(&out.stderr)
+    );
+}

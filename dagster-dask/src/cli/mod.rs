@@ -148,6 +148,19 @@ enum GraphFormat {
     Dot,
 }
 
+/// The hidden commands executors start job binaries with on workers (`__step`, `__serve`).
+const STEP_COMMANDS: [&str; 2] = ["__step", "__serve"];
+
+/// Whether this process was started by an executor to run steps (the job binary's hidden
+/// `__step` or `__serve` command). A binary whose `main` does more than
+/// [`main`](crate::main) (a benchmark that starts its own cluster, say) hands over to it at
+/// once when this is true.
+pub fn is_step_process() -> bool {
+    std::env::args()
+        .nth(1)
+        .is_some_and(|a| STEP_COMMANDS.contains(&a.as_str()))
+}
+
 /// Runs the job binary's command line over `std::env::args`.
 pub fn main(job: Job) -> ExitCode {
     main_with_args(job, None, std::env::args_os())

@@ -1,7 +1,8 @@
 //! Running one step: load its inputs, call the op, store its output, report events.
 //!
 //! Every executor runs steps through [`execute_step`]: the embedded executor on its threads,
-//! and the step mode of the job binary (one process per step, as Dask workers run it). How
+//! and the step modes of the job binary (`__step`, one attempt per process, and the warm
+//! runner `__serve` Dask workers keep per run). How
 //! the attempt ended goes to the run's state, which decides retries and skips.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

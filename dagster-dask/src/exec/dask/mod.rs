@@ -2,18 +2,23 @@
 //!
 //! The driver (this process) starts a small Python bridge (`python/bridge.py`, embedded in
 //! the crate) that owns the `distributed.Client`, and talks to it in JSON lines over its
-//! stdin and stdout. The whole plan goes to the cluster as one graph: one task per step,
-//! keyed `<step>-<run_id>`, upstream steps as Dask dependencies and resource requirements as
-//! Dask `resources`. Each task runs this job binary in step mode on its worker and forwards
-//! the step's output lines as they come, so events and op logs reach the driver live.
+//! stdin and stdout. Every step is one Dask task, keyed `<step>-<run_id>`, with the step's
+//! resource requirements as Dask `resources`; the bridge submits a step once every step it
+//! depends on has succeeded, in windows of at most 1,000 tasks (so a 10,000-step job never
+//! reaches the scheduler as one graph, and the scheduler gives each task to a free worker),
+//! except a chain link, which goes with its upstream as its Dask dependency. Each task has
+//! the step run on its worker by a warm runner of this job binary (`__serve`, one per run and
+//! worker thread, so the job is built and the run config read once, not per step), and
+//! forwards the step's output lines as they come, so events and op logs reach the driver
+//! live.
 //!
-//! Step processes send their events on a channel of their own, and the run config reaches
-//! them once per run: the bridge scatters it to the workers, and each task writes it to its
-//! step process's stdin (never argv). The run's state keeps the run's semantics: a step that
-//! fails raises in Dask, so nothing downstream of it runs; the state marks those steps
-//! skipped and retries by the op's policy (the bridge resubmits the step and what depends on
-//! it); the driver fails a step no worker can take after `no_worker_timeout`, and cancels
-//! everything on Ctrl-C.
+//! Step messages travel on a channel of their own, and the run config reaches the workers
+//! once per run, as a worker plugin of the run, and each runner through its stdin (never
+//! argv). The run's state keeps the run's semantics: nothing downstream of a failed step is
+//! submitted; the state marks those steps skipped and retries by the op's policy (the bridge
+//! submits the step again); the driver fails a step no worker can take after
+//! `no_worker_timeout`, and cancels everything on Ctrl-C. When the run ends, its runners,
+//! config and log topic leave the cluster.
 //!
 //! Modules: [`protocol`] (the wire types), [`bridge`] (the Python process), [`driver`] (what
 //! the cluster says, checked and handed to the run's state).
