@@ -153,7 +153,7 @@ const STEP_COMMANDS: [&str; 2] = ["__step", "__serve"];
 
 /// Whether this process was started by an executor to run steps (the job binary's hidden
 /// `__step` or `__serve` command). A binary whose `main` does more than
-/// [`main`](crate::main) (a benchmark that starts its own cluster, say) hands over to it at
+/// [`main`] (a benchmark that starts its own cluster, say) hands over to it at
 /// once when this is true.
 pub fn is_step_process() -> bool {
     std::env::args()
