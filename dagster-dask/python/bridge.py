@@ -179,16 +179,29 @@ def drop_topic(topic, dask_scheduler=None):
         topics.pop(topic, None)
 
 
-class RunConfig(WorkerPlugin):
-    """Holds a run's config on every worker (those that join later too) for its steps: in no
-    task and no argv. Removed when the run ends."""
+class RunSteps(WorkerPlugin):
+    """A run's part on every worker (those that join later too): its config, in no task and
+    no argv, and the code that runs its steps, so that each task carries only a small stub
+    and the step's spec (this code in every task made each 24 KB for the scheduler to hold
+    and send). Removed when the run ends."""
 
     def __init__(self, config_json):
         self.config_json = config_json
 
+    def run_step(self, spec):
+        """Runs one step (see `_run_step`); every error leaves as a `StepFailed` that names
+        the step."""
+        try:
+            return _run_step(spec, self.config_json)
+        except StepFailed:
+            raise
+        except Exception as e:
+            raise StepFailed(spec["step"], spec["attempt"], None, None, None,
+                             f"{type(e).__name__}: {e}") from None
 
-def config_plugin_name(run_id):
-    return f"dagster-dask-config-{run_id}"
+
+def run_plugin_name(run_id):
+    return f"dagster-dask-run-{run_id}"  # (spelled out in `run_step` too: it travels alone)
 
 
 # A worker keeps its warm runners on itself (tasks are unpickled afresh each time, so module
@@ -373,22 +386,23 @@ def _reported_success(line):
 
 
 def run_step(spec_json, *upstream):
-    """The Dask task of one step: run it on a warm runner of the job binary on this worker.
-    (`upstream`: the receipt of a chain link's upstream step, only there to order them.)
-
-    Every error leaves as a `StepFailed` that names the step."""
+    """The Dask task of one step: its run's plugin on this worker runs it on a warm runner of
+    the job binary. (`upstream`: the receipt of a chain link's upstream step, only there to
+    order them.) Kept small: it travels in every task."""
     import json as _json
 
+    from distributed import get_worker
+
     spec = _json.loads(spec_json)
-    try:
-        return _run_step(spec)
-    except StepFailed:
-        raise
-    except Exception as e:
-        raise StepFailed(spec["step"], spec["attempt"], None, None, None, f"{type(e).__name__}: {e}") from None
+    worker = get_worker()
+    plugin = worker.plugins.get(f"dagster-dask-run-{spec['run_id']}")
+    if plugin is None:
+        raise RuntimeError(f"worker {worker.name} has no part of run {spec['run_id']}: "
+                           f"the run has ended")
+    return plugin.run_step(spec)
 
 
-def _run_step(spec):
+def _run_step(spec, config_json):
     import os as _os
     import threading as _threading
     import time as _time
@@ -412,11 +426,6 @@ def _run_step(spec):
         raise StepFailed(step, attempt_no, None, None, str(name),
                          f"worker {name} cannot run the job binary at {binary}: set "
                          f"`ship_binary: auto` (or `always`) in execution.config to ship it")
-    plugin = worker.plugins.get(config_plugin_name(run_id))
-    if plugin is None:
-        raise StepFailed(step, attempt_no, None, None, str(name),
-                         f"worker {name} has no config for run {run_id}: the run has ended")
-
     box = _runners(worker)
     with box["lock"]:
         runner = next((r for r in box["idle"] if r.run_id == run_id and r.binary == binary
@@ -424,7 +433,7 @@ def _run_step(spec):
         if runner is not None:
             box["idle"].remove(runner)
     if runner is None:
-        runner = Runner(binary, run_id, plugin.config_json)
+        runner = Runner(binary, run_id, config_json)
 
     attempt = Attempt(step, attempt_no, f"\x1edagster-dask-end-{_uuid.uuid4().hex}")
     with runner.cond:
@@ -667,8 +676,8 @@ class Bridge:
             for d in set(s["deps"]):
                 self.dependents.setdefault(d, []).append(step)
         self.shipped = self.ship_binary(cmd)
-        self.client.register_plugin(RunConfig(cmd["config_json"]),
-                                    name=config_plugin_name(cmd["run_id"]))
+        self.client.register_plugin(RunSteps(cmd["config_json"]),
+                                    name=run_plugin_name(cmd["run_id"]))
         for step, below in self.dependents.items():
             if len(below) == 1 and set(self.steps[below[0]]["deps"]) == {step}:
                 self.chain_next[step] = below[0]
@@ -954,7 +963,7 @@ class Bridge:
         except Exception as e:
             log(f"could not stop the run's step runners: {e}")
         try:
-            self.client.unregister_worker_plugin(config_plugin_name(self.run["run_id"]))
+            self.client.unregister_worker_plugin(run_plugin_name(self.run["run_id"]))
         except Exception as e:
             log(f"could not remove the run's config from the workers: {e}")
 

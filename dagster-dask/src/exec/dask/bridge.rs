@@ -109,6 +109,11 @@ impl Bridge {
         }
     }
 
+    /// The next input if one is waiting.
+    pub(super) fn try_recv(&self) -> Option<Input> {
+        self.inputs.try_recv().ok()
+    }
+
     /// Asks the bridge to close the client (and a local cluster), waits for it at most
     /// `grace`, then kills its process group (a local cluster's processes with it).
     pub(super) fn close(&mut self, grace: Duration) {

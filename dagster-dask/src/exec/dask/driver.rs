@@ -16,6 +16,8 @@ use crate::exec::state::{AttemptEnd, SharedState};
 use crate::exec::{RunContext, RunError};
 use crate::graph::RESULT;
 
+/// How many inputs the driver loop handles before it looks at every step again.
+const INPUT_BATCH: usize = 1_000;
 /// How long the driver waits for a finished step's last forwarded lines.
 const LINES_GRACE: Duration = Duration::from_secs(5);
 /// How long a cancel waits for the cluster to confirm.
@@ -167,56 +169,70 @@ impl<'r, 'a> Driver<'r, 'a> {
                 .into_iter()
                 .flatten()
                 .fold(cluster_left, Duration::min);
-            let input = bridge.recv(Some(timeout));
-            if matches!(input, Some(Input::Bridge(_) | Input::Stray(_))) {
-                self.last_heard = Instant::now();
-            }
-            match input {
-                Some(Input::Bridge(FromBridge::Heartbeat { client })) => {
-                    if client == "running" {
-                        self.lost_since = None;
-                    } else if self.lost_since.is_none() {
-                        self.engine(
-                            None,
-                            format!(
-                                "the Dask client lost {} (it is `{client}`); the run ends if it \
-                                 is not back within {:.0} s",
-                                self.target,
-                                self.cluster_timeout.as_secs_f64()
-                            ),
-                        );
-                        self.lost_since = Some((Instant::now(), client));
-                    }
+            // What came meanwhile is handled together: the bookkeeping above looks at every
+            // step, and doing it per message made a 10,000-step run quadratic.
+            let mut next = bridge.recv(Some(timeout));
+            let mut handled = 0;
+            while let Some(input) = next.take() {
+                self.handle(input, bridge)?;
+                handled += 1;
+                if handled < INPUT_BATCH {
+                    next = bridge.try_recv();
                 }
-                Some(Input::Bridge(FromBridge::Line(line))) => self.on_line(line),
-                Some(Input::Bridge(FromBridge::Done(done))) => self.on_done(done),
-                Some(Input::Bridge(FromBridge::Fatal { message, .. })) => {
-                    return Err(RunError::Dask(format!(
-                        "the Dask bridge failed: {message}; {}",
-                        self.running_steps()
-                    )));
-                }
-                Some(Input::Bridge(FromBridge::Info { message })) => self.engine(None, message),
-                Some(Input::Bridge(FromBridge::Connected { .. } | FromBridge::Canceled)) => {}
-                Some(Input::Stray(line)) => {
-                    self.engine(None, format!("bridge: {line}"));
-                }
-                // The hook canceled the state: the top of the loop cancels the cluster.
-                Some(Input::Interrupt(_)) => {}
-                Some(Input::Closed) => {
-                    let how = match bridge.exit_status() {
-                        Some(status) => format!(" ({status})"),
-                        None => String::new(),
-                    };
-                    return Err(RunError::Dask(format!(
-                        "the Dask bridge exited before the run ended{how}; {}",
-                        self.running_steps()
-                    )));
-                }
-                None => {}
             }
             self.settle(false);
         }
+    }
+
+    /// Handles one input of the driver loop; an input that ends the run is its error.
+    fn handle(&mut self, input: Input, bridge: &mut Bridge) -> Result<(), RunError> {
+        if matches!(input, Input::Bridge(_) | Input::Stray(_)) {
+            self.last_heard = Instant::now();
+        }
+        match input {
+            Input::Bridge(FromBridge::Heartbeat { client }) => {
+                if client == "running" {
+                    self.lost_since = None;
+                } else if self.lost_since.is_none() {
+                    self.engine(
+                        None,
+                        format!(
+                            "the Dask client lost {} (it is `{client}`); the run ends if it \
+                             is not back within {:.0} s",
+                            self.target,
+                            self.cluster_timeout.as_secs_f64()
+                        ),
+                    );
+                    self.lost_since = Some((Instant::now(), client));
+                }
+            }
+            Input::Bridge(FromBridge::Line(line)) => self.on_line(line),
+            Input::Bridge(FromBridge::Done(done)) => self.on_done(done),
+            Input::Bridge(FromBridge::Fatal { message, .. }) => {
+                return Err(RunError::Dask(format!(
+                    "the Dask bridge failed: {message}; {}",
+                    self.running_steps()
+                )));
+            }
+            Input::Bridge(FromBridge::Info { message }) => self.engine(None, message),
+            Input::Bridge(FromBridge::Connected { .. } | FromBridge::Canceled) => {}
+            Input::Stray(line) => {
+                self.engine(None, format!("bridge: {line}"));
+            }
+            // The hook canceled the state: the top of the loop cancels the cluster.
+            Input::Interrupt(_) => {}
+            Input::Closed => {
+                let how = match bridge.exit_status() {
+                    Some(status) => format!(" ({status})"),
+                    None => String::new(),
+                };
+                return Err(RunError::Dask(format!(
+                    "the Dask bridge exited before the run ended{how}; {}",
+                    self.running_steps()
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn engine(&self, step: Option<&str>, message: String) {
