@@ -882,8 +882,6 @@ class Bridge:
             exc = e
         # Compared by name: the exception class comes back through pickle.
         if type(exc).__name__ == "StepFailed":
-            if getattr(exc, "step", None) != step:
-                return  # (an upstream's error; handled above, kept for safety)
             status = "timeout" if getattr(exc, "timed_out", False) else "failed"
             emit({"type": "done", "step": step, "attempt": attempt, "status": status,
                   "worker": exc.worker, "lines": exc.lines, "message": str(exc),

@@ -548,14 +548,35 @@ fn the_summary_shows_a_large_output_by_type_and_size_without_decoding_it() {
     }
 }
 
+/// Runs the diamond job's warm runner (`__serve`) under `dir` on these requests, its
+/// messages to `events` (stdout when `None`).
+fn serve_diamond(dir: &Path, requests: &str, events: Option<&Path>) -> Output {
+    let cfg = write_config(dir);
+    let path = dir.join("requests.jsonl");
+    std::fs::write(&path, requests).unwrap();
+    let run_id = dagster_dask::exec::new_run_id();
+    let mut args = vec![
+        "__serve",
+        "--run-id",
+        &run_id,
+        "--requests",
+        path.to_str().unwrap(),
+        "-c",
+        cfg.to_str().unwrap(),
+    ];
+    if let Some(events) = events {
+        args.extend(["--events", events.to_str().unwrap()]);
+    }
+    run("diamond", &args, dir)
+}
+
 #[test]
 fn a_warm_runner_runs_the_requested_steps_in_one_process_and_marks_where_each_ends() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path());
-    let run_id = dagster_dask::exec::new_run_id();
-    let requests = dir.path().join("requests.jsonl");
-    std::fs::write(
-        &requests,
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, "").unwrap();
+    let out = serve_diamond(
+        dir.path(),
         concat!(
             r#"{"step":"numbers","attempt":1,"marker":"<end-1>"}"#,
             "\n",
@@ -564,24 +585,7 @@ fn a_warm_runner_runs_the_requested_steps_in_one_process_and_marks_where_each_en
             r#"{"step":"nope","attempt":1,"marker":"<end-3>"}"#,
             "\n"
         ),
-    )
-    .unwrap();
-    let events = dir.path().join("events.jsonl");
-    std::fs::write(&events, "").unwrap();
-    let out = run(
-        "diamond",
-        &[
-            "__serve",
-            "--run-id",
-            &run_id,
-            "--requests",
-            requests.to_str().unwrap(),
-            "--events",
-            events.to_str().unwrap(),
-            "-c",
-            cfg.to_str().unwrap(),
-        ],
-        dir.path(),
+        Some(&events),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     // Each stream says where each step's output ends, in request order.
@@ -632,22 +636,7 @@ fn a_warm_runner_runs_the_requested_steps_in_one_process_and_marks_where_each_en
 #[test]
 fn a_warm_runner_refuses_a_request_that_is_not_one() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path());
-    let requests = dir.path().join("requests.jsonl");
-    std::fs::write(&requests, "run numbers please\n").unwrap();
-    let out = run(
-        "diamond",
-        &[
-            "__serve",
-            "--run-id",
-            &dagster_dask::exec::new_run_id(),
-            "--requests",
-            requests.to_str().unwrap(),
-            "-c",
-            cfg.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let out = serve_diamond(dir.path(), "run numbers please\n", None);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("a step request is not"),

@@ -15,8 +15,8 @@ use std::process::ExitCode;
 
 use serde::Deserialize;
 
+use super::ServeArgs;
 use super::step::{StepProcess, usage};
-use super::{EXIT_USAGE, ServeArgs};
 use crate::error::{ErrorInfo, ErrorKind};
 use crate::exec::dask::protocol::StepMessage;
 use crate::exec::state::AttemptEnd;
@@ -54,10 +54,9 @@ pub(super) fn serve(job: &Job, defaults: Option<&serde_json::Value>, args: Serve
         let request: Request = match serde_json::from_str(&line) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!(
-                    "error: a step request is not {{\"step\", \"attempt\", \"marker\"}} JSON ({e}): {line}"
-                );
-                return ExitCode::from(EXIT_USAGE);
+                return usage(format!(
+                    "a step request is not {{\"step\", \"attempt\", \"marker\"}} JSON ({e}): {line}"
+                ));
             }
         };
         if let Err(message) = process.run(job, &request.step, request.attempt) {
