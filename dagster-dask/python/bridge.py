@@ -919,6 +919,15 @@ class Bridge:
             now = time.monotonic()
             offers = {}  # resources (as JSON) -> whether a worker offers them
             for step, since in waiting:
+                with self.lock:
+                    upstream_done = all(d in self.succeeded for d in self.steps[step]["deps"])
+                if not upstream_done:
+                    # A chain link waits for its upstream, not for a worker: its wait starts
+                    # when the upstream succeeds (a failed upstream takes it along).
+                    with self.lock:
+                        if step in self.waiting_since:
+                            self.waiting_since[step] = now
+                    continue
                 need = self.steps[step]["resources"]
                 wanted = json.dumps(need, sort_keys=True)
                 if wanted not in offers:
