@@ -150,20 +150,35 @@ impl Lowering {
     fn statement(&mut self, stmt: &syn::Stmt, out: &mut Vec<TokenStream>) {
         match stmt {
             syn::Stmt::Local(local) => {
-                let ident = match &local.pat {
+                let plain = |pat: &syn::Pat| match pat {
                     syn::Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
-                        Some(&p.ident)
+                        Some(vec![p.ident.clone()])
                     }
                     syn::Pat::Type(t) => match &*t.pat {
-                        syn::Pat::Ident(p) => Some(&p.ident),
+                        syn::Pat::Ident(p) => Some(vec![p.ident.clone()]),
                         _ => None,
                     },
                     _ => None,
                 };
-                let Some(ident) = ident else {
+                // `let (a, b) = op(...)`: one handle per output of an op with several (`_`
+                // for one that is not used).
+                let idents = plain(&local.pat).or_else(|| match &local.pat {
+                    syn::Pat::Tuple(t) => t
+                        .elems
+                        .iter()
+                        .map(|e| match e {
+                            syn::Pat::Wild(_) => Some(Vec::new()),
+                            e => plain(e),
+                        })
+                        .collect::<Option<Vec<_>>>()
+                        .map(|v| v.into_iter().flatten().collect()),
+                    _ => None,
+                });
+                let Some(idents) = idents else {
                     self.errors.at(
                         &local.pat,
-                        "bind each handle to a name: `let name = op(...);`",
+                        "bind each handle to a name: `let name = op(...);`, or one name per \
+                         output of an op with several: `let (a, b) = op(...);`",
                     );
                     return;
                 };
@@ -177,8 +192,9 @@ impl Lowering {
                         .at(diverge, "`let ... else` has no place in a job");
                 }
                 let value = self.expr(&init.expr, out, true);
-                out.push(quote!(let #ident = #value;));
-                self.handles.insert(ident.to_string());
+                let pat = &local.pat;
+                out.push(quote!(let #pat = #value;));
+                self.handles.extend(idents.iter().map(ToString::to_string));
             }
             syn::Stmt::Expr(expr, _) => {
                 let value = self.expr(expr, out, true);

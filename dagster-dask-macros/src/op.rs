@@ -43,6 +43,7 @@ const OPTIONS: &[&str] = &[
     "retry_policy",
     "max_runtime",
     "config",
+    "out",
 ];
 
 const RETRY_OPTIONS: &[&str] = &["max_retries", "delay_ms", "backoff", "jitter"];
@@ -59,6 +60,8 @@ struct Options {
     retry_policy: Option<RetryPolicy>,
     max_runtime: Option<syn::Expr>,
     config: Option<Type>,
+    /// `out(a, b(optional))`: the named outputs, each with whether it is optional.
+    outs: Option<(Ident, Vec<(Ident, bool)>)>,
 }
 
 #[derive(Default)]
@@ -138,6 +141,12 @@ fn parse_options(args: TokenStream, errors: &mut Errors) -> Options {
                     syn::parenthesized!(content in input);
                     let policy = parse_retry_policy(&content, key.span(), errors)?;
                     set_once(&mut options.retry_policy, policy, &key, errors);
+                }
+                "out" => {
+                    let content;
+                    syn::parenthesized!(content in input);
+                    let outs = parse_outs(&content, &key, errors)?;
+                    set_once(&mut options.outs, (key.clone(), outs), &key, errors);
                 }
                 other => {
                     errors.at(
@@ -294,6 +303,51 @@ fn parse_resources(
         input.parse::<Token![,]>()?;
     }
     Ok(())
+}
+
+/// `out(evens, odds(optional))`: output names, each optionally marked optional.
+fn parse_outs(
+    input: ParseStream<'_>,
+    key: &Ident,
+    errors: &mut Errors,
+) -> syn::Result<Vec<(Ident, bool)>> {
+    let mut outs: Vec<(Ident, bool)> = Vec::new();
+    while !input.is_empty() {
+        let name: Ident = input.call(syn::ext::IdentExt::parse_any)?;
+        let mut optional = false;
+        if input.peek(syn::token::Paren) {
+            let content;
+            syn::parenthesized!(content in input);
+            let flag: Ident = content.parse()?;
+            if flag == "optional" && content.is_empty() {
+                optional = true;
+            } else {
+                errors.at(
+                    &flag,
+                    format!("an output takes one flag, `optional`: `{name}(optional)`"),
+                );
+            }
+        }
+        let text = unraw(&name);
+        if !is_valid_name(&text) {
+            errors.at(&name, "output names may use only letters, digits and `_`");
+        } else if outs.iter().any(|(n, _)| unraw(n) == text) {
+            errors.at(&name, format!("output `{text}` is named twice"));
+        }
+        outs.push((name, optional));
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    if outs.is_empty() {
+        errors.at(
+            key,
+            "`out()` names no output: name each, e.g. `out(evens, odds(optional))`, or leave it \
+             out for one output named `result`",
+        );
+    }
+    Ok(outs)
 }
 
 fn parse_retry_policy(
@@ -466,6 +520,109 @@ fn analyze(func: &syn::ItemFn, errors: &mut Errors) -> Signature {
     }
 }
 
+/// One output named in `out(...)`, with the type of the value it stores.
+struct NamedOutput {
+    name: String,
+    optional: bool,
+    value: Type,
+}
+
+/// The first type argument of `Result<T, E>` (any path ending in `Result`).
+fn ok_type(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let syn::PathArguments::AngleBracketed(args) = &p.path.segments.last()?.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|a| match a {
+        syn::GenericArgument::Type(t) => Some(t),
+        _ => None,
+    })
+}
+
+/// `T` of `Option<T>`, written so.
+fn option_inner(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Option" {
+        return None;
+    }
+    ok_type(ty)
+}
+
+/// Matches `out(...)` against what the function returns: one value per output (a tuple for
+/// several, in order), an optional one as `Option<T>`.
+fn named_outputs(
+    outs: &[(Ident, bool)],
+    key: &Ident,
+    sig: &Signature,
+    errors: &mut Errors,
+) -> Vec<NamedOutput> {
+    let returned = if sig.fallible {
+        match ok_type(&sig.output) {
+            Some(t) => t,
+            None => return Vec::new(),
+        }
+    } else {
+        &sig.output
+    };
+    let mut returned = returned;
+    while let Type::Paren(p) = returned {
+        returned = &p.elem;
+    }
+    let values: Vec<&Type> = match (outs.len(), returned) {
+        (1, ty) => vec![ty],
+        (n, Type::Tuple(t)) if t.elems.len() == n => t.elems.iter().collect(),
+        (n, Type::Tuple(t)) => {
+            errors.at(
+                t,
+                format!(
+                    "`{key}(...)` names {n} outputs, but the op returns {} values: return one \
+                     value per output, in the order `{key}` names them",
+                    t.elems.len()
+                ),
+            );
+            return Vec::new();
+        }
+        (n, ty) => {
+            errors.at(
+                ty,
+                format!(
+                    "`{key}(...)` names {n} outputs, so the op returns a tuple of {n} values, \
+                     one per output in the order `{key}` names them"
+                ),
+            );
+            return Vec::new();
+        }
+    };
+    let mut named = Vec::with_capacity(outs.len());
+    for ((name, optional), ty) in outs.iter().zip(values) {
+        let value = if *optional {
+            match option_inner(ty) {
+                Some(inner) => inner,
+                None => {
+                    errors.at(
+                        ty,
+                        format!(
+                            "output `{}` is optional, so the op returns it as an `Option<...>` \
+                             (`None`: not produced)",
+                            unraw(name)
+                        ),
+                    );
+                    continue;
+                }
+            }
+        } else {
+            ty
+        };
+        named.push(NamedOutput {
+            name: unraw(name),
+            optional: *optional,
+            value: value.clone(),
+        });
+    }
+    named
+}
+
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let func: syn::ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
@@ -483,9 +640,21 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let options = parse_options(args, &mut errors);
     let mut sig_errors = Errors::default();
     let signature = analyze(&func, &mut sig_errors);
+    // (an empty `out()` is reported where it is parsed; the op keeps its one `result`)
+    let outputs = options
+        .outs
+        .as_ref()
+        .filter(|(_, outs)| !outs.is_empty())
+        .map(|(key, outs)| named_outputs(outs, key, &signature, &mut sig_errors));
     // With a broken signature only the op type is generated, without its `OpDefinition`:
     // the signature errors are what the user needs to see.
-    let generated = generate(&func, &options, &signature, !sig_errors.is_empty());
+    let generated = generate(
+        &func,
+        &options,
+        &signature,
+        outputs.as_deref(),
+        !sig_errors.is_empty(),
+    );
     let errors = errors.into_tokens();
     let sig_errors = sig_errors.into_tokens();
     quote! {
@@ -496,7 +665,13 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
-fn generate(func: &syn::ItemFn, options: &Options, sig: &Signature, broken: bool) -> TokenStream {
+fn generate(
+    func: &syn::ItemFn,
+    options: &Options,
+    sig: &Signature,
+    outputs: Option<&[NamedOutput]>,
+    broken: bool,
+) -> TokenStream {
     let fn_ident = &func.sig.ident;
     let vis = &func.vis;
     let op_name = options
@@ -519,8 +694,37 @@ fn generate(func: &syn::ItemFn, options: &Options, sig: &Signature, broken: bool
     let input_values = types
         .iter()
         .map(|ty| quote_spanned!(ty.span()=> <#ty as ::dagster_dask::__private::IsValue>::Type));
-    let output_value =
+    let mut output_value =
         quote_spanned!(output.span()=> <#output_ty as ::dagster_dask::__private::IsValue>::Type);
+    // Named outputs: `Named<(Out<A>, OptionalOut<B>)>`, and their declarations.
+    let mut declared = None;
+    if let Some(outputs) = outputs {
+        let parts = outputs.iter().map(|o| {
+            let ty = &o.value;
+            let value =
+                quote_spanned!(ty.span()=> <#ty as ::dagster_dask::__private::IsValue>::Type);
+            if o.optional {
+                quote!(::dagster_dask::op::OptionalOut<#value>)
+            } else {
+                quote!(::dagster_dask::op::Out<#value>)
+            }
+        });
+        let decls = outputs.iter().map(|o| {
+            let name = &o.name;
+            if o.optional {
+                quote!(::dagster_dask::op::optional_out(#name))
+            } else {
+                quote!(::dagster_dask::op::out(#name))
+            }
+        });
+        let (parts, decls) = if outputs.len() == 1 {
+            (quote!(#(#parts)*), quote!(#(#decls)*))
+        } else {
+            (quote!((#(#parts,)*)), quote!((#(#decls,)*)))
+        };
+        output_value = quote_spanned!(output.span()=> ::dagster_dask::op::Named<#parts>);
+        declared = Some(decls);
+    }
     // The items are spanned at the user's types too: rustc checks them where they stand.
     let inputs_span = types.first().map_or_else(|| fn_ident.span(), |t| t.span());
     let inputs_item = quote_spanned!(inputs_span=> type Inputs = (#(#input_values,)*););
@@ -532,11 +736,13 @@ fn generate(func: &syn::ItemFn, options: &Options, sig: &Signature, broken: bool
     if sig.is_async {
         call = quote!(::dagster_dask::__private::block_on(#call));
     }
-    let constructor = if sig.fallible {
-        quote!(try_new)
-    } else {
-        quote!(new)
+    let constructor = match (sig.fallible, declared.is_some()) {
+        (true, false) => quote!(try_new),
+        (false, false) => quote!(new),
+        (true, true) => quote!(try_multi),
+        (false, true) => quote!(multi),
     };
+    let declared = declared.map(|d| quote!(#d,));
     let ctx_pat = if sig.context { quote!(#ctx) } else { quote!(_) };
 
     let description = options
@@ -560,6 +766,7 @@ fn generate(func: &syn::ItemFn, options: &Options, sig: &Signature, broken: bool
         ::dagster_dask::op::OpDef::#constructor(
             Self::NAME,
             [#(#names),*],
+            #declared
             move |#ctx_pat: &::dagster_dask::op::OpContext, (#(#args,)*): Self::Inputs| #call,
         )
         #description

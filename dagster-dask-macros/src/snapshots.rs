@@ -95,6 +95,34 @@ fn op_async_with_retries() {
 }
 
 #[test]
+fn op_with_named_and_optional_outputs() {
+    check(
+        "op_outputs",
+        crate::op::expand(
+            quote!(out(evens, odds(optional))),
+            quote! {
+                fn split(xs: Vec<u64>) -> Result<(Vec<u64>, Option<Vec<u64>>), SplitError> {
+                    todo!()
+                }
+            },
+        ),
+    );
+}
+
+#[test]
+fn job_with_several_outputs() {
+    check(
+        "job_outputs",
+        crate::job::expand(quote! {
+            fn numbers() {
+                let (evens, _) = split(source());
+                total(evens);
+            }
+        }),
+    );
+}
+
+#[test]
 fn op_with_errors_keeps_the_function() {
     check(
         "op_with_errors",

@@ -7,9 +7,11 @@ stdout (the protocol) and log on stderr. Commands:
   {"op": "connect", "cluster": "existing", "address": "...", "timeout": 10}
   {"op": "submit", "run_id": R, "binary": B, "config_json": C, "no_worker_timeout": S,
    "cluster_timeout": S, "ship_binary": "auto"|"always"|"never", "platform": [OS, ARCH],
-   "steps": [{"step": S, "deps": [S...], "resources": {...}, "max_runtime": S}]}
-                                                                   (topological order)
+   "steps": [{"step": S, "deps": [S...], "resources": {...}, "max_runtime": S,
+              "gated": true|absent}]}                              (topological order)
   {"op": "retry", "step": S, "attempt": N}
+  {"op": "release", "step": S}           (a gated step: it reads an optional output, so
+                                          the driver says when it runs, if it runs)
   {"op": "cancel"}
   {"op": "close"}
 
@@ -681,7 +683,8 @@ class Bridge:
         for step, below in self.dependents.items():
             # (`missing` is the count of distinct upstream steps: a set per step here made a
             # 10,000-part fan-in quadratic)
-            if len(below) == 1 and self.missing[below[0]] == 1:
+            if (len(below) == 1 and self.missing[below[0]] == 1
+                    and not self.steps[below[0]].get("gated")):
                 self.chain_next[step] = below[0]
         with self.wake:
             for step, missing in self.missing.items():
@@ -839,7 +842,8 @@ class Bridge:
                 self.succeeded.add(step)
                 for d in self.dependents.get(step, ()):
                     self.missing[d] -= 1
-                    if self.missing[d] == 0:
+                    # (a gated step waits for the driver: what its upstream produced decides)
+                    if self.missing[d] == 0 and not self.steps[d].get("gated"):
                         self.queue(d)
             self.wake.notify()
 
@@ -900,6 +904,10 @@ class Bridge:
         with self.wake:
             self.attempt[step] = cmd["attempt"]
             self.queue(step)
+
+    def release(self, cmd):
+        with self.wake:
+            self.queue(cmd["step"])
 
     def watch_resources(self):
         """Fails steps that no worker can take (none offers their resources, or there is no
@@ -1027,6 +1035,8 @@ def main():
                     bridge.submit(cmd)
                 elif op == "retry":
                     bridge.retry(cmd)
+                elif op == "release":
+                    bridge.release(cmd)
                 elif op == "cancel":
                     bridge.cancel()
                 elif op == "close":

@@ -84,6 +84,22 @@ pub enum CodecError {
     },
 }
 
+/// The type name in the header of what is stored for an optional output that was not
+/// produced: a header with no payload, so that a reader tells "not produced" from "missing".
+pub const NOT_PRODUCED: &str = "dagster_dask::NotProduced";
+
+/// The object stored for an optional output that was not produced.
+pub(crate) fn not_produced() -> Vec<u8> {
+    header(NOT_PRODUCED)
+}
+
+impl CodecError {
+    /// Whether the object read is the mark of an optional output that was not produced.
+    pub fn is_not_produced(&self) -> bool {
+        matches!(self, Self::TypeMismatch { found, .. } if found == NOT_PRODUCED)
+    }
+}
+
 /// The type name recorded in headers for `T`.
 ///
 /// This is [`std::any::type_name`], which is stable within one build of a binary: the driver

@@ -63,8 +63,8 @@ pub struct PlanStep {
     pub description: Option<String>,
     /// The step's inputs, in the op's order.
     pub inputs: Vec<PlanInput>,
-    /// The step's output.
-    pub output: PlanOutput,
+    /// The step's outputs, in the op's order: one, `result`, unless the op names several.
+    pub outputs: Vec<PlanOutput>,
     /// Tags and resource requirements.
     #[serde(default)]
     pub tags: Tags,
@@ -84,21 +84,45 @@ pub struct PlanInput {
     pub name: String,
     /// The input's Rust type.
     pub type_name: String,
-    /// The upstream steps whose outputs feed it: one, or several for a fan-in.
-    pub sources: Vec<String>,
+    /// The upstream outputs that feed it: one, or several for a fan-in.
+    pub sources: Vec<PlanSource>,
     /// Whether the input collects several upstream outputs into a `Vec`.
     #[serde(default)]
     pub fan_in: bool,
 }
 
-/// The output of a step.
+/// One upstream output feeding an input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PlanSource {
+    /// The upstream step's key.
+    pub step: String,
+    /// The upstream step's output.
+    pub output: String,
+}
+
+impl std::fmt::Display for PlanSource {
+    /// `step` for the single output `result`, else Dagster's `step.output`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.output == crate::op::RESULT {
+            f.write_str(&self.step)
+        } else {
+            write!(f, "{}.{}", self.step, self.output)
+        }
+    }
+}
+
+/// One output of a step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PlanOutput {
-    /// The output's name (`result`).
+    /// The output's name: `result`, or the name the op gave it.
     pub name: String,
     /// The output's Rust type.
     pub type_name: String,
+    /// Whether the op may end without producing it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 /// Why a plan read from JSON is not a plan.
@@ -157,7 +181,7 @@ impl Plan {
                         .inputs
                         .iter()
                         .flat_map(|input| input.sources.iter())
-                        .filter_map(|src| by_key.get(src.as_str()).copied())
+                        .filter_map(|src| by_key.get(src.step.as_str()).copied())
                         .collect();
                     up.sort_unstable();
                     up.dedup();
@@ -176,6 +200,50 @@ impl Plan {
     /// The step with key `key`.
     pub fn step(&self, key: &str) -> Option<&PlanStep> {
         self.index_of(key).map(|i| &self.steps[i])
+    }
+
+    /// The step and output that `name` names: a step's key (its only output, or `result`),
+    /// or Dagster's `step.output`.
+    pub fn output_named(&self, name: &str) -> Option<(usize, usize)> {
+        if let Some(i) = self.index_of(name) {
+            let outputs = &self.steps[i].outputs;
+            return match outputs.iter().position(|o| o.name == crate::op::RESULT) {
+                Some(k) => Some((i, k)),
+                None => (outputs.len() == 1).then_some((i, 0)),
+            };
+        }
+        let (step, output) = name.rsplit_once('.')?;
+        let i = self.index_of(step)?;
+        let k = self.steps[i]
+            .outputs
+            .iter()
+            .position(|o| o.name == output)?;
+        Some((i, k))
+    }
+
+    /// For each step (by index), whether it may find an input not produced: it reads an
+    /// optional output, or an output of a step that may itself be skipped so. Such a step is
+    /// *gated*: whether it runs is decided when its upstream steps have ended, from what they
+    /// produced (a fan-in list runs with the items produced, and is skipped when none was).
+    pub fn gated(&self) -> Vec<bool> {
+        let mut gated = vec![false; self.steps.len()];
+        for (i, step) in self.steps.iter().enumerate() {
+            gated[i] = step
+                .inputs
+                .iter()
+                .flat_map(|input| &input.sources)
+                .any(|src| {
+                    self.index_of(&src.step).is_some_and(|u| {
+                        // (plan order: `u` is decided before `i`)
+                        gated[u]
+                            || self.steps[u]
+                                .outputs
+                                .iter()
+                                .any(|o| o.optional && o.name == src.output)
+                    })
+                });
+        }
+        gated
     }
 
     /// The step keys for an error message: all of them, or the first few and a count, so
@@ -248,11 +316,14 @@ impl Plan {
         for (i, step) in plan.steps.iter().enumerate() {
             for input in &step.inputs {
                 for src in &input.sources {
-                    if !seen.contains_key(src.as_str()) {
+                    let known = seen.get(src.step.as_str()).is_some_and(|&u| {
+                        plan.steps[u].outputs.iter().any(|o| o.name == src.output)
+                    });
+                    if !known {
                         return Err(PlanError::Inconsistent {
                             job: plan.job.clone(),
                             message: format!(
-                                "step `{}` input `{}` reads step `{src}`, which is not an earlier step",
+                                "step `{}` input `{}` reads `{src}`, which is not an output of an earlier step",
                                 step.key, input.name
                             ),
                         });
@@ -285,7 +356,7 @@ impl Plan {
             if step.op != step.key {
                 let _ = write!(out, " (op {})", step.op);
             }
-            let _ = write!(out, " -> {}", short_type_name(&step.output.type_name));
+            let _ = write!(out, " -> {}", step.outputs_text());
             if !step.tags.resource_requirements.is_empty() {
                 let resources = crate::op::resources_json(&step.tags.resource_requirements);
                 let _ = write!(out, "  resources {resources}");
@@ -304,7 +375,13 @@ impl Plan {
                     input.name,
                     short_type_name(&input.type_name),
                     if input.fan_in { "[" } else { "" },
-                    input.sources.join(", ") + if input.fan_in { "]" } else { "" }
+                    input
+                        .sources
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                        + if input.fan_in { "]" } else { "" }
                 );
             }
         }
@@ -341,17 +418,44 @@ impl Plan {
     ) -> String {
         let mut out = header;
         for step in &self.steps {
-            let ty = escape_label(&short_type_name(&step.output.type_name));
+            let ty = escape_label(&step.outputs_text());
             let _ = writeln!(out, "{}", node(&step.key, &ty));
         }
         for step in &self.steps {
             for input in &step.inputs {
                 for src in &input.sources {
-                    let _ = writeln!(out, "{}", edge(src, &input.name, &step.key));
+                    let label = if src.output == crate::op::RESULT {
+                        input.name.clone()
+                    } else {
+                        format!("{} -> {}", src.output, input.name)
+                    };
+                    let _ = writeln!(out, "{}", edge(&src.step, &label, &step.key));
                 }
             }
         }
         out
+    }
+}
+
+impl PlanStep {
+    /// Its outputs as the plan shows them: `T` for `result`, else `name: T` each, an
+    /// optional one marked `?`.
+    pub fn outputs_text(&self) -> String {
+        match self.outputs.as_slice() {
+            [only] if only.name == crate::op::RESULT && !only.optional => {
+                short_type_name(&only.type_name)
+            }
+            outputs => {
+                let shown: Vec<String> = outputs
+                    .iter()
+                    .map(|o| {
+                        let mark = if o.optional { "?" } else { "" };
+                        format!("{}{mark}: {}", o.name, short_type_name(&o.type_name))
+                    })
+                    .collect();
+                format!("({})", shown.join(", "))
+            }
+        }
     }
 }
 

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::codec::{self, CodecError};
 use crate::events::Event;
-use crate::graph::RESULT;
 use crate::io::{IoError, IoManager, OutputKey};
+use crate::op::RESULT;
 use crate::op::Value;
 
 /// How a run ended.
@@ -71,6 +71,14 @@ pub enum RunError {
         step: String,
         /// The job's steps.
         known: String,
+    },
+    /// The step has several outputs: the name must say which (`step.output`).
+    #[error("step `{step}` has several outputs: name one of {outputs}")]
+    NotOneOutput {
+        /// The step asked for.
+        step: String,
+        /// Its outputs, as `step.output`.
+        outputs: String,
     },
     /// A run with this id already exists in the storage.
     #[error(
@@ -149,6 +157,8 @@ pub struct RunResult {
     pub(crate) job: String,
     pub(crate) status: RunStatus,
     pub(crate) steps: BTreeMap<String, StepStatus>,
+    /// Each step's outputs, by name.
+    pub(crate) outputs: BTreeMap<String, Vec<String>>,
     pub(crate) events: Vec<Event>,
     pub(crate) output_lines_in_file_only: usize,
     pub(crate) event_log: Option<PathBuf>,
@@ -223,44 +233,61 @@ impl RunResult {
         &self.io
     }
 
-    /// Loads the output of step `key` as a `T`.
-    pub fn output<T: Value>(&self, key: &str) -> Result<T, RunError> {
-        let bytes = self.output_bytes(key)?;
+    /// Loads an output as a `T`: `name` is a step's key (its output `result`, or its only
+    /// output), or Dagster's `step.output`.
+    pub fn output<T: Value>(&self, name: &str) -> Result<T, RunError> {
+        let key = self.key(name)?;
+        let bytes = self.io.load(key)?;
         codec::decode(&bytes).map_err(|source| RunError::Codec {
-            step: key.to_owned(),
-            location: self.io.location(self.key(key)),
+            step: name.to_owned(),
+            location: self.io.location(key),
             source,
         })
     }
 
-    /// The size in bytes of the encoded output of step `key`, without loading it.
-    pub fn output_size(&self, key: &str) -> Result<u64, RunError> {
-        self.check_step(key)?;
-        Ok(self.io.size(self.key(key))?)
+    /// The size in bytes of an encoded output (named as for [`output`](Self::output)),
+    /// without loading it.
+    pub fn output_size(&self, name: &str) -> Result<u64, RunError> {
+        Ok(self.io.size(self.key(name)?)?)
     }
 
-    fn check_step(&self, key: &str) -> Result<(), RunError> {
-        if self.steps.contains_key(key) {
-            return Ok(());
+    /// An encoded output, named as for [`output`](Self::output).
+    pub fn output_bytes(&self, name: &str) -> Result<Vec<u8>, RunError> {
+        Ok(self.io.load(self.key(name)?)?)
+    }
+
+    /// Where the output `name` is stored: a step's key, or `step.output`.
+    fn key<'a>(&'a self, name: &'a str) -> Result<OutputKey<'a>, RunError> {
+        let key = |step: &'a str, output: &'a str| OutputKey {
+            run_id: &self.run_id,
+            step,
+            output,
+        };
+        if let Some(outputs) = self.outputs.get(name) {
+            return match outputs.as_slice() {
+                [only] => Ok(key(name, only)),
+                _ if outputs.iter().any(|o| o == RESULT) => Ok(key(name, RESULT)),
+                _ => Err(RunError::NotOneOutput {
+                    step: name.to_owned(),
+                    outputs: outputs
+                        .iter()
+                        .map(|o| format!("{name}.{o}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }),
+            };
+        }
+        if let Some((step, output)) = name.rsplit_once('.') {
+            if let Some(outputs) = self.outputs.get(step) {
+                if let Some(output) = outputs.iter().find(|o| *o == output) {
+                    return Ok(key(step, output));
+                }
+            }
         }
         Err(RunError::UnknownStep {
             job: self.job.clone(),
-            step: key.to_owned(),
+            step: name.to_owned(),
             known: self.steps.keys().cloned().collect::<Vec<_>>().join(", "),
         })
-    }
-
-    /// The encoded output of step `key`.
-    pub fn output_bytes(&self, key: &str) -> Result<Vec<u8>, RunError> {
-        self.check_step(key)?;
-        Ok(self.io.load(self.key(key))?)
-    }
-
-    fn key<'a>(&'a self, step: &'a str) -> OutputKey<'a> {
-        OutputKey {
-            run_id: &self.run_id,
-            step,
-            output: RESULT,
-        }
     }
 }

@@ -563,3 +563,66 @@ job! {
         measure(p);
     }
 }
+
+/// Whether `split` produces its optional output `odds`.
+#[derive(Debug, Deserialize)]
+pub struct SplitConfig {
+    /// Produce `odds`.
+    pub odds: bool,
+}
+
+#[op]
+fn one_to_ten() -> Vec<u64> {
+    (1..=10).collect()
+}
+
+/// Splits numbers by parity; `odds` only when the config asks for it.
+#[op(out(evens, odds(optional)), config = SplitConfig)]
+fn split(ctx: &OpContext, xs: Vec<u64>) -> Result<(Vec<u64>, Option<Vec<u64>>), BoxError> {
+    let cfg: SplitConfig = ctx.config()?;
+    let (evens, odds): (Vec<u64>, Vec<u64>) = xs.into_iter().partition(|x| x % 2 == 0);
+    Ok((evens, cfg.odds.then_some(odds)))
+}
+
+#[op]
+fn sum_of(xs: Vec<u64>) -> u64 {
+    xs.iter().sum()
+}
+
+#[op]
+fn count_of(xs: Vec<u64>) -> usize {
+    xs.len()
+}
+
+/// One output, named and optional: the largest of a list, when it is not empty.
+#[op(out(largest(optional)))]
+fn largest(xs: Vec<u64>) -> Option<u64> {
+    xs.into_iter().max()
+}
+
+#[op]
+fn sum_all(parts: Vec<u64>) -> u64 {
+    parts.iter().sum()
+}
+
+#[op]
+fn mean(sum: u64, count: usize) -> f64 {
+    sum as f64 / count as f64
+}
+
+job! {
+    /// Multiple and optional outputs: `split` gives `evens` and, when `ops.split.config.odds`
+    /// is true, `odds`. Without `odds`, the steps that read it (`sum_of_odds`, `count_of`,
+    /// `largest_odd`, and `mean`, which reads `count_of`) are skipped, and `sum_all` (a
+    /// fan-in) adds what was produced: 30 instead of 55.
+    pub fn numbers_split() {
+        let (evens, odds) = split(one_to_ten());
+        let even_sum = sum_of(evens);
+        let odd_sum = sum_of(odds).alias("sum_of_odds");
+        let count = count_of(odds);
+        mean(odd_sum, count);
+        largest(odds).alias("largest_odd");
+        largest(evens);
+        sum_all([even_sum, odd_sum]);
+    }
+}

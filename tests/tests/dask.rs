@@ -44,6 +44,7 @@ fn bin(name: &str) -> PathBuf {
         "fan10000" => env!("CARGO_BIN_EXE_fan10000"),
         "spread" => env!("CARGO_BIN_EXE_spread"),
         "stuck" => env!("CARGO_BIN_EXE_stuck"),
+        "numbers_split" => env!("CARGO_BIN_EXE_numbers_split"),
         other => panic!("no job binary {other}"),
     })
 }
@@ -1269,6 +1270,29 @@ fn independent_steps_go_to_every_free_worker() {
         per_worker.values().copied().collect::<Vec<_>>(),
         vec![2, 2],
         "{per_worker:?}"
+    );
+}
+
+#[test]
+fn an_output_not_produced_skips_its_readers_on_the_cluster() {
+    let (_serial, cluster, dir) = with_cluster();
+    let cfg = existing(
+        &cluster,
+        dir.path(),
+        "ops: { split: { config: { odds: false } } }\n",
+    );
+    let ran = run("numbers_split", &[&cfg], dir.path());
+    assert_success(&ran, "numbers_split");
+    for step in ["sum_of_odds", "count_of", "largest_odd", "mean"] {
+        assert_eq!(ran.kinds(step), ["STEP_SKIPPED"], "{step}");
+    }
+    // What does not read it ran; the fan-in list got what was produced: the evens' sum.
+    assert!(ran.kinds("largest").contains(&"STEP_SUCCESS"));
+    assert!(ran.stdout.contains("sum_all = 30"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("5 steps succeeded, 4 skipped"),
+        "{}",
+        ran.stdout
     );
 }
 

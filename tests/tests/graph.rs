@@ -30,7 +30,8 @@ fn typed_wiring_aliases_and_fan_in() {
     assert_eq!(keys, ["one", "inc", "inc_2", "third_inc", "total"]);
     let fan_in = &job.plan().step("total").unwrap().inputs[0];
     assert!(fan_in.fan_in);
-    assert_eq!(fan_in.sources, ["one", "inc", "inc_2", "third_inc"]);
+    let sources: Vec<String> = fan_in.sources.iter().map(ToString::to_string).collect();
+    assert_eq!(sources, ["one", "inc", "inc_2", "third_inc"]);
     let result = job.execute_in_process().unwrap();
     assert_eq!(result.output::<i64>("total").unwrap(), 1 + 2 + 3 + 4);
 }
@@ -85,7 +86,8 @@ fn every_problem_is_reported_at_once() {
     assert!(p.contains(&GraphProblem::DanglingInput {
         step: "dangling".into(),
         input: "x".into(),
-        upstream: "nowhere".into()
+        upstream: "nowhere".into(),
+        outputs: vec![],
     }));
     assert!(p.contains(&GraphProblem::MissingInput {
         step: "partial".into(),
@@ -216,12 +218,13 @@ fn plan_carries_tags_resources_retries_and_renders() {
 #[test]
 fn inconsistent_plan_json_is_refused() {
     let json = r#"{"job":"j","steps":[
-        {"key":"b","op":"b","inputs":[{"name":"x","type_name":"i64","sources":["a"]}],
-         "output":{"name":"result","type_name":"i64"}},
-        {"key":"a","op":"a","inputs":[],"output":{"name":"result","type_name":"i64"}}]}"#;
+        {"key":"b","op":"b",
+         "inputs":[{"name":"x","type_name":"i64","sources":[{"step":"a","output":"result"}]}],
+         "outputs":[{"name":"result","type_name":"i64"}]},
+        {"key":"a","op":"a","inputs":[],"outputs":[{"name":"result","type_name":"i64"}]}]}"#;
     let err = Plan::from_json(json).unwrap_err().to_string();
     assert!(
-        err.contains("step `b` input `x` reads step `a`, which is not an earlier step"),
+        err.contains("step `b` input `x` reads `a`, which is not an output of an earlier step"),
         "{err}"
     );
     assert!(

@@ -5,6 +5,35 @@ use crate::exec::{RunResult, RunStatus, StepStatus};
 use crate::graph::Job;
 use crate::types::short_type_name;
 
+/// Prints one output of a successful run: its value, or why it is not shown.
+fn print_output(
+    result: &RunResult,
+    name: &str,
+    type_name: &str,
+    to_json: fn(&[u8]) -> Result<serde_json::Value, crate::codec::CodecError>,
+) {
+    if let Ok(size) = result.output_size(name) {
+        if size > SUMMARY_DECODE_BYTES {
+            let type_name = short_type_name(type_name);
+            println!("  {name}: a `{type_name}` of {size} bytes (too large to show here)");
+            return;
+        }
+    }
+    let shown = result
+        .output_bytes(name)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| match to_json(&bytes) {
+            Err(e) if e.is_not_produced() => Err("not produced".to_owned()),
+            other => other.map_err(|e| e.to_string()),
+        })
+        .map(|v| truncate(&v.to_string(), SUMMARY_VALUE_CHARS));
+    match shown {
+        Ok(value) => println!("  {name} = {value}"),
+        Err(e) if e == "not produced" => println!("  {name}: not produced"),
+        Err(e) => println!("  {name}: (cannot show: {e})"),
+    }
+}
+
 /// The longest output value printed in a run summary.
 const SUMMARY_VALUE_CHARS: usize = 200;
 /// The largest output the summary decodes to show; a larger one shows its type and size, so
@@ -22,31 +51,30 @@ pub(super) fn print_summary(job: &Job, result: &RunResult) {
             .count()
     };
     if result.success() {
+        let skipped = count(StepStatus::Skipped);
+        let skipped = if skipped > 0 {
+            format!(", {skipped} skipped (an output they read was not produced)")
+        } else {
+            String::new()
+        };
         println!(
-            "RUN_SUCCESS job `{}` run {}: {} steps succeeded",
+            "RUN_SUCCESS job `{}` run {}: {} steps succeeded{skipped}",
             plan.job,
             result.run_id(),
-            plan.steps.len()
+            count(StepStatus::Succeeded)
         );
         for index in plan.sinks() {
-            let key = &plan.steps[index].key;
-            if let Ok(size) = result.output_size(key) {
-                if size > SUMMARY_DECODE_BYTES {
-                    let type_name = short_type_name(&plan.steps[index].output.type_name);
-                    println!("  {key}: a `{type_name}` of {size} bytes (too large to show here)");
-                    continue;
-                }
+            let step = &plan.steps[index];
+            if result.step_status(&step.key) != Some(StepStatus::Succeeded) {
+                continue;
             }
-            let shown = result
-                .output_bytes(key)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| {
-                    (job.step(index).spec.output_to_json)(&bytes).map_err(|e| e.to_string())
-                })
-                .map(|v| truncate(&v.to_string(), SUMMARY_VALUE_CHARS));
-            match shown {
-                Ok(value) => println!("  {key} = {value}"),
-                Err(e) => println!("  {key}: (cannot show: {e})"),
+            for (output, spec) in step.outputs.iter().zip(&job.step(index).spec.outputs) {
+                let name = if step.outputs.len() == 1 {
+                    step.key.clone()
+                } else {
+                    format!("{}.{}", step.key, output.name)
+                };
+                print_output(result, &name, &output.type_name, spec.to_json);
             }
         }
     } else {

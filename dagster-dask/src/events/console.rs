@@ -45,9 +45,18 @@ impl Event {
             EventKind::StepFailure { attempt, error } => {
                 format!("attempt {attempt}: {error}")
             }
-            EventKind::StepSkipped { upstream } => {
-                format!("upstream did not succeed: {}", upstream.join(", "))
-            }
+            EventKind::StepSkipped {
+                upstream,
+                not_produced,
+            } => match (upstream.is_empty(), not_produced.is_empty()) {
+                (_, true) => format!("upstream did not succeed: {}", upstream.join(", ")),
+                (true, false) => format!("not produced: {}", not_produced.join(", ")),
+                (false, false) => format!(
+                    "not produced: {}; upstream skipped: {}",
+                    not_produced.join(", "),
+                    upstream.join(", ")
+                ),
+            },
             EventKind::RunSuccess { duration_ms } => format!("in {duration_ms:.1} ms"),
             EventKind::RunFailure {
                 failed, skipped, ..

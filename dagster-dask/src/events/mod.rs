@@ -135,6 +135,10 @@ pub enum EventKind {
     StepSkipped {
         /// The upstream steps that did not succeed.
         upstream: Vec<String>,
+        /// The upstream outputs it reads that were not produced (`step.output`): optional
+        /// outputs left out, or outputs of steps skipped so.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        not_produced: Vec<String>,
     },
     /// Every step succeeded.
     RunSuccess {

@@ -16,7 +16,7 @@ use super::{RunContext, executor_for};
 use crate::config::{ExecutionConfig, RunConfig};
 use crate::events::{Event, EventKind, EventSink, RunLog};
 use crate::graph::Job;
-use crate::io::{IoManager, ObjectStoreIoManager};
+use crate::io::{IoManager, ObjectStoreIoManager, OutputKey};
 use crate::run::{RunError, RunId, RunResult};
 use crate::storage::{event_log_path, open_io_manager};
 
@@ -137,11 +137,22 @@ impl<'j> Run<'j> {
             interrupts: Arc::clone(&interrupts),
         };
         executor.prepare(&run)?;
-        let state = Arc::new(SharedState::new(RunState::new(
-            plan,
-            run_id.as_str(),
-            Arc::clone(&sink),
-        )));
+        let mut state = RunState::new(plan, run_id.as_str(), Arc::clone(&sink));
+        let (marks, marked_run) = (Arc::clone(&io), run_id.0.clone());
+        state.set_mark_not_produced(Box::new(move |step, outputs| {
+            for output in outputs {
+                let key = OutputKey {
+                    run_id: &marked_run,
+                    step,
+                    output,
+                };
+                marks
+                    .store(key, crate::codec::not_produced())
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }));
+        let state = Arc::new(SharedState::new(state));
         // In place before RUN_START: an interrupt from here on is the run's.
         let _handlers = if self.cancel_on_interrupt {
             let state = Arc::clone(&state);
@@ -187,6 +198,14 @@ impl<'j> Run<'j> {
                 .iter()
                 .map(|s| s.key.clone())
                 .zip(state.statuses())
+                .collect(),
+            outputs: plan
+                .steps
+                .iter()
+                .map(|s| {
+                    let names = s.outputs.iter().map(|o| o.name.clone()).collect();
+                    (s.key.clone(), names)
+                })
                 .collect(),
             events: log.take_events(),
             output_lines_in_file_only: log.output_lines_in_file_only(),

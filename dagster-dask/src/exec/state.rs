@@ -28,24 +28,40 @@ pub(crate) enum AttemptEnd {
     Success {
         /// Time spent in the attempt, milliseconds.
         duration_ms: f64,
+        /// The optional outputs it did not produce, by position.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        not_produced: Vec<usize>,
     },
     /// It failed; the state decides whether to try again.
     Failure(ErrorInfo),
 }
+
+/// Stores the "not produced" mark of each output (names) of a skipped step (key).
+pub(crate) type MarkFn = Box<dyn Fn(&str, &[String]) -> Result<(), String> + Send>;
 
 /// Why a step is skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SkipReason {
     /// These upstream steps failed or were skipped.
     Upstream(Vec<usize>),
-    /// An upstream step ended without producing an output this step needs.
-    #[allow(dead_code)] // optional outputs report through it
+    /// Upstream steps ended without producing outputs this step needs: optional outputs
+    /// left out (`step.output`), and upstream steps skipped so.
     NotProduced {
-        /// The upstream step.
-        step: usize,
-        /// The output it did not produce.
-        output: String,
+        /// The optional outputs, as `step.output`.
+        outputs: Vec<String>,
+        /// The skipped upstream steps.
+        skipped: Vec<String>,
     },
+}
+
+/// An input of a gated step (see [`Plan::gated`]): whether the step can run depends on what
+/// its upstream steps produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct GatedInput {
+    /// A fan-in list runs with the items produced; a single input needs its one source.
+    fan_in: bool,
+    /// (step, output) of each source.
+    sources: Vec<(usize, usize)>,
 }
 
 /// Where one step is.
@@ -95,6 +111,13 @@ struct StepState {
     max_runtime: Option<Duration>,
     /// Where its last attempt ran, when a cluster ran it: stamped on its events.
     worker: Option<String>,
+    /// Whether it is gated (see [`Plan::gated`]): then its inputs, else nothing.
+    gated: Option<Vec<GatedInput>>,
+    /// The names of its outputs (for skip messages; empty for steps no gated step reads).
+    output_names: Vec<String>,
+    /// The outputs it did not produce, by position: optional ones of a successful attempt,
+    /// or all of them when it was skipped.
+    not_produced: Vec<usize>,
 }
 
 /// The state of one run's steps.
@@ -113,6 +136,11 @@ pub(crate) struct RunState {
     run_deadline: Option<(Instant, Duration)>,
     /// Whether the cancel was the run passing its deadline: the run then fails.
     timed_out: bool,
+    /// Gated steps made ready, not yet taken with [`take_released`](Self::take_released).
+    released: Vec<usize>,
+    /// Stores the mark of "not produced" for the outputs (names) of a skipped step (key), so
+    /// that a fan-in reading them, in any process, tells them from missing ones.
+    mark_not_produced: Option<MarkFn>,
     rng: fastrand::Rng,
 }
 
@@ -140,6 +168,8 @@ impl RunState {
             canceled: None,
             run_deadline: None,
             timed_out: false,
+            released: Vec::new(),
+            mark_not_produced: None,
             rng: fastrand::Rng::new(),
         };
         for (step, upstream) in plan.steps.iter().zip(plan.upstream()) {
@@ -150,7 +180,94 @@ impl RunState {
                 upstream.clone(),
             );
         }
+        state.gate(plan);
         state
+    }
+
+    /// Notes the gated steps' inputs, and the names of the outputs they read.
+    fn gate(&mut self, plan: &Plan) {
+        for (i, gated) in plan.gated().into_iter().enumerate() {
+            if !gated {
+                continue;
+            }
+            let mut inputs = Vec::new();
+            for input in &plan.steps[i].inputs {
+                let sources: Vec<(usize, usize)> = input
+                    .sources
+                    .iter()
+                    .filter_map(|src| {
+                        let u = plan.index_of(&src.step)?;
+                        let k = plan.steps[u]
+                            .outputs
+                            .iter()
+                            .position(|o| o.name == src.output)?;
+                        Some((u, k))
+                    })
+                    .collect();
+                for &(u, _) in &sources {
+                    if self.steps[u].output_names.is_empty() {
+                        self.steps[u].output_names = plan.steps[u]
+                            .outputs
+                            .iter()
+                            .map(|o| o.name.clone())
+                            .collect();
+                    }
+                }
+                inputs.push(GatedInput {
+                    fan_in: input.fan_in,
+                    sources,
+                });
+            }
+            self.steps[i].gated = Some(inputs);
+        }
+    }
+
+    /// Has `mark` store the "not produced" mark of the outputs of steps skipped because what
+    /// they read was not produced (called under the state's lock, before a step that reads
+    /// them can be released: rare, and never on a run without optional outputs).
+    pub(crate) fn set_mark_not_produced(&mut self, mark: MarkFn) {
+        self.mark_not_produced = Some(mark);
+    }
+
+    /// The gated steps that became ready to run (their first attempt), for executors that
+    /// submit them to a cluster which does not know what was produced.
+    pub(crate) fn take_released(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// Why step `i`, whose upstream steps all ended without failing, cannot run: an input of
+    /// it that was not produced (a fan-in list: none of its items).
+    fn unproduced_input(&self, i: usize) -> Option<SkipReason> {
+        let (mut outputs, mut skipped) = (Vec::new(), Vec::new());
+        for input in self.steps[i].gated.iter().flatten() {
+            let absent: Vec<(usize, usize)> = input
+                .sources
+                .iter()
+                .copied()
+                .filter(|&(u, k)| self.steps[u].not_produced.contains(&k))
+                .collect();
+            let runs = if input.fan_in {
+                absent.len() < input.sources.len()
+            } else {
+                absent.is_empty()
+            };
+            if runs {
+                continue;
+            }
+            for (u, k) in absent {
+                let up = &self.steps[u];
+                if up.status == StepStatus::Skipped {
+                    if !skipped.contains(&up.key) {
+                        skipped.push(up.key.clone());
+                    }
+                } else {
+                    let name = up.output_names.get(k).map_or("?", String::as_str);
+                    outputs.push(format!("{}.{name}", up.key));
+                }
+            }
+        }
+        let any = !(outputs.is_empty() && skipped.is_empty());
+        any.then_some(SkipReason::NotProduced { outputs, skipped })
     }
 
     /// Limits the whole run to `limit` from now: then nothing more starts, running attempts
@@ -200,6 +317,9 @@ impl RunState {
             taken: false,
             max_runtime,
             worker: None,
+            gated: None,
+            output_names: Vec::new(),
+            not_produced: Vec::new(),
         });
         if !doomed.is_empty() {
             self.skip(index, SkipReason::Upstream(doomed));
@@ -212,6 +332,9 @@ impl RunState {
     fn make_ready(&mut self, i: usize) {
         self.steps[i].phase = Phase::Ready;
         self.ready.push(Reverse(i));
+        if self.steps[i].gated.is_some() && self.steps[i].attempt == 1 {
+            self.released.push(i);
+        }
     }
 
     fn emit(&self, step: Option<usize>, kind: EventKind) {
@@ -499,18 +622,14 @@ impl RunState {
         }
         step.started = None;
         match end {
-            AttemptEnd::Success { duration_ms } => {
+            AttemptEnd::Success {
+                duration_ms,
+                not_produced,
+            } => {
                 self.emit(Some(i), EventKind::StepSuccess { duration_ms });
                 self.end(i, StepStatus::Succeeded);
-                // (by position: no copy of the list on this hot path)
-                for k in 0..self.steps[i].downstream.len() {
-                    let d = self.steps[i].downstream[k];
-                    let down = &mut self.steps[d];
-                    down.remaining -= 1;
-                    if down.remaining == 0 && down.phase == Phase::Waiting {
-                        self.make_ready(d);
-                    }
-                }
+                self.steps[i].not_produced = not_produced;
+                self.settle_downstream(i);
             }
             AttemptEnd::Failure(error) => {
                 let policy = self.steps[i].policy;
@@ -539,6 +658,23 @@ impl RunState {
         Ok(())
     }
 
+    /// Step `i` ended without failing: each step downstream of it that waits for nothing
+    /// else runs, or is skipped when an input of it was not produced.
+    fn settle_downstream(&mut self, i: usize) {
+        // (by position: no copy of the list on this hot path)
+        for k in 0..self.steps[i].downstream.len() {
+            let d = self.steps[i].downstream[k];
+            let down = &mut self.steps[d];
+            down.remaining -= 1;
+            if down.remaining == 0 && down.phase == Phase::Waiting {
+                match self.unproduced_input(d) {
+                    Some(reason) => self.skip(d, reason),
+                    None => self.make_ready(d),
+                }
+            }
+        }
+    }
+
     fn end(&mut self, i: usize, status: StepStatus) {
         let step = &mut self.steps[i];
         step.phase = Phase::Ended;
@@ -551,17 +687,47 @@ impl RunState {
         if self.steps[i].phase == Phase::Ended {
             return;
         }
-        let upstream = match reason {
+        match reason {
             SkipReason::Upstream(steps) => {
-                steps.iter().map(|&u| self.steps[u].key.clone()).collect()
+                let upstream = steps.iter().map(|&u| self.steps[u].key.clone()).collect();
+                self.end(i, StepStatus::Skipped);
+                self.emit(
+                    Some(i),
+                    EventKind::StepSkipped {
+                        upstream,
+                        not_produced: Vec::new(),
+                    },
+                );
+                self.skip_downstream(i);
             }
-            SkipReason::NotProduced { step, output } => {
-                vec![format!("{}.{output} (not produced)", self.steps[step].key)]
+            SkipReason::NotProduced { outputs, skipped } => {
+                // Dagster's rule: it produces nothing, and what reads it decides as if an
+                // optional output of it was not produced (a fan-in list runs with the rest).
+                self.end(i, StepStatus::Skipped);
+                self.emit(
+                    Some(i),
+                    EventKind::StepSkipped {
+                        upstream: skipped,
+                        not_produced: outputs,
+                    },
+                );
+                let step = &mut self.steps[i];
+                step.not_produced = (0..step.output_names.len()).collect();
+                let marked = match &self.mark_not_produced {
+                    Some(mark) => mark(&step.key, &step.output_names),
+                    None => Ok(()),
+                };
+                if let Err(e) = marked {
+                    let message = format!(
+                        "could not mark the outputs of skipped step `{}` as not produced (a \
+                         fan-in that reads them will fail to load them): {e}",
+                        self.steps[i].key
+                    );
+                    self.emit(Some(i), EventKind::EngineEvent { message });
+                }
+                self.settle_downstream(i);
             }
-        };
-        self.end(i, StepStatus::Skipped);
-        self.emit(Some(i), EventKind::StepSkipped { upstream });
-        self.skip_downstream(i);
+        }
     }
 
     /// Skips every step downstream of `i`, which did not succeed, in index order; each skip
@@ -592,7 +758,13 @@ impl RunState {
                 })
                 .map(|&u| self.steps[u].key.clone())
                 .collect();
-            self.emit(Some(d), EventKind::StepSkipped { upstream: culprits });
+            self.emit(
+                Some(d),
+                EventKind::StepSkipped {
+                    upstream: culprits,
+                    not_produced: Vec::new(),
+                },
+            );
         }
     }
 
@@ -677,7 +849,12 @@ impl RunState {
             self.emit(None, EventKind::RunCanceled { message });
             return RunStatus::Canceled;
         }
-        if engine_error.is_none() && self.steps.iter().all(|s| s.status == StepStatus::Succeeded) {
+        // (a step is only skipped without a failure when an output it reads was not produced)
+        let none_failed = self
+            .steps
+            .iter()
+            .all(|s| matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped));
+        if engine_error.is_none() && none_failed {
             self.emit(None, EventKind::RunSuccess { duration_ms });
             return RunStatus::Success;
         }
@@ -771,8 +948,15 @@ mod tests {
         let job = diamond();
         let (mut s, log) = state(&job);
         assert_eq!(s.next(Instant::now()), Next::Run(0, 1));
-        s.end_attempt(0, 1, AttemptEnd::Success { duration_ms: 1.0 })
-            .unwrap();
+        s.end_attempt(
+            0,
+            1,
+            AttemptEnd::Success {
+                duration_ms: 1.0,
+                not_produced: vec![],
+            },
+        )
+        .unwrap();
         let Next::Run(left, 1) = s.next(Instant::now()) else {
             panic!("left is ready")
         };
@@ -806,8 +990,15 @@ mod tests {
         let added = s.add_step("late".to_owned(), RetryPolicy::default(), None, vec![0]);
         assert_eq!(s.next(Instant::now()), Next::Run(0, 1));
         assert_eq!(s.next(Instant::now()), Next::Wait(None));
-        s.end_attempt(0, 1, AttemptEnd::Success { duration_ms: 1.0 })
-            .unwrap();
+        s.end_attempt(
+            0,
+            1,
+            AttemptEnd::Success {
+                duration_ms: 1.0,
+                not_produced: vec![],
+            },
+        )
+        .unwrap();
         let mut ran = Vec::new();
         while let Next::Run(i, _) = s.next(Instant::now()) {
             ran.push(i);

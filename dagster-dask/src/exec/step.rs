@@ -14,9 +14,9 @@ use std::time::Instant;
 use super::state::AttemptEnd;
 use crate::error::{ErrorInfo, ErrorKind};
 use crate::events::{Event, EventKind, EventSink};
-use crate::graph::{Job, RESULT};
+use crate::graph::Job;
 use crate::io::{IoManager, OutputKey};
-use crate::op::{AnyValue, OpContext, OpSpec, Produced};
+use crate::op::{AnyValue, OpContext, OpSpec, Split};
 
 /// What a step needs from its run.
 pub(crate) struct StepEnv<'a> {
@@ -56,21 +56,23 @@ pub(crate) fn execute_step(
     );
     let started = Instant::now();
     match run_attempt(env, index, attempt, deadline) {
-        Ok(true) => Some(AttemptEnd::Success {
+        Ok(Some(not_produced)) => Some(AttemptEnd::Success {
             duration_ms: started.elapsed().as_secs_f64() * 1e3,
+            not_produced,
         }),
-        Ok(false) => None,
+        Ok(None) => None,
         Err(error) => Some(AttemptEnd::Failure(error)),
     }
 }
 
-/// `Ok(false)`: the op passed the deadline.
+/// The optional outputs the op did not produce, by position; `Ok(None)`: the op passed the
+/// deadline.
 fn run_attempt(
     env: &StepEnv<'_>,
     index: usize,
     attempt: u32,
     deadline: Option<Instant>,
-) -> Result<bool, ErrorInfo> {
+) -> Result<Option<Vec<usize>>, ErrorInfo> {
     let plan = env.job.plan();
     let plan_step = &plan.steps[index];
     let key = plan_step.key.as_str();
@@ -79,33 +81,49 @@ fn run_attempt(
     let mut values = Vec::with_capacity(step.inputs.len());
     for (input, plan_input) in step.inputs.iter().zip(&plan_step.inputs) {
         let mut decoded = Vec::with_capacity(input.sources.len());
-        for &src in &input.sources {
+        for (&(src, k), source) in input.sources.iter().zip(&plan_input.sources) {
             let upstream = plan.steps[src].key.as_str();
+            let output = &plan.steps[src].outputs[k];
             let out_key = OutputKey {
                 run_id: env.run_id,
                 step: upstream,
-                output: RESULT,
+                output: &output.name,
             };
             let input_err = |message: String| {
                 ErrorInfo::new(
                     ErrorKind::Input,
                     format!(
-                        "cannot load input `{}` of step `{key}` from step `{upstream}`: {message}",
-                        plan_input.name
+                        "cannot load input `{}` of step `{key}` from {}: {message}",
+                        plan_input.name,
+                        if source.output == crate::op::RESULT {
+                            format!("step `{upstream}`")
+                        } else {
+                            format!("output `{}` of step `{upstream}`", source.output)
+                        }
                     ),
                 )
             };
-            let value = env
-                .io
-                .load_with(out_key, &mut |r| (input.decode)(r))
-                .map_err(|e| input_err(e.to_string()))?
-                .map_err(|e| input_err(format!("{e} (at {})", env.io.location(out_key))))?;
+            let value = match env.io.load_with(out_key, &mut |r| (input.decode)(r)) {
+                Err(e) => return Err(input_err(e.to_string())),
+                // A fan-in list gets the items that were produced (the run's state skips a
+                // step whose single input, or whole list, was not produced).
+                Ok(Err(e)) if e.is_not_produced() && input.collect.is_some() => {
+                    continue;
+                }
+                Ok(Err(e)) if e.is_not_produced() => {
+                    return Err(input_err("it was not produced".to_owned()));
+                }
+                Ok(Err(e)) => {
+                    return Err(input_err(format!("{e} (at {})", env.io.location(out_key))));
+                }
+                Ok(Ok(value)) => value,
+            };
             decoded.push(value);
             env.emit(
                 key,
                 EventKind::LoadedInput {
                     input: plan_input.name.clone(),
-                    upstream: upstream.to_owned(),
+                    upstream: source.to_string(),
                     location: env.io.location(out_key),
                 },
             );
@@ -152,7 +170,7 @@ fn run_attempt(
                 Ok(result) => result?,
                 Err(RecvTimeoutError::Timeout) => {
                     gate.open.store(false, Ordering::SeqCst);
-                    return Ok(false);
+                    return Ok(None);
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(ErrorInfo::new(
@@ -164,40 +182,55 @@ fn run_attempt(
         }
     };
 
-    let out_key = OutputKey {
-        run_id: env.run_id,
-        step: key,
-        output: RESULT,
-    };
-    let (location, bytes) = env
-        .io
-        .store_encoded(out_key, &mut |w| output.encode_into(w))
-        .map_err(|e| ErrorInfo::from_error(ErrorKind::Output, &e))?;
-    drop(output);
-    env.emit(
-        key,
-        EventKind::StepOutput {
-            output: RESULT.to_owned(),
-            type_name: plan_step.output.type_name.clone(),
-            bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
-        },
-    );
-    env.emit(
-        key,
-        EventKind::HandledOutput {
-            output: RESULT.to_owned(),
-            location,
-        },
-    );
-    Ok(true)
+    store_outputs(env, index, output).map(Some)
+}
+
+/// Stores each output the op produced, with its events, and the mark of each optional
+/// output it did not produce; returns those, by position.
+fn store_outputs(env: &StepEnv<'_>, index: usize, outputs: Split) -> Result<Vec<usize>, ErrorInfo> {
+    let plan_step = &env.job.plan().steps[index];
+    let key = plan_step.key.as_str();
+    let mut not_produced = Vec::new();
+    for (k, (produced, declared)) in outputs.into_iter().zip(&plan_step.outputs).enumerate() {
+        let out_key = OutputKey {
+            run_id: env.run_id,
+            step: key,
+            output: &declared.name,
+        };
+        let Some(produced) = produced else {
+            // (a step re-run after a success that produced it must not find the old value)
+            env.io
+                .store(out_key, crate::codec::not_produced())
+                .map_err(|e| ErrorInfo::from_error(ErrorKind::Output, &e))?;
+            not_produced.push(k);
+            continue;
+        };
+        let (location, bytes) = env
+            .io
+            .store_encoded(out_key, &mut |w| produced.encode_into(w))
+            .map_err(|e| ErrorInfo::from_error(ErrorKind::Output, &e))?;
+        drop(produced);
+        env.emit(
+            key,
+            EventKind::StepOutput {
+                output: declared.name.clone(),
+                type_name: declared.type_name.clone(),
+                bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
+            },
+        );
+        env.emit(
+            key,
+            EventKind::HandledOutput {
+                output: declared.name.clone(),
+                location,
+            },
+        );
+    }
+    Ok(not_produced)
 }
 
 /// Calls the op, a panic caught as its error.
-fn call_op(
-    spec: &OpSpec,
-    ctx: &OpContext,
-    values: Vec<AnyValue>,
-) -> Result<Box<dyn Produced>, ErrorInfo> {
+fn call_op(spec: &OpSpec, ctx: &OpContext, values: Vec<AnyValue>) -> Result<Split, ErrorInfo> {
     match catch_unwind(AssertUnwindSafe(|| (spec.compute)(ctx, values))) {
         Ok(result) => result,
         Err(panic) => {

@@ -2,12 +2,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::handle::{IntoInputs, Output, StepRef, Wiring};
-use crate::op::{AnyOp, Inputs, OpDef, OpSpec, Value};
+use super::handle::{IntoInputs, StepRef, Wiring};
+use crate::op::{AnyOp, Inputs, OpDef, OpOutput, OpSpec};
 
 static NEXT_BUILDER_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -68,17 +67,18 @@ impl JobBuilder {
         self
     }
 
-    /// Adds an instance of `op` fed by `inputs`; returns the handle to its output.
+    /// Adds an instance of `op` fed by `inputs`; returns the handle to its output (one per
+    /// output, as a tuple, for an op with several).
     ///
     /// The step is named after the op; a second instance gets `<op>_2`, then `<op>_3`...
-    pub fn add<I, O, H>(&mut self, op: &OpDef<I, O>, inputs: H) -> Output<O>
+    pub fn add<I, O, H>(&mut self, op: &OpDef<I, O>, inputs: H) -> O::Handles
     where
         I: Inputs,
-        O: Value,
+        O: OpOutput,
         H: IntoInputs<I>,
     {
         let key = self.fresh_key(op.name());
-        self.push(
+        self.push::<O>(
             key,
             Arc::clone(op.spec()),
             InputsDecl::Typed(inputs.into_wirings()),
@@ -87,14 +87,14 @@ impl JobBuilder {
 
     /// Like [`add`](Self::add), naming the step `alias`; two steps with one name are an error
     /// at [`build`](Self::build).
-    pub fn add_as<I, O, H>(&mut self, alias: &str, op: &OpDef<I, O>, inputs: H) -> Output<O>
+    pub fn add_as<I, O, H>(&mut self, alias: &str, op: &OpDef<I, O>, inputs: H) -> O::Handles
     where
         I: Inputs,
-        O: Value,
+        O: OpOutput,
         H: IntoInputs<I>,
     {
         self.used_keys.insert(alias.to_owned());
-        self.push(
+        self.push::<O>(
             alias.to_owned(),
             Arc::clone(op.spec()),
             InputsDecl::Typed(inputs.into_wirings()),
@@ -102,7 +102,8 @@ impl JobBuilder {
     }
 
     /// Adds an instance of an erased op, wiring each input to an upstream step by key:
-    /// `inputs` pairs an input name with the key of the step whose output feeds it.
+    /// `inputs` pairs an input name with the key of the step whose output feeds it
+    /// (`step.output` for one output of a step with several).
     ///
     /// Steps may be referred to before they are added; [`build`](Self::build) checks that
     /// every input is wired exactly once, to an existing step of the right type.
@@ -142,12 +143,13 @@ impl JobBuilder {
         key
     }
 
-    fn push<O>(&mut self, key: String, spec: Arc<OpSpec>, inputs: InputsDecl) -> Output<O> {
+    fn push<O: OpOutput>(
+        &mut self,
+        key: String,
+        spec: Arc<OpSpec>,
+        inputs: InputsDecl,
+    ) -> O::Handles {
         self.steps.push(StepDecl { key, spec, inputs });
-        Output {
-            builder: self.id,
-            step: self.steps.len() - 1,
-            _type: PhantomData,
-        }
+        O::handles(self.id, self.steps.len() - 1)
     }
 }

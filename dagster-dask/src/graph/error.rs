@@ -28,8 +28,11 @@ pub enum GraphProblem {
         step: String,
         /// Its input.
         input: String,
-        /// The missing upstream step.
+        /// The missing upstream step (or `step.output`).
         upstream: String,
+        /// The outputs of the step it names, when that step exists but has several
+        /// outputs (or none of that name); empty when there is no such step.
+        outputs: Vec<String>,
     },
     /// An input is not wired.
     MissingInput {
@@ -130,9 +133,21 @@ impl fmt::Display for GraphProblem {
                 step,
                 input,
                 upstream,
-            } => write!(
+                outputs,
+            } if outputs.is_empty() => write!(
                 f,
                 "step `{step}` input `{input}` is wired to step `{upstream}`, which does not exist"
+            ),
+            Self::DanglingInput {
+                step,
+                input,
+                upstream,
+                outputs,
+            } => write!(
+                f,
+                "step `{step}` input `{input}` is wired to `{upstream}`, which is not one output; \
+                 wire one of {}",
+                outputs.join(", ")
             ),
             Self::MissingInput {
                 step,

@@ -5,11 +5,24 @@ use std::marker::PhantomData;
 
 use crate::op::{AnyValue, DecodeFn, TypeInfo, Value, decode_any};
 
-/// A typed handle to the output of a step added to a [`JobBuilder`](super::JobBuilder).
+/// A typed handle to one output of a step added to a [`JobBuilder`](super::JobBuilder).
 pub struct Output<T> {
     pub(super) builder: u64,
     pub(super) step: usize,
+    /// The output's position among the op's outputs.
+    pub(super) output: usize,
     pub(super) _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Output<T> {
+    pub(crate) fn new(builder: u64, step: usize, output: usize) -> Self {
+        Self {
+            builder,
+            step,
+            output,
+            _type: PhantomData,
+        }
+    }
 }
 
 impl<T> Clone for Output<T> {
@@ -23,9 +36,10 @@ impl<T> fmt::Debug for Output<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Output<{}>(step #{})",
+            "Output<{}>(step #{}, output #{})",
             std::any::type_name::<T>(),
-            self.step
+            self.step,
+            self.output
         )
     }
 }
@@ -41,10 +55,11 @@ fn collect_vec<T: Value>(items: Vec<AnyValue>) -> Option<AnyValue> {
     Some(Box::new(items?))
 }
 
-/// How one input of a step receives its value: the upstream steps and how to decode them.
+/// How one input of a step receives its value: the upstream outputs and how to decode them.
 #[derive(Clone)]
 pub struct Wiring {
-    pub(super) sources: Vec<(u64, usize)>,
+    /// (builder, step, output) of each upstream output.
+    pub(super) sources: Vec<(u64, usize, usize)>,
     pub(super) input_type: TypeInfo,
     pub(super) source_type: TypeInfo,
     pub(super) decode: DecodeFn,
@@ -78,7 +93,7 @@ pub trait IntoInput<A> {
 impl<T: Value> IntoInput<T> for Output<T> {
     fn into_wiring(self) -> Wiring {
         Wiring {
-            sources: vec![(self.builder, self.step)],
+            sources: vec![(self.builder, self.step, self.output)],
             input_type: TypeInfo::of::<T>(),
             source_type: TypeInfo::of::<T>(),
             decode: decode_any::<T>,
@@ -90,7 +105,7 @@ impl<T: Value> IntoInput<T> for Output<T> {
 impl<T: Value> IntoInput<Vec<T>> for Vec<Output<T>> {
     fn into_wiring(self) -> Wiring {
         Wiring {
-            sources: self.iter().map(|h| (h.builder, h.step)).collect(),
+            sources: self.iter().map(|h| (h.builder, h.step, h.output)).collect(),
             input_type: TypeInfo::of::<Vec<T>>(),
             source_type: TypeInfo::of::<T>(),
             decode: decode_any::<T>,

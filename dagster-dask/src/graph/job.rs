@@ -19,8 +19,9 @@ pub(crate) struct JobStep {
 }
 
 pub(crate) struct ResolvedInput {
-    /// The upstream steps: declaration indices while building, plan indices in a `Job`.
-    pub(crate) sources: Vec<usize>,
+    /// The upstream outputs, (step, output): steps by declaration index while building, by
+    /// plan index in a `Job`; outputs by position among the op's outputs.
+    pub(crate) sources: Vec<(usize, usize)>,
     pub(crate) decode: DecodeFn,
     pub(crate) collect: Option<CollectFn>,
 }

@@ -34,5 +34,4 @@ pub use self::error::{GraphError, GraphProblem};
 pub use self::handle::{Edge, IntoInput, IntoInputs, Output, StepRef, Wiring, edge};
 pub use self::job::Job;
 
-/// The name of every op's single output.
-pub const RESULT: &str = "result";
+pub use crate::op::RESULT;

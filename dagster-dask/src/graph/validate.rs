@@ -6,12 +6,11 @@ use std::sync::Arc;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use super::RESULT;
 use super::builder::{InputsDecl, JobBuilder, StepDecl};
 use super::error::{GraphError, GraphProblem};
 use super::job::{Job, JobStep, ResolvedInput};
 use crate::op::TypeInfo;
-use crate::plan::{Plan, PlanInput, PlanOutput, PlanStep};
+use crate::plan::{Plan, PlanInput, PlanOutput, PlanSource, PlanStep};
 
 impl JobBuilder {
     /// Validates the whole graph and freezes it into a [`Job`].
@@ -83,7 +82,7 @@ impl JobBuilder {
             // builds its graph.)
             let mut sources: Vec<usize> = inputs
                 .iter()
-                .flat_map(|input| input.sources.iter().copied())
+                .flat_map(|input| input.sources.iter().map(|&(step, _)| step))
                 .collect();
             sources.sort_unstable();
             sources.dedup();
@@ -144,15 +143,23 @@ impl JobBuilder {
                         sources: input
                             .sources
                             .iter()
-                            .map(|&s| self.steps[s].key.clone())
+                            .map(|&(s, k)| PlanSource {
+                                step: self.steps[s].key.clone(),
+                                output: self.steps[s].spec.outputs[k].name.clone(),
+                            })
                             .collect(),
                         fan_in: input.collect.is_some(),
                     })
                     .collect(),
-                output: PlanOutput {
-                    name: RESULT.to_owned(),
-                    type_name: spec.output_type.name().to_owned(),
-                },
+                outputs: spec
+                    .outputs
+                    .iter()
+                    .map(|o| PlanOutput {
+                        name: o.name.clone(),
+                        type_name: o.type_info.name().to_owned(),
+                        optional: o.optional,
+                    })
+                    .collect(),
                 tags: spec.tags.clone(),
                 retry_policy: spec.retry_policy,
                 config_type: spec.config.map(|c| c.type_name.to_owned()),
@@ -163,7 +170,7 @@ impl JobBuilder {
                     .into_iter()
                     .map(|mut input| {
                         // From declaration order to plan order.
-                        for s in &mut input.sources {
+                        for (s, _) in &mut input.sources {
                             *s = position[*s];
                         }
                         input
@@ -199,16 +206,22 @@ impl JobBuilder {
                         });
                     }
                     let mut sources = Vec::with_capacity(wiring.sources.len());
-                    for &(builder, src) in &wiring.sources {
-                        if builder != self.id || src >= self.steps.len() {
+                    for &(builder, src, output) in &wiring.sources {
+                        let known = builder == self.id
+                            && self
+                                .steps
+                                .get(src)
+                                .is_some_and(|s| output < s.spec.outputs.len());
+                        if !known {
                             problems.push(GraphProblem::ForeignHandle {
                                 step: step.key.clone(),
                                 input: input.to_owned(),
                             });
                             continue;
                         }
-                        self.check_source_type(step, input, src, wiring.source_type, problems);
-                        sources.push(src);
+                        let source = (src, output);
+                        self.check_source_type(step, input, source, wiring.source_type, problems);
+                        sources.push(source);
                     }
                     out.push(ResolvedInput {
                         sources,
@@ -245,21 +258,22 @@ impl JobBuilder {
                         }
                         Some((_, upstreams)) => {
                             let upstream = &upstreams[0];
-                            match first.get(upstream.as_str()) {
-                                None => problems.push(GraphProblem::DanglingInput {
+                            match self.output_by_name(upstream, first) {
+                                Err(outputs) => problems.push(GraphProblem::DanglingInput {
                                     step: step.key.clone(),
                                     input: (*input).to_owned(),
                                     upstream: upstream.clone(),
+                                    outputs,
                                 }),
-                                Some(&src) => {
+                                Ok(source) => {
                                     self.check_source_type(
                                         step,
                                         input,
-                                        src,
+                                        source,
                                         spec.input_types[k],
                                         problems,
                                     );
-                                    sources.push(src);
+                                    sources.push(source);
                                 }
                             }
                         }
@@ -275,21 +289,65 @@ impl JobBuilder {
         out
     }
 
+    /// The output that `name` (a step key, or `step.output`) names; else the outputs of the
+    /// step it names, when it names one with several (an empty list: no such step).
+    fn output_by_name(
+        &self,
+        name: &str,
+        first: &HashMap<&str, usize>,
+    ) -> Result<(usize, usize), Vec<String>> {
+        let names = |i: usize| -> Vec<String> {
+            let step = &self.steps[i];
+            step.spec
+                .outputs
+                .iter()
+                .map(|o| format!("{}.{}", step.key, o.name))
+                .collect()
+        };
+        if let Some(&i) = first.get(name) {
+            return match self.steps[i].spec.outputs.len() {
+                1 => Ok((i, 0)),
+                _ => Err(names(i)),
+            };
+        }
+        let Some((step, output)) = name.rsplit_once('.') else {
+            return Err(Vec::new());
+        };
+        let Some(&i) = first.get(step) else {
+            return Err(Vec::new());
+        };
+        match self.steps[i]
+            .spec
+            .outputs
+            .iter()
+            .position(|o| o.name == output)
+        {
+            Some(k) => Ok((i, k)),
+            None => Err(names(i)),
+        }
+    }
+
     fn check_source_type(
         &self,
         step: &StepDecl,
         input: &str,
-        src: usize,
+        (src, output): (usize, usize),
         expected: TypeInfo,
         problems: &mut Vec<GraphProblem>,
     ) {
-        let found = self.steps[src].spec.output_type;
+        let upstream = &self.steps[src];
+        let found = upstream.spec.outputs[output].type_info;
         if found != expected {
+            let name = &upstream.spec.outputs[output].name;
             problems.push(GraphProblem::TypeMismatch {
                 step: step.key.clone(),
                 input: input.to_owned(),
                 expected: expected.name().to_owned(),
-                upstream: self.steps[src].key.clone(),
+                upstream: if upstream.spec.outputs.len() == 1 {
+                    upstream.key.clone()
+                } else {
+                    format!("{}.{name}", upstream.key)
+                },
                 found: found.name().to_owned(),
             });
         }

@@ -26,10 +26,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 mod context;
+mod outputs;
 mod retry;
 mod tags;
 
 pub use context::{Logger, OpContext};
+pub use outputs::{
+    Named, OpOutput, OptionalOut, Out, OutputSpec, Outs, Part, RESULT, Split, optional_out, out,
+};
 pub use retry::{Backoff, Jitter, RetryPolicy};
 pub use tags::{MAX_RUNTIME_TAG, Tags};
 pub(crate) use tags::{parse_max_runtime, resource_amounts, resources_json};
@@ -209,8 +213,8 @@ impl_input_at!(0 => A, 1 => B, 2 => C, 3 => D, 4 => E, 5 => F, 6 => G, 7 => H, 8
 pub trait OpDefinition {
     /// The op's inputs, as a tuple.
     type Inputs: Inputs;
-    /// The op's output.
-    type Output: Value;
+    /// The op's output: a [`Value`], or [`Named`] outputs.
+    type Output: OpOutput;
     /// The op's name: the step name when it is used once in a job.
     const NAME: &'static str;
     /// The op's definition.
@@ -252,24 +256,17 @@ pub(crate) struct ConfigSpec {
     pub(crate) check: ConfigCheck,
 }
 
-/// The body of an op with its types erased: decoded inputs in, the output out, ready to
-/// encode itself into its storage.
+/// The body of an op with its types erased: decoded inputs in, its outputs out, each ready
+/// to encode itself into its storage.
 pub(crate) type ComputeFn =
-    dyn Fn(&OpContext, Vec<AnyValue>) -> Result<Box<dyn Produced>, ErrorInfo> + Send + Sync;
+    dyn Fn(&OpContext, Vec<AnyValue>) -> Result<Split, ErrorInfo> + Send + Sync;
 
 /// An op's output on its way to storage: it encodes itself into the IO manager's writer, so
 /// a large value is never held twice (value and bytes) on storage that takes a stream.
-pub(crate) trait Produced: Send {
+#[doc(hidden)]
+pub trait Produced: Send {
     /// Writes the value, with its header; returns the bytes written.
     fn encode_into(&self, out: &mut dyn std::io::Write) -> Result<u64, CodecError>;
-}
-
-struct Output<T>(T);
-
-impl<T: Serialize + Send> Produced for Output<T> {
-    fn encode_into(&self, out: &mut dyn std::io::Write) -> Result<u64, CodecError> {
-        codec::encode_into(&self.0, out)
-    }
 }
 
 /// Everything a job needs to know about an op, with the types erased.
@@ -280,8 +277,8 @@ pub(crate) struct OpSpec {
     pub(crate) input_names: Vec<&'static str>,
     pub(crate) input_types: Vec<TypeInfo>,
     pub(crate) input_decoders: Vec<DecodeFn>,
-    pub(crate) output_type: TypeInfo,
-    pub(crate) output_to_json: fn(&[u8]) -> Result<serde_json::Value, CodecError>,
+    /// The declared outputs, in order: one (`result`) for an op built with `new`.
+    pub(crate) outputs: Vec<OutputSpec>,
     pub(crate) tags: Tags,
     pub(crate) retry_policy: RetryPolicy,
     pub(crate) config: Option<ConfigSpec>,
@@ -293,24 +290,17 @@ impl fmt::Debug for OpSpec {
         f.debug_struct("OpSpec")
             .field("name", &self.name)
             .field("inputs", &self.input_names)
-            .field("output", &self.output_type.name)
+            .field("outputs", &self.outputs)
             .finish_non_exhaustive()
     }
 }
 
-fn output_to_json<O: Value>(bytes: &[u8]) -> Result<serde_json::Value, CodecError> {
-    let value = codec::decode::<O>(bytes)?;
-    serde_json::to_value(&value).map_err(|e| CodecError::Encode {
-        type_name: codec::type_name_of::<O>().to_owned(),
-        reason: format!("cannot show as JSON: {e}"),
-    })
-}
-
-/// A typed op: inputs `I` (a tuple), output `O`.
+/// A typed op: inputs `I` (a tuple), output `O` (a [`Value`], or [`Named`] outputs).
 ///
 /// Build one with [`OpDef::new`] (the function returns its output) or [`OpDef::try_new`] (the
-/// function returns `Result<O, E>`; an `Err` fails the step and carries the error chain),
-/// then refine it with the builder methods. Add it to a job with
+/// function returns `Result<O, E>`; an `Err` fails the step and carries the error chain), or
+/// with [`OpDef::multi`] / [`OpDef::try_multi`] for named and optional outputs, then refine
+/// it with the builder methods. Add it to a job with
 /// [`JobBuilder::add`](crate::graph::JobBuilder::add).
 pub struct OpDef<I, O> {
     spec: Arc<OpSpec>,
@@ -352,7 +342,39 @@ impl<I: Inputs, O: Value> OpDef<I, O> {
         F: Fn(&OpContext, I) -> Result<O, E> + Send + Sync + 'static,
         E: Into<BoxError>,
     {
-        let name = name.into();
+        Self::build(name.into(), inputs, vec![OutputSpec::result::<O>()], f)
+    }
+}
+
+impl<I: Inputs, P: Outs> OpDef<I, Named<P>> {
+    /// An op with the named outputs `outputs` ([`out`], [`optional_out`], or a tuple of them),
+    /// whose function returns one value per output, in order (`None` for an optional output
+    /// it did not produce).
+    pub fn multi<F>(name: impl Into<String>, inputs: I::Names, outputs: P, f: F) -> Self
+    where
+        F: Fn(&OpContext, I) -> P::Returned + Send + Sync + 'static,
+    {
+        Self::try_multi(name, inputs, outputs, move |ctx, args| {
+            Ok::<_, std::convert::Infallible>(f(ctx, args))
+        })
+    }
+
+    /// Like [`multi`](Self::multi), for a function that may fail.
+    pub fn try_multi<F, E>(name: impl Into<String>, inputs: I::Names, outputs: P, f: F) -> Self
+    where
+        F: Fn(&OpContext, I) -> Result<P::Returned, E> + Send + Sync + 'static,
+        E: Into<BoxError>,
+    {
+        Self::build(name.into(), inputs, outputs.specs(), f)
+    }
+}
+
+impl<I: Inputs, O: OpOutput> OpDef<I, O> {
+    fn build<F, E>(name: String, inputs: I::Names, outputs: Vec<OutputSpec>, f: F) -> Self
+    where
+        F: Fn(&OpContext, I) -> Result<O::Returned, E> + Send + Sync + 'static,
+        E: Into<BoxError>,
+    {
         let compute = move |ctx: &OpContext, values: Vec<AnyValue>| {
             let args = I::from_values(values).ok_or_else(|| {
                 ErrorInfo::new(
@@ -364,7 +386,7 @@ impl<I: Inputs, O: Value> OpDef<I, O> {
                 let err: BoxError = e.into();
                 ErrorInfo::from_error(ErrorKind::Op, err.as_ref())
             })?;
-            Ok(Box::new(Output(output)) as Box<dyn Produced>)
+            Ok(O::split(output))
         };
         Self {
             spec: Arc::new(OpSpec {
@@ -373,8 +395,7 @@ impl<I: Inputs, O: Value> OpDef<I, O> {
                 input_names: inputs.as_ref().to_vec(),
                 input_types: I::types(),
                 input_decoders: I::decoders(),
-                output_type: TypeInfo::of::<O>(),
-                output_to_json: output_to_json::<O>,
+                outputs,
                 tags: Tags::default(),
                 retry_policy: RetryPolicy::default(),
                 config: None,

@@ -56,6 +56,9 @@ pub(super) struct Driver<'r, 'a> {
     lost_since: Option<(Instant, String)>,
     /// Steps whose task someone else cancelled before it started: submitted again.
     resubmit: Vec<usize>,
+    /// Gated steps the run's state made ready, for the bridge to submit (it submits them only
+    /// when told: see [`Plan::gated`](crate::plan::Plan::gated)).
+    release: Vec<usize>,
 }
 
 impl<'r, 'a> Driver<'r, 'a> {
@@ -76,6 +79,7 @@ impl<'r, 'a> Driver<'r, 'a> {
             last_heard: Instant::now(),
             lost_since: None,
             resubmit: Vec::new(),
+            release: Vec::new(),
         }
     }
 
@@ -121,7 +125,7 @@ impl<'r, 'a> Driver<'r, 'a> {
     pub(super) fn run(mut self, bridge: &mut Bridge) -> Result<(), RunError> {
         loop {
             let now = Instant::now();
-            let (submit, next_wake) = {
+            let (submit, release, next_wake) = {
                 let mut state = self.state.lock();
                 if state.all_ended() {
                     return Ok(());
@@ -143,16 +147,21 @@ impl<'r, 'a> Driver<'r, 'a> {
                 }
                 let mut submit = state.due_retries(now);
                 submit.extend(self.resubmit.drain(..).map(|i| (i, state.attempt(i))));
+                let release = std::mem::take(&mut self.release);
                 let wake = [
                     state.next_retry_in(now),
                     state.run_deadline_in(now),
                     state.next_overdue_in(now, OVERDUE_GRACE),
                 ];
-                (submit, wake.into_iter().flatten().min())
+                (submit, release, wake.into_iter().flatten().min())
             };
             for (i, attempt) in submit {
                 let key = &self.run.job.plan().steps[i].key;
                 bridge.send(&ToBridge::Retry { step: key, attempt })?;
+            }
+            for i in release {
+                let key = &self.run.job.plan().steps[i].key;
+                bridge.send(&ToBridge::Release { step: key })?;
             }
             // Wake for the next retry, or for a finished step whose lines are late.
             let next_grace = self
@@ -331,9 +340,20 @@ impl<'r, 'a> Driver<'r, 'a> {
                 Ok(Some(event))
             }
             StepMessage::Ended(end) => {
-                if let AttemptEnd::Success { duration_ms } = end {
-                    if !(0.0..MAX_DURATION_MS).contains(&duration_ms) {
+                if let AttemptEnd::Success {
+                    duration_ms,
+                    not_produced,
+                } = &end
+                {
+                    if !(0.0..MAX_DURATION_MS).contains(duration_ms) {
                         return Err(format!("a duration of {duration_ms} ms"));
+                    }
+                    let outputs = &self.run.job.plan().steps[i].outputs;
+                    if let Some(k) = not_produced
+                        .iter()
+                        .find(|&&k| !outputs.get(k).is_some_and(|o| o.optional))
+                    {
+                        return Err(format!("output #{k}, not an optional one, as not produced"));
                     }
                 }
                 let current = self.state.lock().attempt(i);
@@ -460,6 +480,7 @@ impl<'r, 'a> Driver<'r, 'a> {
         let mut state = self.state.lock();
         state.set_worker(i, worker);
         let result = state.end_attempt(i, attempt, end);
+        self.release.extend(state.take_released());
         drop(state);
         if let Err(problem) = result {
             self.engine(Some(&self.run.job.plan().steps[i].key), problem);
@@ -575,9 +596,13 @@ mod tests {
             }),
             serde_json::to_string(&StepMessage::Ended(AttemptEnd::Success {
                 duration_ms: 2.0,
+                not_produced: vec![],
             }))
             .unwrap(),
             r#"{"msg":"ended","body":{"outcome":"success","duration_ms":1e300}}"#.to_owned(),
+            // (`one` has one output, `result`, which is not optional)
+            r#"{"msg":"ended","body":{"outcome":"success","duration_ms":1,"not_produced":[0]}}"#
+                .to_owned(),
             r#"{"msg":"ended","body":{"outcome":"success","duration_ms":-1}}"#.to_owned(),
         ]
     }

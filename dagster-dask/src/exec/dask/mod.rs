@@ -243,15 +243,18 @@ impl DaskExecutor {
         }
 
         let plan = run.job.plan();
+        let gated = plan.gated();
         let steps = plan
             .steps
             .iter()
             .zip(plan.upstream())
-            .map(|(s, up)| SubmitStep {
+            .zip(gated)
+            .map(|((s, up), gated)| SubmitStep {
                 step: &s.key,
                 deps: up.iter().map(|&u| plan.steps[u].key.as_str()).collect(),
                 resources: s.tags.resource_requirements.clone(),
                 max_runtime: s.tags.max_runtime().map(|d| d.as_secs_f64()),
+                gated,
             })
             .collect();
         bridge.send(&ToBridge::Submit {

@@ -50,6 +50,10 @@ pub(crate) enum ToBridge<'a> {
         step: &'a str,
         attempt: u32,
     },
+    /// Submits a gated step, which the bridge does not submit by itself.
+    Release {
+        step: &'a str,
+    },
     Cancel,
     Close,
 }
@@ -63,6 +67,10 @@ pub(crate) struct SubmitStep<'a> {
     /// The op's `max_runtime`, seconds: the task wrapper kills the step's process after it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_runtime: Option<f64>,
+    /// It reads an optional output: whether it runs depends on what its upstream steps
+    /// produced, which the driver knows, so the driver releases it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) gated: bool,
 }
 
 #[derive(Debug, Deserialize)]
