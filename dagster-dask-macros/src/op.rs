@@ -31,8 +31,8 @@ use syn::spanned::Spanned;
 use syn::{Ident, LitInt, LitStr, Token, Type};
 
 use crate::util::{
-    Errors, MAX_RUNTIME_TAG, check_tag_value, doc_text, is_positive_seconds, is_valid_name, list,
-    parse_tag_key, unraw,
+    Errors, MAX_RUNTIME_TAG, RESOURCES_TAG, check_tag_value, doc_text, is_positive_seconds,
+    is_valid_name, list, parse_resources_json, parse_tag_key, unraw,
 };
 
 const OPTIONS: &[&str] = &[
@@ -233,7 +233,28 @@ fn parse_tags(
             parse_resources(&content, options, errors)?;
         } else {
             input.parse::<Token![=]>()?;
-            if input.peek(LitStr) {
+            if input.peek(LitStr) && key == RESOURCES_TAG {
+                // Dagster's literal tag, as ported jobs write it: honoured, not kept as text.
+                let value: LitStr = input.parse()?;
+                match parse_resources_json(&value.value()) {
+                    Ok(amounts) => {
+                        for (name, amount) in amounts {
+                            if options.resources.iter().any(|(k, _, _)| *k == name) {
+                                errors.at(&value, format!("resource `{name}` is given twice"));
+                            }
+                            options.resources.push((name, amount, value.span()));
+                        }
+                    }
+                    Err(e) => errors.at(
+                        &value,
+                        format!(
+                            "`{RESOURCES_TAG}` holds Dask resources as JSON, e.g. \
+                             r#\"{{\"GPU\": 1}}\"#; this one does not parse ({e}); or write \
+                             `tags(resource_requirements(GPU = 1))`"
+                        ),
+                    ),
+                }
+            } else if input.peek(LitStr) {
                 let value: LitStr = input.parse()?;
                 if options.tags.iter().any(|(k, _)| *k == key) {
                     errors.push(syn::Error::new(span, format!("tag `{key}` is given twice")));

@@ -93,6 +93,24 @@ pub(crate) fn parse_tag_key(
     }
 }
 
+/// Dagster's tag for the Dask resources a step needs, its value JSON (`{"GPU": 1}`).
+pub(crate) const RESOURCES_TAG: &str = "dagster-dask/resource_requirements";
+
+/// The resource amounts in a `dagster-dask/resource_requirements` tag's JSON: an object of
+/// non-negative numbers.
+pub(crate) fn parse_resources_json(json: &str) -> Result<Vec<(String, f64)>, String> {
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| e.to_string())?;
+    map.into_iter()
+        .map(|(k, v)| match v.as_f64() {
+            Some(a) if a.is_finite() && a >= 0.0 => Ok((k, a)),
+            _ => Err(format!(
+                "the amount of `{k}` is {v}, not a number of at least 0"
+            )),
+        })
+        .collect()
+}
+
 /// The tag whose value the runtime reads as seconds: an op's attempt limit, a job's run limit.
 pub(crate) const MAX_RUNTIME_TAG: &str = "dagster/max_runtime";
 

@@ -737,3 +737,85 @@ fn wrong_storage_config_is_named_before_anything_runs() {
         "AWS profiles are not read",
     );
 }
+
+#[test]
+fn ops_whose_config_has_defaults_or_is_optional_run_without_config() {
+    use dagster_dask::prelude::*;
+
+    #[derive(serde::Deserialize)]
+    struct Defaults {
+        #[serde(default = "three")]
+        times: u64,
+    }
+    fn three() -> u64 {
+        3
+    }
+    let optional = OpDef::try_new("optional", [], |ctx, (): ()| {
+        ctx.config::<Option<u64>>().map(|n| n.unwrap_or(7))
+    })
+    .config::<Option<u64>>();
+    let defaults = OpDef::try_new("defaults", [], |ctx, (): ()| {
+        ctx.config::<Defaults>().map(|d| d.times)
+    })
+    .config::<Defaults>();
+    let mut b = JobBuilder::new("configs");
+    b.add(&optional, ());
+    b.add(&defaults, ());
+    let job = b.build().unwrap();
+
+    let config = RunConfig::from_yaml("", &job).unwrap();
+    let result = Run::new(&job).config(config).in_memory().execute().unwrap();
+    assert!(result.success(), "{:?}", result.events());
+    assert_eq!(result.output::<u64>("optional").unwrap(), 7);
+    assert_eq!(result.output::<u64>("defaults").unwrap(), 3);
+
+    let given = "ops: { optional: { config: 5 }, defaults: { config: { times: 4 } } }";
+    let config = RunConfig::from_yaml(given, &job).unwrap();
+    let result = Run::new(&job).config(config).in_memory().execute().unwrap();
+    assert_eq!(result.output::<u64>("optional").unwrap(), 5);
+    assert_eq!(result.output::<u64>("defaults").unwrap(), 4);
+
+    // A config that cannot be built from nothing is still required.
+    let err = RunConfig::from_yaml("", &tests::diamond()).unwrap_err();
+    assert!(err.to_string().contains("ops.scale.config"), "{err}");
+}
+
+#[test]
+fn a_later_file_that_picks_another_selector_entry_replaces_the_earlier_choice() {
+    let mut value = config::parse_yaml(
+        "execution: { config: { cluster: { local: { n_workers: 2 } }, no_worker_timeout: 5 } }\n\
+         ops: { scale: { config: { factor: 2 } } }",
+        "defaults",
+    )
+    .unwrap();
+    let remote = config::parse_yaml(
+        "execution: { config: { cluster: { existing: { address: 'tcp://10.0.0.5:8786' } } } }",
+        "remote.yaml",
+    )
+    .unwrap();
+    config::merge(&mut value, remote);
+    let cfg = RunConfig::from_value(&value, &tests::diamond()).unwrap();
+    let ExecutionConfig::Dask(dask) = &cfg.execution else {
+        panic!("{:?}", cfg.execution)
+    };
+    assert_eq!(
+        dask.cluster,
+        ClusterConfig::Existing {
+            address: "tcp://10.0.0.5:8786".into()
+        }
+    );
+    // What is not a choice still merges key by key.
+    assert_eq!(dask.no_worker_timeout, Duration::from_secs(5));
+
+    // The executor itself is a choice too; the same choice merges its keys.
+    let mut value = config::parse_yaml(
+        "execution: { config: { multithread: { max_concurrent: 2 } } }",
+        "a",
+    )
+    .unwrap();
+    let overlay = config::parse_yaml("execution: { config: { in_process: {} } }", "b").unwrap();
+    config::merge(&mut value, overlay);
+    config::merge(&mut value, config::parse_yaml(SCALE, "c").unwrap());
+    let cfg = RunConfig::from_value(&value, &tests::diamond()).unwrap();
+    assert_eq!(cfg.execution, ExecutionConfig::InProcess);
+}

@@ -213,3 +213,45 @@ fn a_job_tag_with_a_string_key_limits_the_run() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(result.status(), RunStatus::Failure);
 }
+
+/// Ported from Python as Dagster writes it.
+#[op(tags("dagster-dask/resource_requirements" = r#"{"GPU": 1, "MEMORY": 10e9}"#))]
+fn ported() -> u8 {
+    1
+}
+
+job! {
+    /// A ported GPU op.
+    fn ported_job() {
+        ported();
+    }
+}
+
+#[test]
+fn dagsters_literal_resource_tag_sets_the_resource_requirements() {
+    let plan = ported_job().plan().clone();
+    let tags = &plan.step("ported").unwrap().tags;
+    assert_eq!(tags.resource_requirements.get("GPU"), Some(&1.0));
+    assert_eq!(tags.resource_requirements.get("MEMORY"), Some(&10e9));
+    assert!(tags.values.is_empty(), "{tags:?}");
+
+    // The macro-free API honours it the same way, and refuses a value that does not parse.
+    let op = OpDef::new("gpu", [], |_ctx, (): ()| 1_u8)
+        .tag("dagster-dask/resource_requirements", r#"{"GPU": 2}"#);
+    let mut b = JobBuilder::new("j");
+    b.add(&op, ());
+    let plan = b.build().unwrap().plan().clone();
+    assert_eq!(
+        plan.steps[0].tags.resource_requirements.get("GPU"),
+        Some(&2.0)
+    );
+    let bad = OpDef::new("gpu", [], |_ctx, (): ()| 1_u8)
+        .tag("dagster-dask/resource_requirements", "GPU=1");
+    let mut b = JobBuilder::new("j");
+    b.add(&bad, ());
+    let err = b.build().unwrap_err().to_string();
+    assert!(
+        err.contains("dagster-dask/resource_requirements") && err.contains("OpDef::resource"),
+        "{err}"
+    );
+}

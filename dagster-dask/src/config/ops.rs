@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::check::{Checker, join};
 use crate::graph::Job;
@@ -40,19 +40,19 @@ pub(super) fn parse_ops(c: &mut Checker, ops: &Value, job: &Job) -> BTreeMap<Str
     out
 }
 
-/// Ops that declare a config type whose empty value does not deserialize need config.
+/// Ops that declare a config type that cannot be built from nothing (see
+/// [`OpContext::config`](crate::op::OpContext::config)) need config.
 pub(super) fn check_required_op_config(
     c: &mut Checker,
     given: &BTreeMap<String, Value>,
     job: &Job,
 ) {
-    let empty = Value::Object(Map::new());
     for (index, step) in job.plan().steps.iter().enumerate() {
         if given.contains_key(&step.key) {
             continue;
         }
         if let Some(spec) = job.step(index).spec.config {
-            if let Err(e) = (spec.check)(&empty) {
+            if let Err(e) = (spec.check_absent)() {
                 c.problem(
                     &format!("ops.{}.config", step.key),
                     format!(

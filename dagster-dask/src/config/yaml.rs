@@ -155,13 +155,34 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Value, ConfigError> {
     Ok(merged)
 }
 
-/// Merges `overlay` into `base`: maps key by key, anything else replaced.
+/// Selectors of the run config: the mappings where one key is picked among these. A later
+/// file that picks another one replaces the earlier choice as a whole (Dagster's rule), so
+/// that `cluster: existing` overrides a default `cluster: local`.
+const SELECTORS: &[(&str, &[&str])] = &[
+    (
+        "execution.config",
+        &["in_process", "multithread", "cluster"],
+    ),
+    ("execution.config.cluster", &["local", "existing"]),
+];
+
+/// Merges `overlay` into `base`: maps key by key, anything else replaced; in a selector,
+/// another choice replaces the earlier one.
 pub fn merge(base: &mut Value, overlay: Value) {
+    merge_at(base, overlay, "");
+}
+
+fn merge_at(base: &mut Value, overlay: Value, path: &str) {
     match (base, overlay) {
         (Value::Object(base), Value::Object(overlay)) => {
+            if let Some((_, choices)) = SELECTORS.iter().find(|(p, _)| *p == path) {
+                if overlay.keys().any(|k| choices.contains(&k.as_str())) {
+                    base.retain(|k, _| !choices.contains(&k.as_str()) || overlay.contains_key(k));
+                }
+            }
             for (k, v) in overlay {
                 match base.get_mut(&k) {
-                    Some(existing) => merge(existing, v),
+                    Some(existing) => merge_at(existing, v, &join(path, &k)),
                     None => {
                         base.insert(k, v);
                     }

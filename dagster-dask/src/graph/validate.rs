@@ -62,6 +62,26 @@ impl JobBuilder {
                 });
             }
         }
+        // (a valid resources tag became resource requirements: one left is invalid)
+        let resources = crate::op::RESOURCES_TAG;
+        for s in &self.steps {
+            if let Some(Err(problem)) = s
+                .spec
+                .tags
+                .values
+                .get(resources)
+                .map(|v| crate::op::parse_resource_requirements(v))
+            {
+                problems.push(GraphProblem::InvalidTag {
+                    owner: format!("step `{}`", s.key),
+                    key: resources.to_owned(),
+                    problem: format!(
+                        "{problem}; or use `OpDef::resource(\"GPU\", 1.0)` \
+                         (`tags(resource_requirements(GPU = 1))` in `#[op]`)"
+                    ),
+                });
+            }
+        }
         // Duplicates resolve to the first step of that name: the error is reported above.
         let mut first: HashMap<&str, usize> = HashMap::with_capacity(self.steps.len());
         for (i, step) in self.steps.iter().enumerate() {

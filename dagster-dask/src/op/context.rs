@@ -51,12 +51,15 @@ impl OpContext {
 
     /// This step's config from run config `ops.<step>.config`, as a `C`.
     ///
-    /// Fails when the step has no config and `C` cannot be built from an empty map, or when
-    /// the config does not fit `C` (run config validation checks this before the run for ops
-    /// that declare their config type with [`OpDef::config`](super::OpDef::config)).
+    /// With no config given, `C` is built from an empty map (a struct whose fields all have
+    /// defaults) or from nothing (an `Option`: `None`). Fails when that cannot be done, or
+    /// when the config does not fit `C` (run config validation checks this before the run
+    /// for ops that declare their config type with [`OpDef::config`](super::OpDef::config)).
     pub fn config<C: DeserializeOwned>(&self) -> Result<C, BoxError> {
-        let empty = serde_json::Value::Object(serde_json::Map::new());
-        let value = self.config.as_ref().unwrap_or(&empty);
+        let value = match &self.config {
+            Some(value) => value,
+            None => super::absent_config::<C>(),
+        };
         serde_path_to_error::deserialize::<_, C>(value).map_err(|e| {
             format!(
                 "config of step `{}` (run config `ops.{}.config`) does not fit `{}`: {e}",

@@ -35,8 +35,10 @@ pub use outputs::{
     Named, OpOutput, OptionalOut, Out, OutputSpec, Outs, Part, RESULT, Split, optional_out, out,
 };
 pub use retry::{Backoff, Jitter, RetryPolicy};
-pub use tags::{MAX_RUNTIME_TAG, Tags};
-pub(crate) use tags::{parse_max_runtime, resource_amounts, resources_json};
+pub use tags::{MAX_RUNTIME_TAG, RESOURCES_TAG, Tags};
+pub(crate) use tags::{
+    parse_max_runtime, parse_resource_requirements, resource_amounts, resources_json,
+};
 
 use crate::codec::{self, CodecError};
 use crate::error::{ErrorInfo, ErrorKind};
@@ -236,6 +238,25 @@ impl<T, E> OpResult for Result<T, E> {
 /// whose first word is the path inside the config (`.field`), if any.
 pub(crate) type ConfigCheck = fn(&serde_json::Value) -> Result<(), String>;
 
+/// What an op gets as config `C` when run config gives none: an empty map (a struct whose
+/// fields all have defaults), else null (an `Option`, `()`), whichever `C` accepts; the
+/// empty map when neither does (its error then says what is missing).
+pub(crate) fn absent_config<C: DeserializeOwned>() -> &'static serde_json::Value {
+    static EMPTY: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    static NULL: serde_json::Value = serde_json::Value::Null;
+    let empty = EMPTY.get_or_init(|| serde_json::Value::Object(serde_json::Map::new()));
+    if C::deserialize(empty).is_err() && C::deserialize(&NULL).is_ok() {
+        &NULL
+    } else {
+        empty
+    }
+}
+
+/// Checks that config `C` may be left out of run config.
+fn check_absent_config<C: DeserializeOwned>() -> Result<(), String> {
+    check_config::<C>(absent_config::<C>())
+}
+
 fn check_config<C: DeserializeOwned>(value: &serde_json::Value) -> Result<(), String> {
     serde_path_to_error::deserialize::<_, C>(value)
         .map(drop)
@@ -254,6 +275,8 @@ fn check_config<C: DeserializeOwned>(value: &serde_json::Value) -> Result<(), St
 pub(crate) struct ConfigSpec {
     pub(crate) type_name: &'static str,
     pub(crate) check: ConfigCheck,
+    /// Checks that the config may be left out.
+    pub(crate) check_absent: fn() -> Result<(), String>,
 }
 
 /// The body of an op with its types erased: decoded inputs in, its outputs out, each ready
@@ -418,12 +441,18 @@ impl<I, O> OpDef<I, O> {
         self
     }
 
-    /// Adds a free-form tag.
+    /// Adds a free-form tag. Dagster's [`RESOURCES_TAG`] (`{"GPU": 1}`) sets the op's
+    /// resource requirements instead; a value of it that does not parse stays a tag, and
+    /// [`JobBuilder::build`](crate::graph::JobBuilder::build) refuses it.
     pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        Arc::make_mut(&mut self.spec)
-            .tags
-            .values
-            .insert(key.into(), value.into());
+        let (key, value) = (key.into(), value.into());
+        let tags = &mut Arc::make_mut(&mut self.spec).tags;
+        match parse_resource_requirements(&value) {
+            Ok(amounts) if key == RESOURCES_TAG => tags.resource_requirements.extend(amounts),
+            _ => {
+                tags.values.insert(key, value);
+            }
+        }
         self
     }
 
@@ -459,6 +488,7 @@ impl<I, O> OpDef<I, O> {
         Arc::make_mut(&mut self.spec).config = Some(ConfigSpec {
             type_name: codec::type_name_of::<C>(),
             check: check_config::<C>,
+            check_absent: check_absent_config::<C>,
         });
         self
     }

@@ -9,6 +9,25 @@ use serde::{Deserialize, Serialize};
 /// take, in seconds: Dagster's `dagster/max_runtime`.
 pub const MAX_RUNTIME_TAG: &str = "dagster/max_runtime";
 
+/// Dagster's tag for the Dask resources an op needs, its value JSON (`{"GPU": 1}`): an op
+/// given it has those resource requirements (see [`OpDef::resource`](super::OpDef::resource)).
+pub const RESOURCES_TAG: &str = "dagster-dask/resource_requirements";
+
+/// The amounts of a [`RESOURCES_TAG`] value: a JSON object of numbers of at least 0.
+pub(crate) fn parse_resource_requirements(json: &str) -> Result<BTreeMap<String, f64>, String> {
+    let amounts: BTreeMap<String, serde_json::Value> = serde_json::from_str(json)
+        .map_err(|e| format!("expected a JSON object of amounts such as {{\"GPU\": 1}}: {e}"))?;
+    amounts
+        .into_iter()
+        .map(|(k, v)| match v.as_f64() {
+            Some(a) if a.is_finite() && a >= 0.0 => Ok((k, a)),
+            _ => Err(format!(
+                "the amount of `{k}` is {v}, not a number of at least 0"
+            )),
+        })
+        .collect()
+}
+
 /// Free-form tags plus the resources a step needs from the cluster.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[non_exhaustive]
