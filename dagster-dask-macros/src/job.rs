@@ -258,6 +258,18 @@ impl Lowering {
                     .collect();
                 quote_spanned!(array.span()=> [#(#items),*])
             }
+            // An input given in run config, `ops.<step>.inputs.<name>`: marked so, so that a
+            // forgotten wire is still an error.
+            Expr::Macro(m) if m.mac.path.is_ident("from_config") => {
+                if !m.mac.tokens.is_empty() {
+                    self.errors.at(
+                        &m.mac.tokens,
+                        "`from_config!()` takes nothing: the value is given in run config at \
+                         `ops.<step>.inputs.<input>`",
+                    );
+                }
+                quote_spanned!(m.span()=> ::dagster_dask::graph::config_input())
+            }
             Expr::Macro(m) if m.mac.path.segments.last().is_some_and(|s| s.ident == "vec") => {
                 match Punctuated::<Expr, Token![,]>::parse_terminated.parse2(m.mac.tokens.clone()) {
                     Ok(elems) => {
@@ -274,8 +286,9 @@ impl Lowering {
             other => {
                 self.errors.at(
                     other,
-                    "job bodies wire ops: use handles (`x`), op calls (`op(x)`, `op(x).alias(\"name\")`) \
-                     and lists of them (`[a, b]`, `vec![a, b]`)",
+                    "job bodies wire ops: use handles (`x`), op calls (`op(x)`, `op(x).alias(\"name\")`), \
+                     lists of them (`[a, b]`, `vec![a, b]`) and `from_config!()` for an input given in \
+                     run config",
                 );
                 quote!(())
             }

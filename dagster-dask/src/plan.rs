@@ -89,6 +89,10 @@ pub struct PlanInput {
     /// Whether the input collects several upstream outputs into a `Vec`.
     #[serde(default)]
     pub fan_in: bool,
+    /// Whether its value comes from run config (`ops.<step>.inputs.<name>`): it then has no
+    /// sources.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_config: bool,
 }
 
 /// One upstream output feeding an input.
@@ -369,19 +373,22 @@ impl Plan {
             }
             out.push('\n');
             for input in &step.inputs {
+                let from = if input.from_config {
+                    format!("run config (ops.{}.inputs.{})", step.key, input.name)
+                } else {
+                    let sources: Vec<String> =
+                        input.sources.iter().map(ToString::to_string).collect();
+                    if input.fan_in {
+                        format!("[{}]", sources.join(", "))
+                    } else {
+                        sources.join(", ")
+                    }
+                };
                 let _ = writeln!(
                     out,
-                    "        {}: {} <- {}{}",
+                    "        {}: {} <- {from}",
                     input.name,
-                    short_type_name(&input.type_name),
-                    if input.fan_in { "[" } else { "" },
-                    input
-                        .sources
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                        + if input.fan_in { "]" } else { "" }
+                    short_type_name(&input.type_name)
                 );
             }
         }

@@ -626,3 +626,22 @@ job! {
         sum_all([even_sum, odd_sum]);
     }
 }
+
+#[op]
+fn upper(word: String) -> String {
+    word.to_uppercase()
+}
+
+#[op]
+fn repeat(word: String, times: u32) -> String {
+    word.repeat(times as usize)
+}
+
+job! {
+    /// Inputs from run config: `upper`'s `word` and `repeat`'s `times` are given at
+    /// `ops.upper.inputs.word` and `ops.repeat.inputs.times`.
+    pub fn greeting() {
+        let word = upper(from_config!());
+        repeat(word, from_config!());
+    }
+}

@@ -819,3 +819,62 @@ fn a_later_file_that_picks_another_selector_entry_replaces_the_earlier_choice() 
     let cfg = RunConfig::from_value(&value, &tests::diamond()).unwrap();
     assert_eq!(cfg.execution, ExecutionConfig::InProcess);
 }
+
+#[test]
+fn inputs_marked_from_config_are_read_from_run_config_and_checked_first() {
+    use dagster_dask::prelude::*;
+
+    let job = tests::greeting();
+    let text = job.plan().to_text();
+    assert!(
+        text.contains("times: u32 <- run config (ops.repeat.inputs.times)"),
+        "{text}"
+    );
+    let yaml = "ops: { upper: { inputs: { word: hi } }, repeat: { inputs: { times: 3 } } }";
+    let config = RunConfig::from_yaml(yaml, &job).unwrap();
+    // What step processes get reads back the same.
+    assert_eq!(
+        RunConfig::from_value(&config.to_value(), &job).unwrap(),
+        config
+    );
+    let result = Run::new(&job).config(config).in_memory().execute().unwrap();
+    assert!(result.success(), "{:?}", result.events());
+    assert_eq!(result.output::<String>("repeat").unwrap(), "HIHIHI");
+
+    let problems = |yaml: &str| -> Vec<(String, String)> {
+        RunConfig::from_yaml(yaml, &job)
+            .unwrap_err()
+            .problems
+            .into_iter()
+            .map(|p| (p.path, p.message))
+            .collect()
+    };
+    // Missing, each named at its path.
+    let missing = problems("");
+    assert_eq!(missing.len(), 2, "{missing:?}");
+    assert_eq!(missing[0].0, "ops.upper.inputs.word");
+    assert!(missing[0].1.starts_with("required"), "{missing:?}");
+    assert_eq!(missing[1].0, "ops.repeat.inputs.times");
+    // The wrong type, an input wired from a step, an input that does not exist.
+    let wrong = problems(
+        "ops: { upper: { inputs: { word: hi } }, \
+         repeat: { inputs: { times: many, word: x, nope: 1 } } }",
+    );
+    let at = |path: &str| {
+        wrong
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, m)| m.clone())
+    };
+    assert!(
+        at("ops.repeat.inputs.times")
+            .unwrap()
+            .contains("does not fit `u32`")
+    );
+    assert!(
+        at("ops.repeat.inputs.word")
+            .unwrap()
+            .contains("comes from its upstream step")
+    );
+    assert!(at("ops.repeat.inputs.nope").is_some(), "{wrong:?}");
+}

@@ -144,7 +144,7 @@ impl StepProcess {
             run_id: self.run_id.as_str(),
             io: self.io.as_ref(),
             sink: &sink,
-            op_config: &self.config.ops,
+            config: &self.config,
         };
         // (no deadline here: the task wrapper on the worker enforces `max_runtime` by killing
         // this process, so the op needs no thread of its own)

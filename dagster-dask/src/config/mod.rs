@@ -36,7 +36,7 @@ mod yaml;
 use self::check::Checker;
 pub use self::error::{ConfigError, ConfigProblem};
 use self::execution::{optional_seconds, parse_execution};
-use self::ops::{check_required_op_config, parse_ops};
+use self::ops::{check_required_inputs, check_required_op_config, parse_ops};
 use self::resources::{parse_resources, resources_value};
 pub use self::store::{Cloud, DEFAULT_STORE_RETRIES, DEFAULT_STORE_TIMEOUT, StoreConfig};
 pub use self::yaml::{MAX_NESTING, load_files, merge, parse_yaml};
@@ -59,6 +59,8 @@ pub struct RunConfig {
     pub io_manager: IoManagerConfig,
     /// Config of each step that has some, by step key.
     pub ops: BTreeMap<String, Value>,
+    /// Inputs given in run config (`ops.<step>.inputs.<name>`), by step key and input name.
+    pub inputs: BTreeMap<String, BTreeMap<String, Value>>,
     /// The longest the run may take (`execution.config.max_runtime`, seconds; else the job's
     /// `dagster/max_runtime` tag): then running steps are stopped, nothing more starts, and
     /// the run fails.
@@ -183,9 +185,10 @@ impl RunConfig {
                 }
             }
             if let Some(ops) = top.get("ops") {
-                config.ops = parse_ops(&mut c, ops, job);
+                (config.ops, config.inputs) = parse_ops(&mut c, ops, job);
             }
             check_required_op_config(&mut c, &config.ops, job);
+            check_required_inputs(&mut c, &config.inputs, job);
         }
         if matches!(config.execution, ExecutionConfig::Dask(_)) && config.io_manager.in_memory {
             c.problem(
@@ -249,11 +252,19 @@ impl RunConfig {
         if let Some(limit) = self.max_runtime {
             exec.insert("max_runtime".into(), Value::from(limit.as_secs_f64()));
         }
-        let ops: Map<String, Value> = self
+        let mut ops: Map<String, Value> = self
             .ops
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::json!({ "config": v })))
             .collect();
+        for (step, inputs) in &self.inputs {
+            let block = ops
+                .entry(step.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(block) = block {
+                block.insert("inputs".into(), serde_json::json!(inputs));
+            }
+        }
         serde_json::json!({
             "execution": { "config": exec },
             "resources": resources_value(&self.io_manager),

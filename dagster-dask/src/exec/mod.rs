@@ -80,7 +80,7 @@ impl RunContext<'_> {
             run_id: self.run_id,
             io: self.io,
             sink: &self.sink,
-            op_config: &self.config.ops,
+            config: self.config,
         }
     }
 }

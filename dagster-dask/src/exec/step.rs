@@ -24,7 +24,8 @@ pub(crate) struct StepEnv<'a> {
     pub(crate) run_id: &'a str,
     pub(crate) io: &'a dyn IoManager,
     pub(crate) sink: &'a Arc<dyn EventSink>,
-    pub(crate) op_config: &'a std::collections::BTreeMap<String, serde_json::Value>,
+    /// Op config and inputs given in run config.
+    pub(crate) config: &'a crate::config::RunConfig,
 }
 
 impl StepEnv<'_> {
@@ -80,6 +81,10 @@ fn run_attempt(
 
     let mut values = Vec::with_capacity(step.inputs.len());
     for (input, plan_input) in step.inputs.iter().zip(&plan_step.inputs) {
+        if let Some(read) = input.from_config {
+            values.push(input_from_config(env, key, &plan_input.name, read)?);
+            continue;
+        }
         let mut decoded = Vec::with_capacity(input.sources.len());
         for (&(src, k), source) in input.sources.iter().zip(&plan_input.sources) {
             let upstream = plan.steps[src].key.as_str();
@@ -147,7 +152,7 @@ fn run_attempt(
         run_id: env.run_id.to_owned(),
         step_key: key.to_owned(),
         attempt,
-        config: env.op_config.get(key).cloned(),
+        config: env.config.ops.get(key).cloned(),
         sink: Arc::clone(env.sink),
     };
     let output = match deadline {
@@ -183,6 +188,41 @@ fn run_attempt(
     };
 
     store_outputs(env, index, output).map(Some)
+}
+
+/// The value of input `input` of step `key` that run config gives (checked before the run;
+/// checked again here, since a step process reads the config on its own).
+fn input_from_config(
+    env: &StepEnv<'_>,
+    key: &str,
+    input: &str,
+    read: crate::graph::FromJsonFn,
+) -> Result<AnyValue, ErrorInfo> {
+    let location = format!("ops.{key}.inputs.{input}");
+    let err = |message: String| {
+        ErrorInfo::new(
+            ErrorKind::Input,
+            format!(
+                "cannot read input `{input}` of step `{key}` from run config `{location}`: {message}"
+            ),
+        )
+    };
+    let given = env
+        .config
+        .inputs
+        .get(key)
+        .and_then(|inputs| inputs.get(input))
+        .ok_or_else(|| err("it is not given".to_owned()))?;
+    let value = read(given).map_err(err)?;
+    env.emit(
+        key,
+        EventKind::LoadedInput {
+            input: input.to_owned(),
+            upstream: "run config".to_owned(),
+            location,
+        },
+    );
+    Ok(value)
 }
 
 /// Stores each output the op produced, with its events, and the mark of each optional

@@ -55,6 +55,52 @@ fn collect_vec<T: Value>(items: Vec<AnyValue>) -> Option<AnyValue> {
     Some(Box::new(items?))
 }
 
+/// Reads one input's value from run config (`ops.<step>.inputs.<name>`).
+pub(crate) type FromJsonFn = fn(&serde_json::Value) -> Result<AnyValue, String>;
+
+fn from_json<T: Value>(value: &serde_json::Value) -> Result<AnyValue, String> {
+    serde_path_to_error::deserialize::<_, T>(value)
+        .map(|v| Box::new(v) as AnyValue)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." || path.is_empty() {
+                e.inner().to_string()
+            } else {
+                format!("at `{path}`: {}", e.inner())
+            }
+        })
+}
+
+/// An input given in run config instead of by an upstream step: Dagster's
+/// `ops.<step>.inputs.<name>`, checked against the input's type before the run. Pass
+/// [`config_input()`] where a handle would go (`from_config!()` in `job!`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigInput;
+
+/// An input given in run config (`ops.<step>.inputs.<name>`); see [`ConfigInput`].
+pub fn config_input() -> ConfigInput {
+    ConfigInput
+}
+
+impl<T: Value> IntoInput<T> for ConfigInput {
+    fn into_wiring(self) -> Wiring {
+        Wiring {
+            sources: Vec::new(),
+            input_type: TypeInfo::of::<T>(),
+            source_type: TypeInfo::of::<T>(),
+            decode: decode_any::<T>,
+            collect: None,
+            from_config: Some(from_json::<T>),
+        }
+    }
+}
+
+impl<T: Value> IntoInputs<(T,)> for ConfigInput {
+    fn into_wirings(self) -> Vec<Wiring> {
+        vec![IntoInput::<T>::into_wiring(self)]
+    }
+}
+
 /// How one input of a step receives its value: the upstream outputs and how to decode them.
 #[derive(Clone)]
 pub struct Wiring {
@@ -64,6 +110,8 @@ pub struct Wiring {
     pub(super) source_type: TypeInfo,
     pub(super) decode: DecodeFn,
     pub(super) collect: Option<CollectFn>,
+    /// Set when the value comes from run config, not from upstream steps.
+    pub(super) from_config: Option<FromJsonFn>,
 }
 
 impl fmt::Debug for Wiring {
@@ -98,6 +146,7 @@ impl<T: Value> IntoInput<T> for Output<T> {
             source_type: TypeInfo::of::<T>(),
             decode: decode_any::<T>,
             collect: None,
+            from_config: None,
         }
     }
 }
@@ -110,6 +159,7 @@ impl<T: Value> IntoInput<Vec<T>> for Vec<Output<T>> {
             source_type: TypeInfo::of::<T>(),
             decode: decode_any::<T>,
             collect: Some(collect_vec::<T>),
+            from_config: None,
         }
     }
 }

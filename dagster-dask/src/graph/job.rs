@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::handle::CollectFn;
+use super::handle::{CollectFn, FromJsonFn};
 use crate::op::{DecodeFn, OpSpec};
 use crate::plan::Plan;
 
@@ -24,6 +24,8 @@ pub(crate) struct ResolvedInput {
     pub(crate) sources: Vec<(usize, usize)>,
     pub(crate) decode: DecodeFn,
     pub(crate) collect: Option<CollectFn>,
+    /// Set when the value comes from run config.
+    pub(crate) from_config: Option<FromJsonFn>,
 }
 
 impl fmt::Debug for Job {

@@ -31,7 +31,10 @@ mod validate;
 
 pub use self::builder::JobBuilder;
 pub use self::error::{GraphError, GraphProblem};
-pub use self::handle::{Edge, IntoInput, IntoInputs, Output, StepRef, Wiring, edge};
+pub(crate) use self::handle::FromJsonFn;
+pub use self::handle::{
+    ConfigInput, Edge, IntoInput, IntoInputs, Output, StepRef, Wiring, config_input, edge,
+};
 pub use self::job::Job;
 
 pub use crate::op::RESULT;

@@ -169,6 +169,7 @@ impl JobBuilder {
                             })
                             .collect(),
                         fan_in: input.collect.is_some(),
+                        from_config: input.from_config.is_some(),
                     })
                     .collect(),
                 outputs: spec
@@ -247,6 +248,7 @@ impl JobBuilder {
                         sources,
                         decode: wiring.decode,
                         collect: wiring.collect,
+                        from_config: wiring.from_config,
                     });
                 }
             }
@@ -302,6 +304,7 @@ impl JobBuilder {
                         sources,
                         decode: spec.input_decoders[k],
                         collect: None,
+                        from_config: None,
                     });
                 }
             }
