@@ -282,9 +282,9 @@ fn op_config_is_checked_against_the_op_and_the_steps() {
         "op `square` of step `square` takes no config",
     );
     refused(
-        "ops: { scale: { config: { factor: 2 }, inputs: {} } }",
-        "ops.scale.inputs",
-        "allowed here: `config`",
+        "ops: { scale: { config: { factor: 2 }, outputs: {} } }",
+        "ops.scale.outputs",
+        "allowed here: `config`, `inputs`",
     );
 }
 
