@@ -31,7 +31,10 @@ use syn::{Attribute, Expr, Ident, LitStr, Token, Visibility};
 
 use crate::util::{Errors, check_tag_value, doc_text, is_valid_name, list, parse_tag_key, unraw};
 
-const JOB_OPTIONS: &[&str] = &["name", "description", "tags"];
+const JOB_OPTIONS: &[&str] = &["name", "description", "tags", "resources"];
+
+/// Resource names the run config gives a meaning of its own.
+const RESERVED_RESOURCES: &[&str] = &["io_manager", "s3", "gcs", "adls2"];
 
 /// `[attrs] [vis] fn name() { body }`.
 struct JobFn {
@@ -71,6 +74,8 @@ struct JobOptions {
     name: Option<LitStr>,
     description: Option<String>,
     tags: Vec<(String, LitStr)>,
+    /// `resources(name = Type, ...)`: what the job provides its ops.
+    resources: Vec<(Ident, syn::Type)>,
 }
 
 fn parse_job_attr(attr: &Attribute, options: &mut JobOptions, errors: &mut Errors) {
@@ -100,6 +105,34 @@ fn parse_job_attr(attr: &Attribute, options: &mut JobOptions, errors: &mut Error
                     let value: LitStr = content.parse()?;
                     check_tag_value(&key, &value, errors);
                     options.tags.push((key, value));
+                    if content.is_empty() {
+                        break;
+                    }
+                    content.parse::<Token![,]>()?;
+                }
+            }
+            "resources" => {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                while !content.is_empty() {
+                    let name: Ident = content.call(syn::ext::IdentExt::parse_any)?;
+                    content.parse::<Token![=]>()?;
+                    let ty: syn::Type = content.parse()?;
+                    let text = unraw(&name);
+                    if !is_valid_name(&text) {
+                        errors.at(&name, "resource names may use only letters, digits and `_`");
+                    } else if RESERVED_RESOURCES.contains(&text.as_str()) {
+                        errors.at(
+                            &name,
+                            format!(
+                                "`{text}` is taken: `resources.{text}` configures the storage; \
+                                 name the resource otherwise"
+                            ),
+                        );
+                    } else if options.resources.iter().any(|(n, _)| unraw(n) == text) {
+                        errors.at(&name, format!("resource `{text}` is named twice"));
+                    }
+                    options.resources.push((name, ty));
                     if content.is_empty() {
                         break;
                     }
@@ -358,10 +391,15 @@ impl Lowering {
                 quote_spanned!(call.span()=> __dd_job.add(&#def, #inputs))
             }
         };
-        // The op type is named once, at the user's op name: an unknown op is one error there.
+        // The op type is named once, at the user's op name: an unknown op is one error there,
+        // and so is a resource the job does not provide.
         let definition =
             quote_spanned!(path.span()=> <#path as ::dagster_dask::op::OpDefinition>::definition());
+        let provided = quote_spanned!(path.span()=>
+            ::dagster_dask::__private::provided::<__DdResources, <#path as ::dagster_dask::op::OpDefinition>::Resources>();
+        );
         let add = quote!({
+            #provided
             let #def = #definition;
             #add
         });
@@ -437,6 +475,11 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         .tags
         .iter()
         .map(|(k, v)| quote!(__dd_job.tag(#k, #v);));
+    let resource_names = options.resources.iter().map(|(n, _)| unraw(n));
+    let resource_types: Vec<&syn::Type> = options.resources.iter().map(|(_, t)| t).collect();
+    let provides = resource_types.iter().map(|ty| {
+        quote_spanned!(ty.span()=> impl ::dagster_dask::resource::Provides<#ty> for __DdResources {})
+    });
     // On errors the job still exists, with an empty graph, so the rest of the crate
     // type-checks and the IDE keeps working; the errors say what to fix.
     let body = errors.is_empty().then(|| quote!(#(#body)*));
@@ -447,8 +490,13 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         #vis fn #ident() -> ::dagster_dask::graph::Job {
             #[allow(unused_mut)]
             let mut __dd_job = ::dagster_dask::graph::JobBuilder::new(#name);
+            /// The resources this job provides, as types: checked against each op's needs.
+            #[allow(dead_code)]
+            struct __DdResources;
+            #(#provides)*
             #description
             #(#tags)*
+            #(__dd_job.resource::<#resource_types>(#resource_names);)*
             #body
             ::dagster_dask::__private::finish(__dd_job)
         }

@@ -438,10 +438,22 @@ fn parse_retry_policy(
 struct Signature {
     context: bool,
     inputs: Vec<(String, Type)>,
+    /// The resources (`&T` parameters), by type.
+    resources: Vec<Type>,
+    /// The function's parameters after the context, in order: an input or a resource, by
+    /// position in its list.
+    params: Vec<Param>,
     /// The output type; for a `Result`, the whole `Result` type.
     output: Type,
     fallible: bool,
     is_async: bool,
+}
+
+/// One parameter of an op function, after the context.
+#[derive(Clone, Copy)]
+enum Param {
+    Input(usize),
+    Resource(usize),
 }
 
 /// Whether `ty` is `&OpContext` (by its last path segment, so any import path works).
@@ -495,6 +507,8 @@ fn analyze(func: &syn::ItemFn, errors: &mut Errors) -> Signature {
     }
     let mut context = false;
     let mut inputs = Vec::new();
+    let mut resources = Vec::new();
+    let mut params = Vec::new();
     for (i, arg) in sig.inputs.iter().enumerate() {
         match arg {
             syn::FnArg::Receiver(r) => errors.at(r, "ops are free functions: remove `self`"),
@@ -507,11 +521,25 @@ fn analyze(func: &syn::ItemFn, errors: &mut Errors) -> Signature {
                     }
                     continue;
                 }
+                // A borrowed parameter is a resource: inputs are owned (stored between steps).
+                if let Type::Reference(r) = &*pt.ty {
+                    if r.mutability.is_some() {
+                        errors.at(
+                            &pt.ty,
+                            "a resource is shared by the steps of a run: take it as `&T`, not \
+                             `&mut T` (use a `Mutex` inside it for what must change)",
+                        );
+                    }
+                    params.push(Param::Resource(resources.len()));
+                    resources.push((*r.elem).clone());
+                    continue;
+                }
                 let name = match &*pt.pat {
                     syn::Pat::Ident(p) => unraw(&p.ident),
                     _ => format!("input{}", inputs.len()),
                 };
                 check_owned(&pt.ty, "input", errors);
+                params.push(Param::Input(inputs.len()));
                 inputs.push((name, (*pt.ty).clone()));
             }
         }
@@ -535,6 +563,8 @@ fn analyze(func: &syn::ItemFn, errors: &mut Errors) -> Signature {
     Signature {
         context,
         inputs,
+        resources,
+        params,
         output,
         fallible,
         is_async: sig.asyncness.is_some(),
@@ -753,18 +783,63 @@ fn generate(
 
     let ctx = format_ident!("__dd_ctx");
     let ctx_arg = sig.context.then(|| quote!(#ctx,));
-    let mut call = quote!(#fn_ident(#ctx_arg #(#args),*));
+    // Resources (`&T` parameters) are read from the context, built on first use.
+    let res: Vec<Ident> = (0..sig.resources.len())
+        .map(|i| format_ident!("__dd_res{}", i))
+        .collect();
+    let call_args = sig.params.iter().map(|p| match *p {
+        Param::Input(i) => {
+            let a = &args[i];
+            quote!(#a)
+        }
+        Param::Resource(i) => {
+            let r = &res[i];
+            quote!(&*#r)
+        }
+    });
+    let mut call = quote!(#fn_ident(#ctx_arg #(#call_args),*));
     if sig.is_async {
         call = quote!(::dagster_dask::__private::block_on(#call));
     }
-    let constructor = match (sig.fallible, declared.is_some()) {
+    let with_resources = !sig.resources.is_empty();
+    if with_resources {
+        let types = &sig.resources;
+        let result = if sig.fallible {
+            quote!(#call.map_err(::core::convert::Into::<::dagster_dask::op::BoxError>::into))
+        } else {
+            quote!(::core::result::Result::<_, ::dagster_dask::op::BoxError>::Ok(#call))
+        };
+        call = quote!({
+            #(let #res = #ctx.resource::<#types>()?;)*
+            #result
+        });
+    }
+    let constructor = match (sig.fallible || with_resources, declared.is_some()) {
         (true, false) => quote!(try_new),
         (false, false) => quote!(new),
         (true, true) => quote!(try_multi),
         (false, true) => quote!(multi),
     };
     let declared = declared.map(|d| quote!(#d,));
-    let ctx_pat = if sig.context { quote!(#ctx) } else { quote!(_) };
+    let ctx_pat = if sig.context || with_resources {
+        quote!(#ctx)
+    } else {
+        quote!(_)
+    };
+    // Spanned at the user's types: a type that is not a resource is reported there.
+    let resource_types = sig
+        .resources
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> #ty));
+    let resources_span = sig
+        .resources
+        .first()
+        .map_or_else(|| fn_ident.span(), |t| t.span());
+    let resources_item = quote_spanned!(resources_span=> type Resources = (#(#resource_types,)*););
+    let needs = sig
+        .resources
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> .needs::<#ty>()));
 
     let description = options
         .description
@@ -795,6 +870,7 @@ fn generate(
         #(#resources)*
         #retry
         #config
+        #(#needs)*
     };
     // With a broken signature only the type exists: code that uses it as an op gets one
     // "not an op" error, and the errors above say what to fix.
@@ -803,6 +879,7 @@ fn generate(
             impl ::dagster_dask::op::OpDefinition for #fn_ident {
                 #inputs_item
                 #output_item
+                #resources_item
                 const NAME: &'static str = #op_name;
 
                 fn definition() -> ::dagster_dask::op::OpDef<Self::Inputs, Self::Output> {

@@ -56,6 +56,7 @@ pub mod graph;
 pub mod io;
 pub mod op;
 pub mod plan;
+pub mod resource;
 pub mod run;
 pub mod storage;
 pub mod types;
@@ -81,6 +82,10 @@ pub mod __private {
     {
         edge(handle)
     }
+
+    /// Checks at compile time that job `P` provides every resource in `R`: `job!` calls it
+    /// for each op, spanned at the op's name.
+    pub fn provided<P, R: crate::resource::ProvidedBy<P>>() {}
 
     /// Runs an `async` op body to completion on the step's thread, on a current-thread
     /// tokio runtime kept per thread (timers and IO enabled when the crate graph enables
@@ -144,6 +149,7 @@ pub mod prelude {
     pub use crate::exec::{Run, RunResult, RunStatus, StepStatus};
     pub use crate::graph::{Job, JobBuilder, Output};
     pub use crate::op::{Backoff, Jitter, OpContext, OpDef, OpDefinition, RetryPolicy};
+    pub use crate::resource::{Resource, ResourceContext};
     pub use crate::{job, op};
 }
 

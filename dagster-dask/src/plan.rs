@@ -27,6 +27,9 @@ pub struct Plan {
     pub tags: BTreeMap<String, String>,
     /// The steps, each after all of its upstream steps.
     pub steps: Vec<PlanStep>,
+    /// The resources the job provides: name (its key in run config) to Rust type.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, String>,
     /// Steps by key and the adjacency, computed once on first use.
     #[serde(skip)]
     index: PlanIndexCell,
@@ -68,6 +71,9 @@ pub struct PlanStep {
     /// Tags and resource requirements.
     #[serde(default)]
     pub tags: Tags,
+    /// The job resources its op needs, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
     /// What happens when the step fails.
     #[serde(default)]
     pub retry_policy: RetryPolicy,
@@ -158,6 +164,7 @@ impl Plan {
             description,
             tags,
             steps,
+            resources: BTreeMap::new(),
             index: PlanIndexCell::default(),
         }
     }

@@ -2,12 +2,23 @@
 fn fan_job() -> ::dagster_dask::graph::Job {
     #[allow(unused_mut)]
     let mut __dd_job = ::dagster_dask::graph::JobBuilder::new("fan");
+    /// The resources this job provides, as types: checked against each op's needs.
+    #[allow(dead_code)]
+    struct __DdResources;
     __dd_job.tag("owner", "me");
     let x = {
+        ::dagster_dask::__private::provided::<
+            __DdResources,
+            <source as ::dagster_dask::op::OpDefinition>::Resources,
+        >();
         let __dd_op = <source as ::dagster_dask::op::OpDefinition>::definition();
         __dd_job.add(&__dd_op, ())
     };
     let a = {
+        ::dagster_dask::__private::provided::<
+            __DdResources,
+            <part as ::dagster_dask::op::OpDefinition>::Resources,
+        >();
         let __dd_op = <part as ::dagster_dask::op::OpDefinition>::definition();
         __dd_job
             .add_as(
@@ -17,6 +28,10 @@ fn fan_job() -> ::dagster_dask::graph::Job {
             )
     };
     let __dd_step1 = {
+        ::dagster_dask::__private::provided::<
+            __DdResources,
+            <part as ::dagster_dask::op::OpDefinition>::Resources,
+        >();
         let __dd_op = <part as ::dagster_dask::op::OpDefinition>::definition();
         __dd_job
             .add(
@@ -25,6 +40,10 @@ fn fan_job() -> ::dagster_dask::graph::Job {
             )
     };
     let __dd_step2 = {
+        ::dagster_dask::__private::provided::<
+            __DdResources,
+            <part as ::dagster_dask::op::OpDefinition>::Resources,
+        >();
         let __dd_op = <part as ::dagster_dask::op::OpDefinition>::definition();
         __dd_job
             .add(
@@ -33,6 +52,10 @@ fn fan_job() -> ::dagster_dask::graph::Job {
             )
     };
     {
+        ::dagster_dask::__private::provided::<
+            __DdResources,
+            <total as ::dagster_dask::op::OpDefinition>::Resources,
+        >();
         let __dd_op = <total as ::dagster_dask::op::OpDefinition>::definition();
         __dd_job
             .add(
@@ -48,6 +71,10 @@ fn fan_job() -> ::dagster_dask::graph::Job {
             )
     };
     {
+        ::dagster_dask::__private::provided::<
+            __DdResources,
+            <total as ::dagster_dask::op::OpDefinition>::Resources,
+        >();
         let __dd_op = <total as ::dagster_dask::op::OpDefinition>::definition();
         __dd_job
             .add_as(

@@ -2,6 +2,9 @@
 fn broken() -> ::dagster_dask::graph::Job {
     #[allow(unused_mut)]
     let mut __dd_job = ::dagster_dask::graph::JobBuilder::new("broken");
+    /// The resources this job provides, as types: checked against each op's needs.
+    #[allow(dead_code)]
+    struct __DdResources;
     ::dagster_dask::__private::finish(__dd_job)
 }
 ::core::compile_error! {

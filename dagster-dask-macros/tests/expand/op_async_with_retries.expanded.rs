@@ -9,6 +9,7 @@ impl ::dagster_dask::op::OpDefinition for fetch {
     type Output = <<std::io::Result<
         Vec<u8>,
     > as ::dagster_dask::op::OpResult>::Output as ::dagster_dask::__private::IsValue>::Type;
+    type Resources = ();
     const NAME: &'static str = "fetch";
     fn definition() -> ::dagster_dask::op::OpDef<Self::Inputs, Self::Output> {
         ::dagster_dask::op::OpDef::try_new(

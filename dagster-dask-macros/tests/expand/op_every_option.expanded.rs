@@ -17,6 +17,7 @@ impl ::dagster_dask::op::OpDefinition for train {
         Model,
         TrainError,
     > as ::dagster_dask::op::OpResult>::Output as ::dagster_dask::__private::IsValue>::Type;
+    type Resources = ();
     const NAME: &'static str = "train_model";
     fn definition() -> ::dagster_dask::op::OpDef<Self::Inputs, Self::Output> {
         ::dagster_dask::op::OpDef::try_new(

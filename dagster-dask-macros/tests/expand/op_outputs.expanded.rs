@@ -16,6 +16,7 @@ impl ::dagster_dask::op::OpDefinition for split {
             >,
         ),
     >;
+    type Resources = ();
     const NAME: &'static str = "split";
     fn definition() -> ::dagster_dask::op::OpDef<Self::Inputs, Self::Output> {
         ::dagster_dask::op::OpDef::try_multi(

@@ -8,6 +8,7 @@ struct hello {}
 impl ::dagster_dask::op::OpDefinition for hello {
     type Inputs = (<String as ::dagster_dask::__private::IsValue>::Type,);
     type Output = <String as ::dagster_dask::__private::IsValue>::Type;
+    type Resources = ();
     const NAME: &'static str = "hello";
     fn definition() -> ::dagster_dask::op::OpDef<Self::Inputs, Self::Output> {
         ::dagster_dask::op::OpDef::new(

@@ -86,6 +86,8 @@ pub(super) struct StepProcess {
     config: crate::config::RunConfig,
     run_id: RunId,
     io: Arc<dyn crate::io::IoManager>,
+    /// Built when a step first needs them, for every step this process runs.
+    resources: Arc<crate::resource::Resources>,
     pub(super) messages: Arc<StepMessages>,
 }
 
@@ -117,10 +119,16 @@ impl StepProcess {
             let path = args.events.as_deref().unwrap_or(std::path::Path::new("-"));
             usage(format!("cannot open --events {}: {e}", path.display()))
         })?;
+        let resources = Arc::new(crate::resource::Resources::new(
+            run_id.as_str(),
+            job.resources(),
+            &config.resources,
+        ));
         Ok(Self {
             config,
             run_id,
             io,
+            resources,
             messages: Arc::new(messages),
         })
     }
@@ -145,6 +153,7 @@ impl StepProcess {
             io: self.io.as_ref(),
             sink: &sink,
             config: &self.config,
+            resources: &self.resources,
         };
         // (no deadline here: the task wrapper on the worker enforces `max_runtime` by killing
         // this process, so the op needs no thread of its own)

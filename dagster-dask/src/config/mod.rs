@@ -37,6 +37,7 @@ use self::check::Checker;
 pub use self::error::{ConfigError, ConfigProblem};
 use self::execution::{optional_seconds, parse_execution};
 use self::ops::{check_required_inputs, check_required_op_config, parse_ops};
+pub(crate) use self::resources::reserved_resource_names;
 use self::resources::{parse_resources, resources_value};
 pub use self::store::{Cloud, DEFAULT_STORE_RETRIES, DEFAULT_STORE_TIMEOUT, StoreConfig};
 pub use self::yaml::{MAX_NESTING, load_files, merge, parse_yaml};
@@ -57,6 +58,9 @@ pub struct RunConfig {
     pub execution: ExecutionConfig,
     /// Where step outputs are stored.
     pub io_manager: IoManagerConfig,
+    /// The config of each of the job's resources that is given, by name (`{env: VAR}`
+    /// resolved).
+    pub resources: BTreeMap<String, Value>,
     /// Config of each step that has some, by step key.
     pub ops: BTreeMap<String, Value>,
     /// Inputs given in run config (`ops.<step>.inputs.<name>`), by step key and input name.
@@ -179,11 +183,12 @@ impl RunConfig {
                     }
                 }
             }
-            if let Some(resources) = top.get("resources") {
-                if let Some(io) = parse_resources(&mut c, resources) {
-                    config.io_manager = io;
-                }
+            let resources = top.get("resources").unwrap_or(&Value::Null);
+            let (io, job_resources) = parse_resources(&mut c, resources, job);
+            if let Some(io) = io {
+                config.io_manager = io;
             }
+            config.resources = job_resources;
             if let Some(ops) = top.get("ops") {
                 (config.ops, config.inputs) = parse_ops(&mut c, ops, job);
             }
@@ -267,7 +272,7 @@ impl RunConfig {
         }
         serde_json::json!({
             "execution": { "config": exec },
-            "resources": resources_value(&self.io_manager),
+            "resources": resources_value(&self.io_manager, &self.resources),
             "ops": ops,
         })
     }

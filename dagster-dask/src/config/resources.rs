@@ -1,6 +1,7 @@
-//! `resources`: where outputs are stored (`io_manager`), and the connection of an object
-//! store (Dagster's `s3`, `gcs` and `adls2` resources).
+//! `resources`: where outputs are stored (`io_manager`), the connection of an object store
+//! (Dagster's `s3`, `gcs` and `adls2` resources), and the config of the job's own resources.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -8,12 +9,99 @@ use serde_json::{Map, Value};
 use super::IoManagerConfig;
 use super::check::{Checker, join, list};
 use super::store::{CLIENT_RESOURCES, STORE_KEYS, parse_store};
+use crate::graph::Job;
 
-pub(super) fn parse_resources(c: &mut Checker, resources: &Value) -> Option<IoManagerConfig> {
-    let allowed: Vec<&str> = std::iter::once("io_manager")
-        .chain(CLIENT_RESOURCES.iter().copied())
-        .collect();
-    let r = c.mapping(resources, "resources", &allowed)?;
+/// Resource names the run config gives a meaning of its own: a job cannot use them.
+pub(crate) fn reserved_resource_names() -> impl Iterator<Item = &'static str> {
+    std::iter::once("io_manager").chain(CLIENT_RESOURCES.iter().copied())
+}
+
+/// `resources`: the IO manager's config, and each job resource's config, by name.
+pub(super) fn parse_resources(
+    c: &mut Checker,
+    resources: &Value,
+    job: &Job,
+) -> (Option<IoManagerConfig>, BTreeMap<String, Value>) {
+    let mut allowed: Vec<&str> = reserved_resource_names().collect();
+    allowed.extend(job.resources().iter().map(|r| r.name.as_str()));
+    let Some(r) = c.mapping(resources, "resources", &allowed) else {
+        return (None, BTreeMap::new());
+    };
+    (parse_io_manager(c, r), parse_job_resources(c, r, job))
+}
+
+/// Each job resource's `config`, `{env: VAR}` resolved, checked against its config type.
+fn parse_job_resources(
+    c: &mut Checker,
+    r: &Map<String, Value>,
+    job: &Job,
+) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for spec in job.resources() {
+        let path = join("resources", &spec.name);
+        let given = match r.get(&spec.name) {
+            Some(block) => c.config_of(block, &path).map(|(v, p)| (v.clone(), p)),
+            None => None,
+        };
+        let Some((value, cpath)) = given else {
+            if let Err(e) = (spec.check_absent)() {
+                c.problem(
+                    &join(&path, "config"),
+                    format!("required: resource `{}` takes config ({e})", spec.type_name),
+                );
+            }
+            continue;
+        };
+        let mut secrets = Vec::new();
+        let Some(value) = resolve_env(c, &value, &cpath, &mut secrets) else {
+            continue;
+        };
+        if let Err(mut e) = (spec.check)(&value) {
+            // Values read from the environment are secrets: never in a message.
+            for secret in &secrets {
+                e = e.replace(secret.as_str(), "<from the environment>");
+            }
+            c.problem(&cpath, format!("does not fit `{}`: {e}", spec.type_name));
+            continue;
+        }
+        out.insert(spec.name.clone(), value);
+    }
+    out
+}
+
+/// `value` with every `{env: VAR}` replaced by the variable's value (noted in `secrets`).
+fn resolve_env(
+    c: &mut Checker,
+    value: &Value,
+    path: &str,
+    secrets: &mut Vec<String>,
+) -> Option<Value> {
+    match value {
+        Value::Object(map) if map.len() == 1 && map.contains_key("env") => {
+            let resolved = c.string_source(value, path)?;
+            if !resolved.is_empty() {
+                secrets.push(resolved.clone());
+            }
+            Some(Value::String(resolved))
+        }
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (k, v) in map {
+                out.insert(k.clone(), resolve_env(c, v, &join(path, k), secrets)?);
+            }
+            Some(Value::Object(out))
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| resolve_env(c, v, &format!("{path}[{i}]"), secrets))
+            .collect::<Option<Vec<_>>>()
+            .map(Value::Array),
+        other => Some(other.clone()),
+    }
+}
+
+fn parse_io_manager(c: &mut Checker, r: &Map<String, Value>) -> Option<IoManagerConfig> {
     let empty = Map::new();
     let io = match r.get("io_manager") {
         Some(io) => c.mapping(io, "resources.io_manager", &["config"])?,
@@ -123,8 +211,11 @@ fn url_scheme(dir: &Path) -> Option<String> {
     .then(|| scheme.to_owned())
 }
 
-/// `resources` as step processes get it.
-pub(super) fn resources_value(io: &IoManagerConfig) -> Value {
+/// `resources` as step processes get it: the IO manager's and the job resources' config.
+pub(super) fn resources_value(
+    io: &IoManagerConfig,
+    job_resources: &BTreeMap<String, Value>,
+) -> Value {
     let mut cfg = match &io.store {
         Some(store) => super::store::store_value(store),
         None => Map::new(),
@@ -135,5 +226,10 @@ pub(super) fn resources_value(io: &IoManagerConfig) -> Value {
     if io.in_memory {
         cfg.insert("in_memory".into(), Value::Bool(true));
     }
-    serde_json::json!({ "io_manager": { "config": cfg } })
+    let mut out = Map::new();
+    out.insert("io_manager".into(), serde_json::json!({ "config": cfg }));
+    for (name, config) in job_resources {
+        out.insert(name.clone(), serde_json::json!({ "config": config }));
+    }
+    Value::Object(out)
 }

@@ -135,6 +135,11 @@ impl<'j> Run<'j> {
             io: io.as_ref(),
             sink: Arc::clone(&sink),
             interrupts: Arc::clone(&interrupts),
+            resources: Arc::new(crate::resource::Resources::new(
+                run_id.as_str(),
+                self.job.resources(),
+                &self.config.resources,
+            )),
         };
         executor.prepare(&run)?;
         let mut state = RunState::new(plan, run_id.as_str(), Arc::clone(&sink));

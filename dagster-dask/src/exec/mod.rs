@@ -71,6 +71,8 @@ pub(crate) struct RunContext<'a> {
     pub(crate) sink: Arc<dyn EventSink>,
     /// The run's interrupts (none unless the run cancels on interrupt).
     pub(crate) interrupts: Arc<InterruptHook>,
+    /// The job's resources in this process, built as steps need them.
+    pub(crate) resources: Arc<crate::resource::Resources>,
 }
 
 impl RunContext<'_> {
@@ -81,6 +83,7 @@ impl RunContext<'_> {
             io: self.io,
             sink: &self.sink,
             config: self.config,
+            resources: &self.resources,
         }
     }
 }

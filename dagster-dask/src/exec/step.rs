@@ -26,6 +26,8 @@ pub(crate) struct StepEnv<'a> {
     pub(crate) sink: &'a Arc<dyn EventSink>,
     /// Op config and inputs given in run config.
     pub(crate) config: &'a crate::config::RunConfig,
+    /// The job's resources, built as steps need them.
+    pub(crate) resources: &'a Arc<crate::resource::Resources>,
 }
 
 impl StepEnv<'_> {
@@ -153,6 +155,7 @@ fn run_attempt(
         step_key: key.to_owned(),
         attempt,
         config: env.config.ops.get(key).cloned(),
+        resources: Arc::clone(env.resources),
         sink: Arc::clone(env.sink),
     };
     let output = match deadline {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::handle::{IntoInputs, StepRef, Wiring};
 use crate::op::{AnyOp, Inputs, OpDef, OpOutput, OpSpec};
+use crate::resource::{Resource, ResourceSpec};
 
 static NEXT_BUILDER_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -29,6 +30,7 @@ pub struct JobBuilder {
     pub(super) tags: BTreeMap<String, String>,
     pub(super) steps: Vec<StepDecl>,
     pub(super) used_keys: HashSet<String>,
+    pub(super) resources: Vec<ResourceSpec>,
     pub(super) next_suffix: HashMap<String, usize>,
 }
 
@@ -51,6 +53,7 @@ impl JobBuilder {
             tags: BTreeMap::new(),
             steps: Vec::new(),
             used_keys: HashSet::new(),
+            resources: Vec::new(),
             next_suffix: HashMap::new(),
         }
     }
@@ -64,6 +67,14 @@ impl JobBuilder {
     /// Tags the job.
     pub fn tag(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
         self.tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// Provides resource `R` to the job's ops under `name`, its key in run config
+    /// (`resources.<name>.config`). `io_manager` (and Dagster's `s3`, `gcs`, `adls2`) are
+    /// taken: they configure the storage.
+    pub fn resource<R: Resource>(&mut self, name: &str) -> &mut Self {
+        self.resources.push(ResourceSpec::of::<R>(name));
         self
     }
 

@@ -92,6 +92,20 @@ pub enum GraphProblem {
         /// What is wrong with its value.
         problem: String,
     },
+    /// A resource of the job has a name it cannot have, or shares one.
+    InvalidResource {
+        /// The name.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A step's op needs a resource type the job does not provide.
+    MissingResource {
+        /// The step.
+        step: String,
+        /// The resource type.
+        resource: String,
+    },
     /// Steps that depend on each other in a circle.
     Cycle {
         /// The steps, in dependency order; the last feeds the first.
@@ -111,7 +125,9 @@ impl GraphProblem {
             Self::FanInByName { .. } => 6,
             Self::TypeMismatch { .. } => 7,
             Self::InvalidTag { .. } => 8,
-            Self::Cycle { .. } => 9,
+            Self::InvalidResource { .. } => 9,
+            Self::MissingResource { .. } => 10,
+            Self::Cycle { .. } => 11,
         }
     }
 }
@@ -201,6 +217,12 @@ impl fmt::Display for GraphProblem {
                 key,
                 problem,
             } => write!(f, "{owner} tag `{key}`: {problem}"),
+            Self::InvalidResource { name, problem } => write!(f, "resource `{name}`: {problem}"),
+            Self::MissingResource { step, resource } => write!(
+                f,
+                "step `{step}` needs resource `{resource}`, which the job does not provide: \
+                 add it with `JobBuilder::resource::<{resource}>(\"name\")`"
+            ),
             Self::Cycle { steps } => {
                 let mut path = steps.join(" -> ");
                 if let Some(first) = steps.first() {

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use super::handle::{CollectFn, FromJsonFn};
 use crate::op::{DecodeFn, OpSpec};
 use crate::plan::Plan;
+use crate::resource::ResourceSpec;
 
 /// A validated job: its [`Plan`] and the code of each step.
 pub struct Job {
     pub(super) plan: Plan,
     pub(super) steps: Vec<JobStep>,
+    pub(super) resources: Vec<ResourceSpec>,
 }
 
 pub(crate) struct JobStep {
@@ -49,5 +51,10 @@ impl Job {
 
     pub(crate) fn step(&self, index: usize) -> &JobStep {
         &self.steps[index]
+    }
+
+    /// The resources the job provides.
+    pub(crate) fn resources(&self) -> &[ResourceSpec] {
+        &self.resources
     }
 }

@@ -1,7 +1,7 @@
 //! Validating a whole graph at once, and freezing it into a [`Job`].
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -62,6 +62,7 @@ impl JobBuilder {
                 });
             }
         }
+        self.check_resources(&mut problems);
         // (a valid resources tag became resource requirements: one left is invalid)
         let resources = crate::op::RESOURCES_TAG;
         for s in &self.steps {
@@ -182,6 +183,14 @@ impl JobBuilder {
                     })
                     .collect(),
                 tags: spec.tags.clone(),
+                resources: spec
+                    .resources
+                    .iter()
+                    .filter_map(|need| {
+                        let r = self.resources.iter().find(|r| r.type_id == need.type_id)?;
+                        Some(r.name.clone())
+                    })
+                    .collect(),
                 retry_policy: spec.retry_policy,
                 config_type: spec.config.map(|c| c.type_name.to_owned()),
             });
@@ -199,9 +208,17 @@ impl JobBuilder {
                     .collect(),
             });
         }
+        let resources: BTreeMap<String, String> = self
+            .resources
+            .iter()
+            .map(|r| (r.name.clone(), r.type_name.to_owned()))
+            .collect();
+        let mut plan = Plan::new(self.name, self.description, self.tags, plan_steps);
+        plan.resources = resources;
         Ok(Job {
-            plan: Plan::new(self.name, self.description, self.tags, plan_steps),
+            plan,
             steps: job_steps,
+            resources: self.resources,
         })
     }
 
@@ -310,6 +327,48 @@ impl JobBuilder {
             }
         }
         out
+    }
+
+    /// Resource names (valid, not reserved, each once, one per type) and every step's needs.
+    fn check_resources(&self, problems: &mut Vec<GraphProblem>) {
+        let reserved: Vec<&str> = crate::config::reserved_resource_names().collect();
+        for (k, r) in self.resources.iter().enumerate() {
+            let earlier = &self.resources[..k];
+            let problem = if !is_valid_name(&r.name) {
+                Some("a resource name may use only letters, digits and `_`".to_owned())
+            } else if reserved.contains(&r.name.as_str()) {
+                Some(format!(
+                    "the name is taken: `resources.{}` configures the storage; pick another",
+                    r.name
+                ))
+            } else if earlier.iter().any(|e| e.name == r.name) {
+                Some("two resources have this name".to_owned())
+            } else {
+                earlier.iter().find(|e| e.type_id == r.type_id).map(|e| {
+                    format!(
+                        "resource `{}` is a `{}` already: ops ask for a resource by type, so a \
+                         job provides each type once",
+                        e.name, r.type_name
+                    )
+                })
+            };
+            if let Some(problem) = problem {
+                problems.push(GraphProblem::InvalidResource {
+                    name: r.name.clone(),
+                    problem,
+                });
+            }
+        }
+        for step in &self.steps {
+            for need in &step.spec.resources {
+                if !self.resources.iter().any(|r| r.type_id == need.type_id) {
+                    problems.push(GraphProblem::MissingResource {
+                        step: step.key.clone(),
+                        resource: need.type_name.to_owned(),
+                    });
+                }
+            }
+        }
     }
 
     /// The output that `name` (a step key, or `step.output`) names; else the outputs of the

@@ -16,6 +16,7 @@ pub struct OpContext {
     pub(crate) attempt: u32,
     pub(crate) config: Option<serde_json::Value>,
     pub(crate) sink: Arc<dyn EventSink>,
+    pub(crate) resources: Arc<crate::resource::Resources>,
 }
 
 impl fmt::Debug for OpContext {
@@ -42,6 +43,13 @@ impl OpContext {
     /// The attempt now running, from 1.
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// The job's resource of type `R`, built now if no step in this process built it yet;
+    /// an error when it cannot be built (with the constructor's error as its cause) or the
+    /// job does not provide it.
+    pub fn resource<R: crate::resource::Resource>(&self) -> Result<Arc<R>, BoxError> {
+        self.resources.get::<R>()
     }
 
     /// The op's logger: messages become `LOG` events in the run's event log and console.

@@ -200,6 +200,7 @@ impl_input_at!(0 => A, 1 => B, 2 => C, 3 => D, 4 => E, 5 => F, 6 => G, 7 => H, 8
 /// impl OpDefinition for double {
 ///     type Inputs = (i64,);
 ///     type Output = i64;
+///     type Resources = ();
 ///     const NAME: &'static str = "double";
 ///     fn definition() -> OpDef<(i64,), i64> {
 ///         OpDef::new(Self::NAME, ["x"], |_ctx, (x,): (i64,)| double(x))
@@ -217,6 +218,9 @@ pub trait OpDefinition {
     type Inputs: Inputs;
     /// The op's output: a [`Value`], or [`Named`] outputs.
     type Output: OpOutput;
+    /// The resources the op needs: `()`, or a tuple of [`Resource`](crate::resource::Resource)
+    /// types; `job!` checks at compile time that the job provides them.
+    type Resources: crate::resource::ResourceList;
     /// The op's name: the step name when it is used once in a job.
     const NAME: &'static str;
     /// The op's definition.
@@ -253,11 +257,11 @@ pub(crate) fn absent_config<C: DeserializeOwned>() -> &'static serde_json::Value
 }
 
 /// Checks that config `C` may be left out of run config.
-fn check_absent_config<C: DeserializeOwned>() -> Result<(), String> {
+pub(crate) fn check_absent_config<C: DeserializeOwned>() -> Result<(), String> {
     check_config::<C>(absent_config::<C>())
 }
 
-fn check_config<C: DeserializeOwned>(value: &serde_json::Value) -> Result<(), String> {
+pub(crate) fn check_config<C: DeserializeOwned>(value: &serde_json::Value) -> Result<(), String> {
     serde_path_to_error::deserialize::<_, C>(value)
         .map(drop)
         .map_err(|e| {
@@ -305,6 +309,8 @@ pub(crate) struct OpSpec {
     pub(crate) tags: Tags,
     pub(crate) retry_policy: RetryPolicy,
     pub(crate) config: Option<ConfigSpec>,
+    /// The resource types the op needs.
+    pub(crate) resources: Vec<crate::resource::Need>,
     pub(crate) compute: Arc<ComputeFn>,
 }
 
@@ -422,6 +428,7 @@ impl<I: Inputs, O: OpOutput> OpDef<I, O> {
                 tags: Tags::default(),
                 retry_policy: RetryPolicy::default(),
                 config: None,
+                resources: Vec::new(),
                 compute: Arc::new(compute),
             }),
             _types: PhantomData,
@@ -490,6 +497,17 @@ impl<I, O> OpDef<I, O> {
             check: check_config::<C>,
             check_absent: check_absent_config::<C>,
         });
+        self
+    }
+
+    /// Declares that the op needs resource `R`, which it reads with
+    /// [`OpContext::resource`]: building a job whose resources lack it is an error.
+    pub fn needs<R: crate::resource::Resource>(mut self) -> Self {
+        let need = crate::resource::Need::of::<R>();
+        let spec = Arc::make_mut(&mut self.spec);
+        if !spec.resources.contains(&need) {
+            spec.resources.push(need);
+        }
         self
     }
 

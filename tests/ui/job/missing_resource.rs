@@ -1,0 +1,31 @@
+use dagster_dask::op::BoxError;
+use dagster_dask::prelude::*;
+
+struct Warehouse;
+
+impl Resource for Warehouse {
+    type Config = ();
+    fn build(_: (), _: &ResourceContext) -> Result<Self, BoxError> {
+        Ok(Warehouse)
+    }
+}
+
+#[op]
+fn load(_warehouse: &Warehouse) -> u32 {
+    1
+}
+
+job! {
+    fn no_resources() {
+        load();
+    }
+}
+
+job! {
+    #[job(resources(io_manager = Warehouse))]
+    fn reserved() {
+        load();
+    }
+}
+
+fn main() {}
