@@ -4,7 +4,9 @@
 //! whose documentation of [`op`](macro@op) and [`job!`] it is. Both are sugar over
 //! `dagster_dask`'s macro-free API: everything they generate can be written by hand.
 
+mod graph;
 mod job;
+mod lowering;
 mod op;
 mod util;
 
@@ -19,6 +21,15 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn op(args: TokenStream, item: TokenStream) -> TokenStream {
     op::expand(args.into(), item.into()).into()
+}
+
+/// Defines a graph: a reusable piece of a job, with typed inputs and outputs, used in
+/// `job!` (and in other graphs) like an op.
+///
+#[doc = include_str!("../docs/graph.md")]
+#[proc_macro]
+pub fn graph(input: TokenStream) -> TokenStream {
+    graph::expand(input.into()).into()
 }
 
 /// Wires ops into a job: `job! { fn my_job() { let x = a(); b(x); } }` defines

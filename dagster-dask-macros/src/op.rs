@@ -50,18 +50,18 @@ const RETRY_OPTIONS: &[&str] = &["max_retries", "delay_ms", "backoff", "jitter"]
 
 /// Everything the attribute said, each value with the tokens it came from.
 #[derive(Default)]
-struct Options {
-    name: Option<LitStr>,
+pub(crate) struct Options {
+    pub(crate) name: Option<LitStr>,
     description: Option<LitStr>,
-    tags: Vec<(String, LitStr)>,
+    pub(crate) tags: Vec<(String, LitStr)>,
     tags_given: Option<Span>,
-    resources: Vec<(String, f64, Span)>,
+    pub(crate) resources: Vec<(String, f64, Span)>,
     retries: Option<LitInt>,
     retry_policy: Option<RetryPolicy>,
     max_runtime: Option<syn::Expr>,
-    config: Option<Type>,
+    pub(crate) config: Option<Type>,
     /// `out(a, b(optional))`: the named outputs, each with whether it is optional.
-    outs: Option<(Ident, Vec<(Ident, bool)>)>,
+    pub(crate) outs: Option<(Ident, Vec<(Ident, bool)>)>,
 }
 
 #[derive(Default)]
@@ -88,7 +88,7 @@ fn set_once<T>(slot: &mut Option<T>, value: T, key: &Ident, errors: &mut Errors)
     }
 }
 
-fn parse_options(args: TokenStream, errors: &mut Errors) -> Options {
+pub(crate) fn parse_options(args: TokenStream, errors: &mut Errors) -> Options {
     let mut options = Options::default();
     let parser = |input: ParseStream<'_>| -> syn::Result<()> {
         while !input.is_empty() {
@@ -830,7 +830,7 @@ fn generate(
     let resource_types = sig
         .resources
         .iter()
-        .map(|ty| quote_spanned!(ty.span()=> #ty));
+        .map(|ty| quote_spanned!(ty.span()=> ::dagster_dask::resource::Needs<#ty>));
     let resources_span = sig
         .resources
         .first()
@@ -902,7 +902,7 @@ fn generate(
     }
 }
 
-fn retry_tokens(options: &Options) -> Option<TokenStream> {
+pub(crate) fn retry_tokens(options: &Options) -> Option<TokenStream> {
     if let Some(n) = &options.retries {
         return Some(quote!(.retry_policy(::dagster_dask::op::RetryPolicy::new(#n))));
     }

@@ -176,3 +176,18 @@ fn job_with_errors_is_an_empty_job() {
         }),
     );
 }
+
+#[test]
+fn graph_with_two_outputs() {
+    check(
+        "graph_outputs",
+        crate::graph::expand(quote! {
+            /// Cleans, then counts.
+            #[graph(tags(team = "data"), retries = 1)]
+            pub fn prepare(raw: Vec<i64>) -> (Vec<i64>, usize) {
+                let cleaned = clean(raw);
+                (cleaned, count(cleaned))
+            }
+        }),
+    );
+}

@@ -37,7 +37,7 @@
 //!
 //! A job binary's `main` is one line: `fn main() -> ExitCode { dagster_dask::main(job()) }`.
 //!
-//! Modules, by domain: [`op`](mod@op) (op definitions, context, retry policy), [`graph`] (the
+//! Modules, by domain: [`op`](mod@op) (op definitions, context, retry policy), [`graph`](mod@graph) (the
 //! job builder and its validation), [`plan`] (the frozen plan), [`config`] (run config),
 //! [`run`](mod@run) (a run: its id, statuses and result), [`exec`] (launching runs, executors
 //! and the run state they share), [`storage`] (where a run's data lives), [`io`] (IO
@@ -63,22 +63,20 @@ pub mod types;
 
 pub use cli::{main, main_with_defaults};
 #[doc(inline)]
-pub use dagster_dask_macros::{job, op};
+pub use dagster_dask_macros::{graph, job, op};
 
 /// What the macros' expansions name; not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    use crate::graph::{Edge, IntoInput, edge};
-    use crate::op::{InputAt, OpDef};
+    use crate::graph::{Edge, IntoInput, Node, edge};
+    use crate::op::InputAt;
 
-    /// `handle`, checked against input `K` of `op`.
-    pub fn edge_at<I, O, H, const K: usize>(
-        _op: &OpDef<I, O>,
-        handle: H,
-    ) -> Edge<<I as InputAt<K>>::Type>
+    /// `handle`, checked against input `K` of op (or graph) `N`.
+    pub fn edge_at<N, H, const K: usize>(handle: H) -> Edge<<N::Inputs as InputAt<K>>::Type>
     where
-        I: InputAt<K>,
-        H: IntoInput<<I as InputAt<K>>::Type>,
+        N: Node,
+        N::Inputs: InputAt<K>,
+        H: IntoInput<<N::Inputs as InputAt<K>>::Type>,
     {
         edge(handle)
     }
@@ -150,7 +148,7 @@ pub mod prelude {
     pub use crate::graph::{Job, JobBuilder, Output};
     pub use crate::op::{Backoff, Jitter, OpContext, OpDef, OpDefinition, RetryPolicy};
     pub use crate::resource::{Resource, ResourceContext};
-    pub use crate::{job, op};
+    pub use crate::{graph, job, op};
 }
 
 /// The README's code compiles: it is part of the doc tests.

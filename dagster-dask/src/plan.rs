@@ -402,39 +402,45 @@ impl Plan {
         out
     }
 
-    /// The plan as a mermaid flowchart.
+    /// The plan as a mermaid flowchart; each graph instance is a subgraph.
     pub fn to_mermaid(&self) -> String {
         self.render(
             "flowchart TD\n".to_owned(),
-            |key, ty| format!("    {key}[\"{key}<br/>{ty}\"]"),
-            |src, input, key| format!("    {src} -->|{input}| {key}"),
+            &Drawing {
+                node: &|id, label, ty, pad| format!("{pad}{id}[\"{label}<br/>{ty}\"]"),
+                open: &|id, label, pad| format!("{pad}subgraph {id}[\"{label}\"]"),
+                close: &|pad| format!("{pad}end"),
+                edge: &|src, input, dst| format!("    {src} -->|{input}| {dst}"),
+                id: &|key| key.replace('.', "__"),
+            },
         )
     }
 
-    /// The plan as a graphviz digraph.
+    /// The plan as a graphviz digraph; each graph instance is a cluster.
     pub fn to_dot(&self) -> String {
         let mut out = self.render(
             format!("digraph \"{}\" {{\n    rankdir=TB;\n", self.job),
-            |key, ty| format!("    \"{key}\" [shape=box, label=\"{key}\\n{ty}\"];"),
-            |src, input, key| format!("    \"{src}\" -> \"{key}\" [label=\"{input}\"];"),
+            &Drawing {
+                node: &|id, label, ty, pad| {
+                    format!("{pad}\"{id}\" [shape=box, label=\"{label}\\n{ty}\"];")
+                },
+                open: &|id, label, pad| {
+                    format!("{pad}subgraph \"cluster_{id}\" {{\n{pad}    label=\"{label}\";")
+                },
+                close: &|pad| format!("{pad}}}"),
+                edge: &|src, input, dst| format!("    \"{src}\" -> \"{dst}\" [label=\"{input}\"];"),
+                id: &|key| key.to_owned(),
+            },
         );
         out.push_str("}\n");
         out
     }
 
-    /// `header`, one line per step (key, output type), then one line per edge
-    /// (upstream, input, step).
-    fn render(
-        &self,
-        header: String,
-        node: impl Fn(&str, &str) -> String,
-        edge: impl Fn(&str, &str, &str) -> String,
-    ) -> String {
+    /// `header`, the steps (key, outputs) with each graph instance's steps inside it, then
+    /// one line per edge (upstream, input, step).
+    fn render(&self, header: String, draw: &Drawing<'_>) -> String {
         let mut out = header;
-        for step in &self.steps {
-            let ty = escape_label(&step.outputs_text());
-            let _ = writeln!(out, "{}", node(&step.key, &ty));
-        }
+        self.render_level(&mut out, draw, "", 1);
         for step in &self.steps {
             for input in &step.inputs {
                 for src in &input.sources {
@@ -443,12 +449,61 @@ impl Plan {
                     } else {
                         format!("{} -> {}", src.output, input.name)
                     };
-                    let _ = writeln!(out, "{}", edge(&src.step, &label, &step.key));
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        (draw.edge)(&(draw.id)(&src.step), &label, &(draw.id)(&step.key))
+                    );
                 }
             }
         }
         out
     }
+
+    /// The steps whose keys start with `prefix`, those one level down as nodes and the rest
+    /// in one subgraph per graph instance, in plan order.
+    fn render_level(&self, out: &mut String, draw: &Drawing<'_>, prefix: &str, depth: usize) {
+        let pad = "    ".repeat(depth);
+        let mut instances: Vec<&str> = Vec::new();
+        for step in &self.steps {
+            let Some(rest) = step.key.strip_prefix(prefix) else {
+                continue;
+            };
+            match rest.split_once('.') {
+                None => {
+                    let ty = escape_label(&step.outputs_text());
+                    let label = if prefix.is_empty() { &step.key } else { rest };
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        (draw.node)(&(draw.id)(&step.key), label, &ty, &pad)
+                    );
+                }
+                Some((instance, _)) if !instances.contains(&instance) => {
+                    instances.push(instance);
+                    let full = format!("{prefix}{instance}");
+                    let _ = writeln!(out, "{}", (draw.open)(&(draw.id)(&full), instance, &pad));
+                    self.render_level(out, draw, &format!("{full}."), depth + 1);
+                    let _ = writeln!(out, "{}", (draw.close)(&pad));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// How a format draws nodes, subgraphs and edges.
+struct Drawing<'a> {
+    /// (id, label, output types, indentation)
+    node: &'a dyn Fn(&str, &str, &str, &str) -> String,
+    /// (id, label, indentation): a subgraph's first line.
+    open: &'a dyn Fn(&str, &str, &str) -> String,
+    /// (indentation): a subgraph's last line.
+    close: &'a dyn Fn(&str) -> String,
+    /// (upstream id, label, step id)
+    edge: &'a dyn Fn(&str, &str, &str) -> String,
+    /// A step key as the format names a node.
+    id: &'a dyn Fn(&str) -> String,
 }
 
 impl PlanStep {

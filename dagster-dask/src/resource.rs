@@ -4,8 +4,8 @@
 //! A resource is a type that implements [`Resource`]: its config type, read from run config
 //! at `resources.<name>.config`, and its constructor. A job provides resources, each under a
 //! name ([`JobBuilder::resource`](crate::graph::JobBuilder::resource); `#[job(resources(name
-//! = Type))]` in `job!`); an op asks for the ones it needs by type ([`OpDef::needs`]
-//! (crate::op::OpDef::needs); a `&Type` parameter of an `#[op]` function) and reads them with
+//! = Type))]` in `job!`); an op asks for the ones it needs by type
+//! ([`OpDef::needs`](crate::op::OpDef::needs); a `&Type` parameter of an `#[op]` function) and reads them with
 //! [`OpContext::resource`](crate::op::OpContext::resource).
 //!
 //! A resource is built lazily, the first time a step that needs it runs: once per run on
@@ -263,8 +263,15 @@ impl std::error::Error for BuildError {
     }
 }
 
-/// The resource types an op needs: `()`, or a tuple of [`Resource`]s.
+/// The resources an op or a graph needs, as types: `()`, [`Needs<R>`], or a tuple of
+/// lists (a graph's is the tuple of its nodes' lists).
 pub trait ResourceList: 'static {}
+
+/// Resource `R`, needed: an element of a [`ResourceList`].
+#[derive(Debug)]
+pub struct Needs<R>(std::marker::PhantomData<fn() -> R>);
+
+impl<R: Resource> ResourceList for Needs<R> {}
 
 /// A job that provides resource `R`: `job!` implements it for a type of the job's own, so
 /// that an op needing a resource the job lacks is a compile error at the op's call.
@@ -280,11 +287,13 @@ pub trait Provides<R> {}
 #[doc(hidden)]
 pub trait ProvidedBy<P> {}
 
+impl<P, R: Resource> ProvidedBy<P> for Needs<R> where P: Provides<R> {}
+
 macro_rules! impl_resource_list {
     ($($r:ident),*) => {
-        impl<$($r: Resource),*> ResourceList for ($($r,)*) {}
+        impl<$($r: ResourceList),*> ResourceList for ($($r,)*) {}
 
-        impl<P $(, $r)*> ProvidedBy<P> for ($($r,)*) where $(P: Provides<$r>),* {}
+        impl<P $(, $r: ProvidedBy<P>)*> ProvidedBy<P> for ($($r,)*) {}
     };
 }
 
@@ -297,3 +306,7 @@ impl_resource_list!(A, B, C, D, E);
 impl_resource_list!(A, B, C, D, E, F);
 impl_resource_list!(A, B, C, D, E, F, G);
 impl_resource_list!(A, B, C, D, E, F, G, H);
+impl_resource_list!(A, B, C, D, E, F, G, H, I);
+impl_resource_list!(A, B, C, D, E, F, G, H, I, J);
+impl_resource_list!(A, B, C, D, E, F, G, H, I, J, K);
+impl_resource_list!(A, B, C, D, E, F, G, H, I, J, K, L);

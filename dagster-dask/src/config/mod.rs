@@ -36,6 +36,7 @@ mod yaml;
 use self::check::Checker;
 pub use self::error::{ConfigError, ConfigProblem};
 use self::execution::{optional_seconds, parse_execution};
+pub(crate) use self::ops::step_path;
 use self::ops::{check_required_inputs, check_required_op_config, parse_ops};
 pub(crate) use self::resources::reserved_resource_names;
 use self::resources::{parse_resources, resources_value};
@@ -158,6 +159,30 @@ const DASK_ONLY_KEYS: &[&str] = &[
     "ship_binary",
 ];
 
+/// The block of step `key` in `ops` (`clean.dedupe` at `clean.ops.dedupe`), made if missing.
+fn step_block<'m>(ops: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<String, Value> {
+    let mut parts = key.split('.');
+    let mut block = object_at(ops, parts.next().unwrap_or_default());
+    for part in parts {
+        block = object_at(object_at(block, "ops"), part);
+    }
+    block
+}
+
+/// The mapping at `key` of `map`, made (or made a mapping) if it is not one.
+fn object_at<'m>(map: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<String, Value> {
+    let entry = map
+        .entry(key.to_owned())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    match entry {
+        Value::Object(inner) => inner,
+        _ => unreachable!("made a mapping above"),
+    }
+}
+
 impl RunConfig {
     /// Parses a YAML run config and validates it against `job`.
     pub fn from_yaml(text: &str, job: &Job) -> Result<Self, ConfigError> {
@@ -257,18 +282,12 @@ impl RunConfig {
         if let Some(limit) = self.max_runtime {
             exec.insert("max_runtime".into(), Value::from(limit.as_secs_f64()));
         }
-        let mut ops: Map<String, Value> = self
-            .ops
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::json!({ "config": v })))
-            .collect();
+        let mut ops = Map::new();
+        for (step, config) in &self.ops {
+            step_block(&mut ops, step).insert("config".into(), config.clone());
+        }
         for (step, inputs) in &self.inputs {
-            let block = ops
-                .entry(step.clone())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(block) = block {
-                block.insert("inputs".into(), serde_json::json!(inputs));
-            }
+            step_block(&mut ops, step).insert("inputs".into(), serde_json::json!(inputs));
         }
         serde_json::json!({
             "execution": { "config": exec },

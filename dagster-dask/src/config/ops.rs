@@ -7,53 +7,118 @@ use serde_json::Value;
 use super::check::{Checker, join};
 use crate::graph::Job;
 
-/// `ops`: each step's `config` and `inputs`.
+/// Where step `key`'s block is in run config: `ops.<step>`, or `ops.<graph>.ops.<op>` for a
+/// step inside a graph instance (Dagster's shape).
+pub(crate) fn step_path(key: &str) -> String {
+    key.split('.')
+        .map(|part| format!("ops.{part}"))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+type Inputs = BTreeMap<String, BTreeMap<String, Value>>;
+
+/// `ops`: each step's `config` and `inputs`, steps inside graph instances nested under
+/// `<graph>.ops`.
 pub(super) fn parse_ops(
     c: &mut Checker,
     ops: &Value,
     job: &Job,
-) -> (
-    BTreeMap<String, Value>,
-    BTreeMap<String, BTreeMap<String, Value>>,
+) -> (BTreeMap<String, Value>, Inputs) {
+    let (mut configs, mut inputs) = (BTreeMap::new(), BTreeMap::new());
+    parse_level(c, ops, "ops", "", job, &mut configs, &mut inputs);
+    (configs, inputs)
+}
+
+/// The steps and graph instances whose keys start with `prefix` (`""`, or `clean.`), one
+/// level down.
+fn parse_level(
+    c: &mut Checker,
+    value: &Value,
+    path: &str,
+    prefix: &str,
+    job: &Job,
+    configs: &mut BTreeMap<String, Value>,
+    inputs: &mut Inputs,
 ) {
     let plan = job.plan();
-    let keys: Vec<&str> = plan.steps.iter().map(|s| s.key.as_str()).collect();
-    let (mut configs, mut inputs) = (BTreeMap::new(), BTreeMap::new());
-    let Some(map) = c.mapping(ops, "ops", &keys) else {
-        return (configs, inputs);
-    };
-    for (step, body) in map {
-        let Some(index) = plan.index_of(step) else {
-            continue; // reported by `mapping` as an unknown key, with the list of steps
-        };
-        let path = join("ops", step);
-        let Some(block) = c.mapping(body, &path, &["config", "inputs"]) else {
-            continue;
-        };
-        if let Some(value) = block.get("config") {
-            let cpath = join(&path, "config");
-            match job.step(index).spec.config {
-                None => c.problem(
-                    &cpath,
-                    format!(
-                        "op `{}` of step `{step}` takes no config; remove this block",
-                        plan.steps[index].op
-                    ),
-                ),
-                Some(spec) => {
-                    if let Err(e) = (spec.check)(value) {
-                        c.problem(&cpath, format!("does not fit `{}`: {e}", spec.type_name));
-                    }
-                    configs.insert(step.clone(), value.clone());
-                }
+    let mut names: Vec<&str> = Vec::new();
+    for step in &plan.steps {
+        if let Some(rest) = step.key.strip_prefix(prefix) {
+            let name = rest.split('.').next().unwrap_or(rest);
+            if !names.contains(&name) {
+                names.push(name);
             }
         }
-        if let Some(given) = block.get("inputs") {
-            let checked = parse_inputs(c, given, &join(&path, "inputs"), job, index);
-            inputs.insert(step.clone(), checked);
+    }
+    let Some(map) = c.mapping(value, path, &names) else {
+        return;
+    };
+    for (name, body) in map {
+        let key = format!("{prefix}{name}");
+        let path = join(path, name);
+        match plan.index_of(&key) {
+            Some(index) => parse_step(c, body, &path, job, index, configs, inputs),
+            None if names.contains(&name.as_str()) => {
+                // A graph instance: its steps under `ops`.
+                let Some(block) = c.mapping(body, &path, &["ops"]) else {
+                    continue;
+                };
+                if let Some(inner) = block.get("ops") {
+                    let inner_path = join(&path, "ops");
+                    parse_level(
+                        c,
+                        inner,
+                        &inner_path,
+                        &format!("{key}."),
+                        job,
+                        configs,
+                        inputs,
+                    );
+                }
+            }
+            None => {} // reported by `mapping` as an unknown key, with what is allowed
         }
     }
-    (configs, inputs)
+}
+
+/// One step's block: `config` and `inputs`.
+fn parse_step(
+    c: &mut Checker,
+    body: &Value,
+    path: &str,
+    job: &Job,
+    index: usize,
+    configs: &mut BTreeMap<String, Value>,
+    inputs: &mut Inputs,
+) {
+    let plan = job.plan();
+    let step = &plan.steps[index].key;
+    let Some(block) = c.mapping(body, path, &["config", "inputs"]) else {
+        return;
+    };
+    if let Some(value) = block.get("config") {
+        let cpath = join(path, "config");
+        match job.step(index).spec.config {
+            None => c.problem(
+                &cpath,
+                format!(
+                    "op `{}` of step `{step}` takes no config; remove this block",
+                    plan.steps[index].op
+                ),
+            ),
+            Some(spec) => {
+                if let Err(e) = (spec.check)(value) {
+                    c.problem(&cpath, format!("does not fit `{}`: {e}", spec.type_name));
+                }
+                configs.insert(step.clone(), value.clone());
+            }
+        }
+    }
+    if let Some(given) = block.get("inputs") {
+        let checked = parse_inputs(c, given, &join(path, "inputs"), job, index);
+        inputs.insert(step.clone(), checked);
+    }
 }
 
 /// `ops.<step>.inputs`: values of the inputs that `job!` marks `from_config!()`, each
@@ -112,7 +177,7 @@ pub(super) fn check_required_inputs(
                 .is_some_and(|inputs| inputs.contains_key(&input.name))
             {
                 c.problem(
-                    &format!("ops.{}.inputs.{}", step.key, input.name),
+                    &format!("{}.inputs.{}", step_path(&step.key), input.name),
                     format!(
                         "required: the job takes input `{}` of step `{}` from run config, a `{}`",
                         input.name, step.key, input.type_name
@@ -137,7 +202,7 @@ pub(super) fn check_required_op_config(
         if let Some(spec) = job.step(index).spec.config {
             if let Err(e) = (spec.check_absent)() {
                 c.problem(
-                    &format!("ops.{}.config", step.key),
+                    &format!("{}.config", step_path(&step.key)),
                     format!(
                         "required: op `{}` takes config `{}` ({e})",
                         step.op, spec.type_name

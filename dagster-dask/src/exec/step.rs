@@ -201,7 +201,7 @@ fn input_from_config(
     input: &str,
     read: crate::graph::FromJsonFn,
 ) -> Result<AnyValue, ErrorInfo> {
-    let location = format!("ops.{key}.inputs.{input}");
+    let location = format!("{}.inputs.{input}", crate::config::step_path(key));
     let err = |message: String| {
         ErrorInfo::new(
             ErrorKind::Input,

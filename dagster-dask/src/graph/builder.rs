@@ -1,4 +1,4 @@
-//! Adding op instances to a job.
+//! Adding op instances (and graph instances, whose ops are named inside them) to a job.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::handle::{IntoInputs, StepRef, Wiring};
-use crate::op::{AnyOp, Inputs, OpDef, OpOutput, OpSpec};
+use super::node::{GraphDef, GraphInputs};
+use crate::op::{AnyOp, Inputs, OpDef, OpOutput, OpSpec, RetryPolicy};
 use crate::resource::{Resource, ResourceSpec};
 
 static NEXT_BUILDER_ID: AtomicU64 = AtomicU64::new(1);
@@ -32,6 +33,17 @@ pub struct JobBuilder {
     pub(super) used_keys: HashSet<String>,
     pub(super) resources: Vec<ResourceSpec>,
     pub(super) next_suffix: HashMap<String, usize>,
+    /// The graph instances being added, outermost first.
+    scopes: Vec<Scope>,
+}
+
+/// A graph instance being added: its steps' key prefix, and what its ops inherit.
+struct Scope {
+    /// `clean.` (or `outer.clean.`).
+    prefix: String,
+    tags: BTreeMap<String, String>,
+    resource_requirements: BTreeMap<String, f64>,
+    retry_policy: Option<RetryPolicy>,
 }
 
 impl fmt::Debug for JobBuilder {
@@ -55,6 +67,7 @@ impl JobBuilder {
             used_keys: HashSet::new(),
             resources: Vec::new(),
             next_suffix: HashMap::new(),
+            scopes: Vec::new(),
         }
     }
 
@@ -88,12 +101,90 @@ impl JobBuilder {
         O: OpOutput,
         H: IntoInputs<I>,
     {
-        let key = self.fresh_key(op.name());
-        self.push::<O>(
-            key,
-            Arc::clone(op.spec()),
-            InputsDecl::Typed(inputs.into_wirings()),
-        )
+        self.add_wired(op, None, inputs.into_wirings())
+    }
+
+    /// Adds an instance of `graph` fed by `inputs`; returns what the graph gives back. Its
+    /// steps are named `<graph>.<op>` (a second instance is `<graph>_2`).
+    pub fn add_graph<I, O, H>(&mut self, graph: &GraphDef<I, O>, inputs: H) -> O
+    where
+        I: GraphInputs,
+        H: IntoInputs<I>,
+    {
+        graph.add_to(self, None, inputs.into_wirings())
+    }
+
+    /// Like [`add_graph`](Self::add_graph), naming the instance `alias`.
+    pub fn add_graph_as<I, O, H>(&mut self, alias: &str, graph: &GraphDef<I, O>, inputs: H) -> O
+    where
+        I: GraphInputs,
+        H: IntoInputs<I>,
+    {
+        graph.add_to(self, Some(alias), inputs.into_wirings())
+    }
+
+    /// Adds an instance of `op`, named `alias` or after the op, fed by `inputs`.
+    pub(super) fn add_wired<I, O: OpOutput>(
+        &mut self,
+        op: &OpDef<I, O>,
+        alias: Option<&str>,
+        inputs: Vec<Wiring>,
+    ) -> O::Handles {
+        let key = match alias {
+            Some(alias) => self.alias_key(alias),
+            None => self.fresh_key(op.name()),
+        };
+        self.push::<O>(key, Arc::clone(op.spec()), InputsDecl::Typed(inputs))
+    }
+
+    /// Starts adding an instance of `graph`: the steps added until
+    /// [`leave_graph`](Self::leave_graph) are its own.
+    pub(super) fn enter_graph<I: GraphInputs, O>(
+        &mut self,
+        graph: &GraphDef<I, O>,
+        alias: Option<&str>,
+    ) -> usize {
+        let instance = match alias {
+            Some(alias) => self.alias_key(alias),
+            None => self.fresh_key(graph.name()),
+        };
+        let (mut tags, mut resources, mut retry) = match self.scopes.last() {
+            Some(outer) => (
+                outer.tags.clone(),
+                outer.resource_requirements.clone(),
+                outer.retry_policy,
+            ),
+            None => (BTreeMap::new(), BTreeMap::new(), None),
+        };
+        tags.extend(graph.tags.clone());
+        resources.extend(graph.resource_requirements.clone());
+        retry = graph.retry_policy.or(retry);
+        self.scopes.push(Scope {
+            prefix: format!("{instance}."),
+            tags,
+            resource_requirements: resources,
+            retry_policy: retry,
+        });
+        self.scopes.len() - 1
+    }
+
+    /// Ends the graph instance `enter_graph` started.
+    pub(super) fn leave_graph(&mut self, depth: usize) {
+        self.scopes.truncate(depth);
+    }
+
+    /// `name` inside the graph instance being added, if any.
+    fn scoped(&self, name: &str) -> String {
+        match self.scopes.last() {
+            Some(scope) => format!("{}{name}", scope.prefix),
+            None => name.to_owned(),
+        }
+    }
+
+    fn alias_key(&mut self, alias: &str) -> String {
+        let key = self.scoped(alias);
+        self.used_keys.insert(key.clone());
+        key
     }
 
     /// Like [`add`](Self::add), naming the step `alias`; two steps with one name are an error
@@ -104,12 +195,7 @@ impl JobBuilder {
         O: OpOutput,
         H: IntoInputs<I>,
     {
-        self.used_keys.insert(alias.to_owned());
-        self.push::<O>(
-            alias.to_owned(),
-            Arc::clone(op.spec()),
-            InputsDecl::Typed(inputs.into_wirings()),
-        )
+        self.add_wired(op, Some(alias), inputs.into_wirings())
     }
 
     /// Adds an instance of an erased op, wiring each input to an upstream step by key:
@@ -125,10 +211,7 @@ impl JobBuilder {
         inputs: &[(&str, &str)],
     ) -> StepRef {
         let key = match alias {
-            Some(alias) => {
-                self.used_keys.insert(alias.to_owned());
-                alias.to_owned()
-            }
+            Some(alias) => self.alias_key(alias),
             None => self.fresh_key(op.name()),
         };
         let mut wired: Vec<(String, Vec<String>)> = Vec::new();
@@ -143,6 +226,8 @@ impl JobBuilder {
     }
 
     fn fresh_key(&mut self, name: &str) -> String {
+        let name = self.scoped(name);
+        let name = name.as_str();
         // Remember the last suffix per op name: adding an op n times stays linear.
         let n = self.next_suffix.entry(name.to_owned()).or_insert(1);
         let mut key = name.to_owned();
@@ -160,7 +245,42 @@ impl JobBuilder {
         spec: Arc<OpSpec>,
         inputs: InputsDecl,
     ) -> O::Handles {
+        let spec = match self.scopes.last() {
+            Some(scope) => inherit(spec, scope),
+            None => spec,
+        };
         self.steps.push(StepDecl { key, spec, inputs });
         O::handles(self.id, self.steps.len() - 1)
     }
+}
+
+/// An op's spec inside a graph instance: the graph's tags, resource requirements and retry
+/// policy, where the op sets none of its own.
+fn inherit(mut spec: Arc<OpSpec>, scope: &Scope) -> Arc<OpSpec> {
+    let inherits = scope.tags.keys().any(|k| !spec.tags.values.contains_key(k))
+        || scope
+            .resource_requirements
+            .keys()
+            .any(|k| !spec.tags.resource_requirements.contains_key(k))
+        || (scope.retry_policy.is_some() && !spec.retry_policy_set);
+    if !inherits {
+        return spec;
+    }
+    let own = Arc::make_mut(&mut spec);
+    for (k, v) in &scope.tags {
+        own.tags
+            .values
+            .entry(k.clone())
+            .or_insert_with(|| v.clone());
+    }
+    for (k, v) in &scope.resource_requirements {
+        own.tags
+            .resource_requirements
+            .entry(k.clone())
+            .or_insert(*v);
+    }
+    if let (Some(policy), false) = (scope.retry_policy, own.retry_policy_set) {
+        own.retry_policy = policy;
+    }
+    spec
 }

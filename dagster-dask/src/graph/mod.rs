@@ -27,6 +27,7 @@ mod builder;
 mod error;
 mod handle;
 mod job;
+mod node;
 mod validate;
 
 pub use self::builder::JobBuilder;
@@ -36,5 +37,6 @@ pub use self::handle::{
     ConfigInput, Edge, IntoInput, IntoInputs, Output, StepRef, Wiring, config_input, edge,
 };
 pub use self::job::Job;
+pub use self::node::{GraphDef, GraphInput, GraphInputs, Node, add_node};
 
 pub use crate::op::RESULT;

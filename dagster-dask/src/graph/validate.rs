@@ -26,7 +26,8 @@ impl JobBuilder {
         let mut index: HashMap<&str, usize> = HashMap::with_capacity(self.steps.len());
         let mut reported_dup = HashSet::new();
         for (i, step) in self.steps.iter().enumerate() {
-            if !is_valid_name(&step.key) {
+            // (`graph.op` inside a graph instance: each part a name)
+            if !step.key.split('.').all(is_valid_name) {
                 problems.push(GraphProblem::InvalidName {
                     what: "step",
                     name: step.key.clone(),

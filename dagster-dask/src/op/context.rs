@@ -70,9 +70,9 @@ impl OpContext {
         };
         serde_path_to_error::deserialize::<_, C>(value).map_err(|e| {
             format!(
-                "config of step `{}` (run config `ops.{}.config`) does not fit `{}`: {e}",
+                "config of step `{}` (run config `{}.config`) does not fit `{}`: {e}",
                 self.step_key,
-                self.step_key,
+                crate::config::step_path(&self.step_key),
                 codec::type_name_of::<C>()
             )
             .into()

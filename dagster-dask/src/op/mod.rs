@@ -3,7 +3,7 @@
 //! An [`OpDef<I, O>`] is a named function from a tuple of typed inputs `I` to a typed output
 //! `O`, with tags, resource requirements, a retry policy and an optional typed config. The
 //! type parameters are what make a job's edges typed: [`JobBuilder::add`] only accepts, for
-//! each input, a handle whose type matches (see [`crate::graph`]).
+//! each input, a handle whose type matches (see [`graph`](mod@crate::graph)).
 //!
 //! ```
 //! use dagster_dask::op::{OpDef, RetryPolicy};
@@ -308,6 +308,8 @@ pub(crate) struct OpSpec {
     pub(crate) outputs: Vec<OutputSpec>,
     pub(crate) tags: Tags,
     pub(crate) retry_policy: RetryPolicy,
+    /// Whether the op set its retry policy (else a graph's applies).
+    pub(crate) retry_policy_set: bool,
     pub(crate) config: Option<ConfigSpec>,
     /// The resource types the op needs.
     pub(crate) resources: Vec<crate::resource::Need>,
@@ -427,6 +429,7 @@ impl<I: Inputs, O: OpOutput> OpDef<I, O> {
                 outputs,
                 tags: Tags::default(),
                 retry_policy: RetryPolicy::default(),
+                retry_policy_set: false,
                 config: None,
                 resources: Vec::new(),
                 compute: Arc::new(compute),
@@ -484,7 +487,9 @@ impl<I, O> OpDef<I, O> {
 
     /// Sets the retry policy.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
-        Arc::make_mut(&mut self.spec).retry_policy = policy;
+        let spec = Arc::make_mut(&mut self.spec);
+        spec.retry_policy = policy;
+        spec.retry_policy_set = true;
         self
     }
 
