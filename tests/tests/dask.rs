@@ -45,6 +45,7 @@ fn bin(name: &str) -> PathBuf {
         "spread" => env!("CARGO_BIN_EXE_spread"),
         "stuck" => env!("CARGO_BIN_EXE_stuck"),
         "numbers_split" => env!("CARGO_BIN_EXE_numbers_split"),
+        "etl" => env!("CARGO_BIN_EXE_etl"),
         other => panic!("no job binary {other}"),
     })
 }
@@ -1294,6 +1295,62 @@ fn an_output_not_produced_skips_its_readers_on_the_cluster() {
         "{}",
         ran.stdout
     );
+}
+
+#[test]
+fn the_etl_example_runs_on_the_cluster_with_graphs_resources_and_optional_outputs() {
+    let (_serial, cluster, dir) = with_cluster();
+    let d = dir.path();
+    let warehouse = d.join("warehouse");
+    let cfg = existing(&cluster, d, "");
+    // (a second file merges over the first; the resource's config reaches the workers'
+    // step processes resolved)
+    let etl = write(
+        d,
+        "etl.yaml",
+        "resources: { warehouse: { config: { root: { env: ETL_WAREHOUSE } } } }\n\
+         ops: { extract: { inputs: { source: ['a:1', 'b:', 'a:1', 'c:-100'] } } }\n",
+    );
+    let run_id = dagster_dask::exec::new_run_id();
+    let out = command("etl", &[&cfg, &etl], &run_id)
+        .env("ETL_WAREHOUSE", &warehouse)
+        .output()
+        .unwrap();
+    let ran = finish(out, d, &run_id);
+    assert_success(&ran, "etl");
+    for step in [
+        "extract",
+        "clean.drop_missing",
+        "clean.dedupe",
+        "validate",
+        "load",
+    ] {
+        assert!(
+            ran.kinds(step).contains(&"STEP_SUCCESS"),
+            "{step}: {:?}",
+            ran.kinds(step)
+        );
+    }
+    assert!(ran.stdout.contains("load = 1"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("quarantine = 1"), "{}", ran.stdout);
+    assert_eq!(
+        std::fs::read_to_string(warehouse.join("readings.csv")).unwrap(),
+        "station,temp_c\na,1\n"
+    );
+
+    // Nothing rejected: `quarantine` is skipped, the run succeeds.
+    let none_rejected = write(
+        d,
+        "none_rejected.yaml",
+        &format!(
+            "resources: {{ warehouse: {{ config: {{ root: '{}' }} }} }}\n\
+             ops: {{ extract: {{ inputs: {{ source: ['a:1'] }} }} }}\n",
+            warehouse.display()
+        ),
+    );
+    let ran = run("etl", &[&cfg, &none_rejected], d);
+    assert_success(&ran, "etl, nothing rejected");
+    assert_eq!(ran.kinds("quarantine"), ["STEP_SKIPPED"]);
 }
 
 #[test]
