@@ -29,12 +29,13 @@ pub struct Reading {
 }
 
 /// A directory of CSV tables: where `load` writes.
+#[derive(Debug)]
 pub struct Warehouse {
     root: PathBuf,
 }
 
 /// `resources.warehouse.config`.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WarehouseConfig {
     /// The warehouse's directory (`{env: VAR}` allowed).

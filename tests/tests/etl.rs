@@ -3,7 +3,7 @@
 //! on the embedded executor. (`dask.rs` runs it on the test cluster.)
 
 #[path = "../../examples/etl.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 mod etl;
 
 use dagster_dask::prelude::*;
