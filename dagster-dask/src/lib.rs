@@ -32,8 +32,11 @@
 //! assert_eq!(result.output::<String>("hello").unwrap(), "Hello, dask!");
 //! ```
 //!
-//! The macros are sugar over the macro-free API of [`op::OpDef`] and
-//! [`graph::JobBuilder`]; see each macro's "equivalent code" section.
+//! Ops may have several named (and optional) outputs, jobs may nest graphs of ops
+//! ([`graph!`]), and ops may receive [resources](resource) the job provides.
+//!
+//! The macros are sugar over the macro-free API of [`op::OpDef`], [`graph::JobBuilder`] and
+//! [`graph::GraphDef`]; see each macro's "equivalent code" section.
 //!
 //! A job binary's `main` is one line: `fn main() -> ExitCode { dagster_dask::main(job()) }`.
 //!

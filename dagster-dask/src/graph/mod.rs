@@ -1,4 +1,5 @@
-//! Wiring ops into a job, and validating the whole graph in one pass.
+//! Wiring ops (and nested graphs of ops, [`GraphDef`]) into a job, and validating the whole
+//! graph in one pass.
 //!
 //! [`JobBuilder::add`] returns an [`Output<T>`] handle for the step it adds; an op's inputs
 //! accept only handles of their types ([`IntoInput`]), so a typed edge is checked by rustc.
