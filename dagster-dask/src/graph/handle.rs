@@ -59,16 +59,7 @@ fn collect_vec<T: Value>(items: Vec<AnyValue>) -> Option<AnyValue> {
 pub(crate) type FromJsonFn = fn(&serde_json::Value) -> Result<AnyValue, String>;
 
 fn from_json<T: Value>(value: &serde_json::Value) -> Result<AnyValue, String> {
-    serde_path_to_error::deserialize::<_, T>(value)
-        .map(|v| Box::new(v) as AnyValue)
-        .map_err(|e| {
-            let path = e.path().to_string();
-            if path == "." || path.is_empty() {
-                e.inner().to_string()
-            } else {
-                format!("at `{path}`: {}", e.inner())
-            }
-        })
+    crate::op::from_config_value::<T>(value).map(|v| Box::new(v) as AnyValue)
 }
 
 /// An input given in run config instead of by an upstream step: Dagster's

@@ -262,16 +262,21 @@ pub(crate) fn check_absent_config<C: DeserializeOwned>() -> Result<(), String> {
 }
 
 pub(crate) fn check_config<C: DeserializeOwned>(value: &serde_json::Value) -> Result<(), String> {
-    serde_path_to_error::deserialize::<_, C>(value)
-        .map(drop)
-        .map_err(|e| {
-            let path = e.path().to_string();
-            if path == "." || path.is_empty() {
-                e.inner().to_string()
-            } else {
-                format!("at `{path}`: {}", e.inner())
-            }
-        })
+    from_config_value::<C>(value).map(drop)
+}
+
+/// A `T` from a run config value; the error names the path inside it (`at \`field\`: ...`).
+pub(crate) fn from_config_value<T: DeserializeOwned>(
+    value: &serde_json::Value,
+) -> Result<T, String> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." || path.is_empty() {
+            e.inner().to_string()
+        } else {
+            format!("at `{path}`: {}", e.inner())
+        }
+    })
 }
 
 /// The op's declared config type.
