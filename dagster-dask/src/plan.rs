@@ -213,25 +213,6 @@ impl Plan {
         self.index_of(key).map(|i| &self.steps[i])
     }
 
-    /// The step and output that `name` names: a step's key (its only output, or `result`),
-    /// or Dagster's `step.output`.
-    pub fn output_named(&self, name: &str) -> Option<(usize, usize)> {
-        if let Some(i) = self.index_of(name) {
-            let outputs = &self.steps[i].outputs;
-            return match outputs.iter().position(|o| o.name == crate::op::RESULT) {
-                Some(k) => Some((i, k)),
-                None => (outputs.len() == 1).then_some((i, 0)),
-            };
-        }
-        let (step, output) = name.rsplit_once('.')?;
-        let i = self.index_of(step)?;
-        let k = self.steps[i]
-            .outputs
-            .iter()
-            .position(|o| o.name == output)?;
-        Some((i, k))
-    }
-
     /// For each step (by index), whether it may find an input not produced: it reads an
     /// optional output, or an output of a step that may itself be skipped so. Such a step is
     /// *gated*: whether it runs is decided when its upstream steps have ended, from what they
@@ -371,6 +352,9 @@ impl Plan {
             if !step.tags.resource_requirements.is_empty() {
                 let resources = crate::op::resources_json(&step.tags.resource_requirements);
                 let _ = write!(out, "  resources {resources}");
+            }
+            if !step.resources.is_empty() {
+                let _ = write!(out, "  uses {}", step.resources.join(", "));
             }
             if step.retry_policy.max_retries > 0 {
                 let _ = write!(out, "  retries {}", step.retry_policy.max_retries);

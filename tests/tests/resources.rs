@@ -143,6 +143,8 @@ fn resources_are_built_once_per_run_only_when_used_and_a_failed_build_fails_the_
 #[test]
 fn resource_config_is_checked_before_the_run_and_secrets_stay_out_of_messages() {
     let job = tables();
+    let text = job.plan().to_text();
+    assert!(text.contains("table -> String  uses warehouse"), "{text}");
     let err = RunConfig::from_yaml("", &job).unwrap_err().to_string();
     assert!(
         err.contains("resources.warehouse.config") && err.contains("required"),
@@ -209,4 +211,44 @@ fn a_job_missing_a_resource_or_naming_one_io_manager_does_not_build() {
         GraphProblem::InvalidResource { name, .. } if name == "io_manager")));
     assert!(problems.iter().any(|p| matches!(p,
         GraphProblem::InvalidResource { name, problem } if name == "unused_2" && problem.contains("once"))));
+}
+
+/// A resource read by an `async` op and by an op inside a graph.
+struct Prefix(String);
+
+impl Resource for Prefix {
+    type Config = Option<String>;
+    fn build(config: Option<String>, _: &ResourceContext) -> Result<Self, BoxError> {
+        Ok(Prefix(config.unwrap_or_else(|| "p".to_owned())))
+    }
+}
+
+#[op]
+async fn prefixed(prefix: &Prefix, name: String) -> String {
+    format!("{}:{name}", prefix.0)
+}
+
+graph! {
+    fn labelled(name: String) -> String {
+        prefixed(name)
+    }
+}
+
+job! {
+    #[job(resources(prefix = Prefix))]
+    fn labels() {
+        let n = name();
+        labelled(n);
+    }
+}
+
+#[test]
+fn async_ops_and_ops_inside_graphs_receive_resources() {
+    let job = labels();
+    let result = Run::new(&job).in_memory().execute().unwrap();
+    assert!(result.success(), "{:?}", result.events());
+    assert_eq!(
+        result.output::<String>("labelled.prefixed").unwrap(),
+        "p:events"
+    );
 }

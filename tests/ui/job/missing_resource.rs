@@ -28,4 +28,17 @@ job! {
     }
 }
 
+graph! {
+    // A graph needs what its ops need: checked where the graph is used.
+    fn loading() -> u32 {
+        load()
+    }
+}
+
+job! {
+    fn graph_without_resources() {
+        loading();
+    }
+}
+
 fn main() {}
