@@ -7,6 +7,7 @@ stdout (the protocol) and log on stderr. Commands:
   {"op": "connect", "cluster": "existing", "address": "...", "timeout": 10}
   {"op": "submit", "run_id": R, "binary": B, "config_json": C, "no_worker_timeout": S,
    "cluster_timeout": S, "ship_binary": "auto"|"always"|"never", "platform": [OS, ARCH],
+   "step_args": [A...]                         (for every step process: the op selection)
    "steps": [{"step": S, "deps": [S...], "resources": {...}, "max_runtime": S,
               "gated": true|absent}]}                              (topological order)
   {"op": "retry", "step": S, "attempt": N}
@@ -187,14 +188,15 @@ class RunSteps(WorkerPlugin):
     and the step's spec (this code in every task made each 24 KB for the scheduler to hold
     and send). Removed when the run ends."""
 
-    def __init__(self, config_json):
+    def __init__(self, config_json, step_args=()):
         self.config_json = config_json
+        self.step_args = list(step_args)
 
     def run_step(self, spec):
         """Runs one step (see `_run_step`); every error leaves as a `StepFailed` that names
         the step."""
         try:
-            return _run_step(spec, self.config_json)
+            return _run_step(spec, self.config_json, self.step_args)
         except StepFailed:
             raise
         except Exception as e:
@@ -220,7 +222,7 @@ class Runner:
     are read all along and handed to whichever attempt runs; an attempt's output ends on each
     stream with a marker only its request carried."""
 
-    def __init__(self, binary, run_id, config_json):
+    def __init__(self, binary, run_id, config_json, step_args=()):
         import os as _os
         import subprocess as _subprocess
         import threading as _threading
@@ -236,7 +238,7 @@ class Runner:
         try:
             self.proc = _subprocess.Popen(
                 [binary, "__serve", "--run-id", run_id, "--requests", f"/dev/fd/{requests_r}",
-                 "--events", f"/dev/fd/{events_w}", "--config-stdin"],
+                 "--events", f"/dev/fd/{events_w}", "--config-stdin", *step_args],
                 stdout=_subprocess.PIPE, stderr=_subprocess.PIPE, stdin=_subprocess.PIPE,
                 pass_fds=(requests_r, events_w),
                 start_new_session=True,  # its own process group: killing it takes its children
@@ -404,7 +406,7 @@ def run_step(spec_json, *upstream):
     return plugin.run_step(spec)
 
 
-def _run_step(spec, config_json):
+def _run_step(spec, config_json, step_args=()):
     import os as _os
     import threading as _threading
     import time as _time
@@ -435,7 +437,7 @@ def _run_step(spec, config_json):
         if runner is not None:
             box["idle"].remove(runner)
     if runner is None:
-        runner = Runner(binary, run_id, config_json)
+        runner = Runner(binary, run_id, config_json, step_args)
 
     attempt = Attempt(step, attempt_no, f"\x1edagster-dask-end-{_uuid.uuid4().hex}")
     with runner.cond:
@@ -678,7 +680,7 @@ class Bridge:
             for d in set(s["deps"]):
                 self.dependents.setdefault(d, []).append(step)
         self.shipped = self.ship_binary(cmd)
-        self.client.register_plugin(RunSteps(cmd["config_json"]),
+        self.client.register_plugin(RunSteps(cmd["config_json"], cmd.get("step_args", ())),
                                     name=run_plugin_name(cmd["run_id"]))
         for step, below in self.dependents.items():
             # (`missing` is the count of distinct upstream steps: a set per step here made a

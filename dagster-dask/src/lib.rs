@@ -61,6 +61,7 @@ pub mod op;
 pub mod plan;
 pub mod resource;
 pub mod run;
+pub mod selection;
 pub mod storage;
 pub mod types;
 

@@ -109,15 +109,24 @@ pub struct PlanSource {
     pub step: String,
     /// The upstream step's output.
     pub output: String,
+    /// The earlier run whose stored output it is, when the step is not part of this plan (a
+    /// selection of a job, its other inputs from a parent run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 impl std::fmt::Display for PlanSource {
-    /// `step` for the single output `result`, else Dagster's `step.output`.
+    /// `step` for the single output `result`, else Dagster's `step.output`; `(run R)` after
+    /// it when it comes from another run.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.output == crate::op::RESULT {
-            f.write_str(&self.step)
+            f.write_str(&self.step)?;
         } else {
-            write!(f, "{}.{}", self.step, self.output)
+            write!(f, "{}.{}", self.step, self.output)?;
+        }
+        match &self.run {
+            Some(run) => write!(f, " (run {run})"),
+            None => Ok(()),
         }
     }
 }
@@ -307,7 +316,7 @@ impl Plan {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, step) in plan.steps.iter().enumerate() {
             for input in &step.inputs {
-                for src in &input.sources {
+                for src in input.sources.iter().filter(|s| s.run.is_none()) {
                     let known = seen.get(src.step.as_str()).is_some_and(|&u| {
                         plan.steps[u].outputs.iter().any(|o| o.name == src.output)
                     });
@@ -427,7 +436,8 @@ impl Plan {
         self.render_level(&mut out, draw, "", 1);
         for step in &self.steps {
             for input in &step.inputs {
-                for src in &input.sources {
+                // (an output of another run is not drawn: its step is not in the plan)
+                for src in input.sources.iter().filter(|s| s.run.is_none()) {
                     let label = if src.output == crate::op::RESULT {
                         input.name.clone()
                     } else {

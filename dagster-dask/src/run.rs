@@ -72,6 +72,9 @@ pub enum RunError {
         /// The job's steps.
         known: String,
     },
+    /// The op selection cannot be used.
+    #[error(transparent)]
+    Selection(#[from] crate::selection::SelectionError),
     /// The step has several outputs: the name must say which (`step.output`).
     #[error("step `{step}` has several outputs: name one of {outputs}")]
     NotOneOutput {

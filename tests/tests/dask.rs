@@ -1354,6 +1354,37 @@ fn the_etl_example_runs_on_the_cluster_with_graphs_resources_and_optional_output
 }
 
 #[test]
+fn a_selection_runs_on_the_cluster_reading_the_rest_from_its_parent_run() {
+    let (_serial, cluster, dir) = with_cluster();
+    let d = dir.path();
+    let cfg = existing(&cluster, d, "ops: { scale: { config: { factor: 2 } } }\n");
+    let parent = dagster_dask::exec::new_run_id();
+    let out = command("diamond", &[&cfg], &parent).output().unwrap();
+    assert_success(&finish(out, d, &parent), "the parent run");
+
+    // Only the selected steps run, on the workers (whose step processes select the same).
+    let run_id = dagster_dask::exec::new_run_id();
+    let out = command("diamond", &[&cfg], &run_id)
+        .args(["--select", "total*", "--from", &parent])
+        .output()
+        .unwrap();
+    let ran = finish(out, d, &run_id);
+    assert_success(&ran, "the selection");
+    let started: Vec<&str> = ran
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::StepStart))
+        .filter_map(|e| e.step_key.as_deref())
+        .collect();
+    assert_eq!(started, ["total", "describe"]);
+    assert!(
+        ran.stdout.contains("describe = \"3 parts, total 40\""),
+        "{}",
+        ran.stdout
+    );
+}
+
+#[test]
 fn a_frozen_scheduler_ends_the_run() {
     let (_serial, cluster, dir) = with_cluster();
     let d = dir.path();

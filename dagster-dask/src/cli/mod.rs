@@ -33,6 +33,7 @@ use self::summary::print_summary;
 use crate::config::{self, RunConfig};
 use crate::exec::Run;
 use crate::graph::Job;
+use crate::selection::Selection;
 
 /// Exit code of a run that started and failed or was canceled, or of a failed step.
 pub const EXIT_FAILURE: u8 = 1;
@@ -61,6 +62,8 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
+        #[command(flatten)]
+        selection: SelectionArgs,
     },
     /// Print the job's graph.
     Graph {
@@ -94,6 +97,36 @@ struct RunArgs {
     /// Do not print events while the run goes (the summary is still printed).
     #[arg(long, short = 'q')]
     quiet: bool,
+    #[command(flatten)]
+    selection: SelectionArgs,
+}
+
+/// Part of the job: `--select EXPR [--from RUN_ID]`.
+#[derive(Debug, Default, Clone, clap::Args)]
+struct SelectionArgs {
+    /// Run only these steps, Dagster's op selection: `name`, `*name` (with its ancestors),
+    /// `name*` (descendants), `+name` / `name+` (one level), comma for a union.
+    #[arg(long, value_name = "EXPR")]
+    select: Option<String>,
+    /// With --select: inputs from steps not selected read what this earlier run stored.
+    #[arg(long = "from", value_name = "RUN_ID", requires = "select")]
+    from: Option<String>,
+}
+
+impl SelectionArgs {
+    /// The selected part of `job` (`None`: all of it); an error is printed, as usage.
+    fn apply(&self, job: &Job) -> Result<Option<Job>, ExitCode> {
+        let Some(expr) = &self.select else {
+            return Ok(None);
+        };
+        Selection::parse(expr)
+            .and_then(|s| s.apply(job, self.from.as_deref()))
+            .map(Some)
+            .map_err(|e| {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_USAGE)
+            })
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -133,6 +166,9 @@ struct StepProcessArgs {
     /// Where to write the step's messages (JSON lines); stdout when absent.
     #[arg(long)]
     events: Option<PathBuf>,
+    /// The run's op selection, as the driver was given it.
+    #[command(flatten)]
+    selection: SelectionArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -206,10 +242,15 @@ where
     };
     match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
         Command::Run(args) => run(&job, defaults, args),
-        Command::Plan { format } => {
+        Command::Plan { format, selection } => {
+            let selected = match selection.apply(&job) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let plan = selected.as_ref().unwrap_or(&job).plan();
             match format {
-                PlanFormat::Text => print!("{}", job.plan().to_text()),
-                PlanFormat::Json => println!("{}", job.plan().to_json()),
+                PlanFormat::Text => print!("{}", plan.to_text()),
+                PlanFormat::Json => println!("{}", plan.to_json()),
             }
             ExitCode::SUCCESS
         }
@@ -225,24 +266,33 @@ where
             );
             ExitCode::SUCCESS
         }
-        Command::Validate { config } => match load_config(&job, defaults, &config, None) {
+        Command::Validate { config } => match load_config(&job, defaults, &config, None, false) {
             Ok(_) => {
                 println!("run config is valid for job `{}`", job.name());
                 ExitCode::SUCCESS
             }
             Err(code) => code,
         },
-        Command::Step(args) => step(&job, defaults, args),
-        Command::Serve(args) => serve(&job, defaults, args),
+        // (step processes run the part of the job their run runs)
+        Command::Step(args) => match args.process.selection.apply(&job) {
+            Ok(selected) => step(selected.as_ref().unwrap_or(&job), defaults, args),
+            Err(code) => code,
+        },
+        Command::Serve(args) => match args.process.selection.apply(&job) {
+            Ok(selected) => serve(selected.as_ref().unwrap_or(&job), defaults, args),
+            Err(code) => code,
+        },
     }
 }
 
 /// Reads, merges and validates run config; prints the error and returns the exit code.
+/// For part of a job (`selected`), the config of the other steps is dropped unread.
 fn load_config(
     job: &Job,
     defaults: Option<&serde_json::Value>,
     files: &[PathBuf],
     json: Option<&str>,
+    selected: bool,
 ) -> Result<RunConfig, ExitCode> {
     let usage = |e: &dyn std::fmt::Display| {
         eprintln!("error: {e}");
@@ -258,11 +308,24 @@ fn load_config(
             .map_err(|e| usage(&format!("the run config on stdin is not JSON: {e}")))?;
         config::merge(&mut value, overlay);
     }
+    if selected {
+        config::retain_steps(&mut value, job.plan());
+    }
     RunConfig::from_value(&value, job).map_err(|e| usage(&e))
 }
 
 fn run(job: &Job, defaults: Option<&serde_json::Value>, args: RunArgs) -> ExitCode {
-    let config = match load_config(job, defaults, &args.config, None) {
+    let selected = match args.selection.apply(job) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let config = match load_config(
+        selected.as_ref().unwrap_or(job),
+        defaults,
+        &args.config,
+        None,
+        selected.is_some(),
+    ) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -273,9 +336,15 @@ fn run(job: &Job, defaults: Option<&serde_json::Value>, args: RunArgs) -> ExitCo
     if let Some(id) = args.run_id {
         launch = launch.run_id(id);
     }
+    if let Some(expr) = &args.selection.select {
+        launch = launch.select(expr.clone());
+    }
+    if let Some(parent) = &args.selection.from {
+        launch = launch.from_run(parent.clone());
+    }
     match launch.execute() {
         Ok(result) => {
-            print_summary(job, &result);
+            print_summary(selected.as_ref().unwrap_or(job), &result);
             if result.success() {
                 ExitCode::SUCCESS
             } else {

@@ -109,7 +109,14 @@ impl StepProcess {
         } else {
             None
         };
-        let config = load_config(job, defaults, &args.config, stdin_config.as_deref())?;
+        let selected = args.selection.select.is_some();
+        let config = load_config(
+            job,
+            defaults,
+            &args.config,
+            stdin_config.as_deref(),
+            selected,
+        )?;
         let run_id = RunId::parse(&args.run_id).map_err(|e| usage(e.to_string()))?;
         if config.io_manager.in_memory {
             return Err(usage("step mode needs storage other processes can read: the in-memory IO manager is per process".to_owned()));

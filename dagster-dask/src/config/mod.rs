@@ -36,6 +36,7 @@ mod yaml;
 use self::check::Checker;
 pub use self::error::{ConfigError, ConfigProblem};
 use self::execution::{optional_seconds, parse_execution};
+pub use self::ops::retain_steps;
 pub(crate) use self::ops::step_path;
 use self::ops::{check_required_inputs, check_required_op_config, parse_ops};
 pub(crate) use self::resources::reserved_resource_names;

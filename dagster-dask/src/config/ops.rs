@@ -18,6 +18,32 @@ pub(crate) fn step_path(key: &str) -> String {
 
 type Inputs = BTreeMap<String, BTreeMap<String, Value>>;
 
+/// Keeps, in the `ops` of a run config value, only the blocks of `plan`'s steps (and of the
+/// graph instances that hold them): config for steps outside an op selection is not used,
+/// and so not checked.
+pub fn retain_steps(value: &mut Value, plan: &crate::plan::Plan) {
+    if let Some(ops) = value.get_mut("ops") {
+        retain_level(ops, plan, "");
+    }
+}
+
+fn retain_level(ops: &mut Value, plan: &crate::plan::Plan, prefix: &str) {
+    let Value::Object(map) = ops else { return };
+    map.retain(|name, _| {
+        let key = format!("{prefix}{name}");
+        let inside = format!("{key}.");
+        plan.index_of(&key).is_some() || plan.steps.iter().any(|s| s.key.starts_with(&inside))
+    });
+    for (name, block) in map.iter_mut() {
+        let key = format!("{prefix}{name}");
+        if plan.index_of(&key).is_none() {
+            if let Some(inner) = block.get_mut("ops") {
+                retain_level(inner, plan, &format!("{key}."));
+            }
+        }
+    }
+}
+
 /// `ops`: each step's `config` and `inputs`, steps inside graph instances nested under
 /// `<graph>.ops`.
 pub(super) fn parse_ops(

@@ -18,6 +18,7 @@ use crate::events::{Event, EventKind, EventSink, RunLog};
 use crate::graph::Job;
 use crate::io::{IoManager, ObjectStoreIoManager, OutputKey};
 use crate::run::{RunError, RunId, RunResult};
+use crate::selection::{Selection, SelectionError};
 use crate::storage::{event_log_path, open_io_manager};
 
 /// A run about to be launched: [`Run::new`], options, then [`Run::execute`].
@@ -41,6 +42,8 @@ pub struct Run<'j> {
     io: Option<Arc<dyn IoManager>>,
     console: bool,
     cancel_on_interrupt: bool,
+    selection: Option<String>,
+    parent: Option<String>,
 }
 
 impl<'j> Run<'j> {
@@ -53,7 +56,76 @@ impl<'j> Run<'j> {
             io: None,
             console: false,
             cancel_on_interrupt: false,
+            selection: None,
+            parent: None,
         }
+    }
+
+    /// Runs only the steps that `selection` selects (Dagster's op selection syntax: see
+    /// [`Selection`]); checked before the run starts.
+    pub fn select(mut self, selection: impl Into<String>) -> Self {
+        self.selection = Some(selection.into());
+        self
+    }
+
+    /// With [`select`](Self::select): inputs from steps that are not selected read the
+    /// outputs run `run_id` stored (on the same storage).
+    pub fn from_run(mut self, run_id: impl Into<String>) -> Self {
+        self.parent = Some(run_id.into());
+        self
+    }
+
+    /// The selected part of the job, its inputs from the parent run checked to be stored;
+    /// the whole job without a selection.
+    fn selected(&self, io: &dyn IoManager) -> Result<Option<Job>, RunError> {
+        let Some(expr) = &self.selection else {
+            return Ok(None);
+        };
+        let parent = match &self.parent {
+            Some(p) => Some(RunId::parse(p)?.0),
+            None => None,
+        };
+        let job = Selection::parse(expr)?.apply(self.job, parent.as_deref())?;
+        let mut missing = Vec::new();
+        for step in &job.plan().steps {
+            for input in &step.inputs {
+                for source in input.sources.iter().filter(|s| s.run.is_some()) {
+                    let key = OutputKey {
+                        run_id: source.run.as_deref().unwrap_or_default(),
+                        step: &source.step,
+                        output: &source.output,
+                    };
+                    if io.size(key).is_err() {
+                        missing.push(format!(
+                            "step `{}` input `{}` <- {source}: not stored there ({})",
+                            step.key,
+                            input.name,
+                            io.location(key)
+                        ));
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            return Err(SelectionError::MissingInputs {
+                expr: expr.clone(),
+                inputs: missing,
+            }
+            .into());
+        }
+        Ok(Some(job))
+    }
+
+    /// What step processes on other machines are told, to run the same part of the job.
+    fn step_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(expr) = &self.selection {
+            args.extend(["--select".to_owned(), expr.clone()]);
+        }
+        if let (Some(_), Some(parent)) = (&self.selection, &self.parent) {
+            args.extend(["--from".to_owned(), parent.clone()]);
+        }
+        args
     }
 
     /// Uses this (validated) run config.
@@ -104,11 +176,13 @@ impl<'j> Run<'j> {
             None => RunId::random(),
         };
         let executor = executor_for(&self.config.execution);
-        let io = match self.io {
-            Some(io) => io,
+        let io = match &self.io {
+            Some(io) => Arc::clone(io),
             None => open_io_manager(&self.config.io_manager)?,
         };
         io.preflight()?;
+        let selected = self.selected(io.as_ref())?;
+        let job = selected.as_ref().unwrap_or(self.job);
         let log = match io.local_base() {
             Some(base) => {
                 let path = event_log_path(base, run_id.as_str());
@@ -124,12 +198,12 @@ impl<'j> Run<'j> {
             }
             None => RunLog::in_memory(self.console),
         };
-        let plan = self.job.plan();
+        let plan = job.plan();
         let log = Arc::new(log.with_progress(plan.steps.len()));
         let sink: Arc<dyn EventSink> = Arc::clone(&log) as Arc<dyn EventSink>;
         let interrupts = Arc::new(InterruptHook::default());
         let run = RunContext {
-            job: self.job,
+            job,
             run_id: run_id.as_str(),
             config: &self.config,
             io: io.as_ref(),
@@ -137,9 +211,10 @@ impl<'j> Run<'j> {
             interrupts: Arc::clone(&interrupts),
             resources: Arc::new(crate::resource::Resources::new(
                 run_id.as_str(),
-                self.job.resources(),
+                job.resources(),
                 &self.config.resources,
             )),
+            step_args: self.step_args(),
         };
         executor.prepare(&run)?;
         let mut state = RunState::new(plan, run_id.as_str(), Arc::clone(&sink));

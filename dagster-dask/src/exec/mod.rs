@@ -73,6 +73,9 @@ pub(crate) struct RunContext<'a> {
     pub(crate) interrupts: Arc<InterruptHook>,
     /// The job's resources in this process, built as steps need them.
     pub(crate) resources: Arc<crate::resource::Resources>,
+    /// Arguments step processes on other machines take to run the same part of the job
+    /// (`--select`, `--from`).
+    pub(crate) step_args: Vec<String>,
 }
 
 impl RunContext<'_> {

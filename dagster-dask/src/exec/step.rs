@@ -87,14 +87,14 @@ fn run_attempt(
             values.push(input_from_config(env, key, &plan_input.name, read)?);
             continue;
         }
-        let mut decoded = Vec::with_capacity(input.sources.len());
-        for (&(src, k), source) in input.sources.iter().zip(&plan_input.sources) {
-            let upstream = plan.steps[src].key.as_str();
-            let output = &plan.steps[src].outputs[k];
+        let mut decoded = Vec::with_capacity(plan_input.sources.len());
+        for source in &plan_input.sources {
+            let upstream = source.step.as_str();
+            // (a step outside a selection: its output of the parent run)
             let out_key = OutputKey {
-                run_id: env.run_id,
+                run_id: source.run.as_deref().unwrap_or(env.run_id),
                 step: upstream,
-                output: &output.name,
+                output: &source.output,
             };
             let input_err = |message: String| {
                 ErrorInfo::new(

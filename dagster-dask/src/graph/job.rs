@@ -15,15 +15,15 @@ pub struct Job {
     pub(super) resources: Vec<ResourceSpec>,
 }
 
+#[derive(Clone)]
 pub(crate) struct JobStep {
     pub(crate) spec: Arc<OpSpec>,
-    pub(crate) inputs: Vec<ResolvedInput>,
+    pub(crate) inputs: Vec<StepInput>,
 }
 
-pub(crate) struct ResolvedInput {
-    /// The upstream outputs, (step, output): steps by declaration index while building, by
-    /// plan index in a `Job`; outputs by position among the op's outputs.
-    pub(crate) sources: Vec<(usize, usize)>,
+/// How one input of a step reads its value (where from is the plan's: its sources).
+#[derive(Clone)]
+pub(crate) struct StepInput {
     pub(crate) decode: DecodeFn,
     pub(crate) collect: Option<CollectFn>,
     /// Set when the value comes from run config.
@@ -56,5 +56,38 @@ impl Job {
     /// The resources the job provides.
     pub(crate) fn resources(&self) -> &[ResourceSpec] {
         &self.resources
+    }
+
+    /// The steps `keep` marks (by plan index), as a job of their own: an input whose
+    /// upstream step is left out reads the output that run `parent` stored.
+    pub(crate) fn subset(&self, keep: &[bool], parent: &str) -> Job {
+        let mut steps = Vec::new();
+        let mut job_steps = Vec::new();
+        for (i, step) in self.plan.steps.iter().enumerate() {
+            if !keep[i] {
+                continue;
+            }
+            let mut step = step.clone();
+            for source in step.inputs.iter_mut().flat_map(|input| &mut input.sources) {
+                let kept = self.plan.index_of(&source.step).is_some_and(|u| keep[u]);
+                if !kept {
+                    source.run = Some(parent.to_owned());
+                }
+            }
+            steps.push(step);
+            job_steps.push(self.steps[i].clone());
+        }
+        let mut plan = Plan::new(
+            self.plan.job.clone(),
+            self.plan.description.clone(),
+            self.plan.tags.clone(),
+            steps,
+        );
+        plan.resources = self.plan.resources.clone();
+        Job {
+            plan,
+            steps: job_steps,
+            resources: self.resources.clone(),
+        }
     }
 }

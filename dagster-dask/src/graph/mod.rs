@@ -40,4 +40,5 @@ pub use self::handle::{
 pub use self::job::Job;
 pub use self::node::{GraphDef, GraphInput, GraphInputs, Node, add_node};
 
+pub(crate) use self::validate::is_valid_name;
 pub use crate::op::RESULT;

@@ -8,9 +8,18 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::builder::{InputsDecl, JobBuilder, StepDecl};
 use super::error::{GraphError, GraphProblem};
-use super::job::{Job, JobStep, ResolvedInput};
+use super::job::{Job, JobStep, StepInput};
 use crate::op::TypeInfo;
 use crate::plan::{Plan, PlanInput, PlanOutput, PlanSource, PlanStep};
+
+/// One input of a step being built: its sources by declaration index, and how to read it.
+pub(super) struct ResolvedInput {
+    /// (step, output) of each upstream output, steps by declaration index.
+    sources: Vec<(usize, usize)>,
+    decode: crate::op::DecodeFn,
+    collect: Option<super::handle::CollectFn>,
+    from_config: Option<super::handle::FromJsonFn>,
+}
 
 impl JobBuilder {
     /// Validates the whole graph and freezes it into a [`Job`].
@@ -142,10 +151,6 @@ impl JobBuilder {
             });
         }
 
-        let mut position = vec![0; order.len()];
-        for (pos, &i) in order.iter().enumerate() {
-            position[i] = pos;
-        }
         let mut plan_steps = Vec::with_capacity(order.len());
         let mut job_steps = Vec::with_capacity(order.len());
         for &i in &order {
@@ -168,6 +173,7 @@ impl JobBuilder {
                             .map(|&(s, k)| PlanSource {
                                 step: self.steps[s].key.clone(),
                                 output: self.steps[s].spec.outputs[k].name.clone(),
+                                run: None,
                             })
                             .collect(),
                         fan_in: input.collect.is_some(),
@@ -195,16 +201,15 @@ impl JobBuilder {
                 retry_policy: spec.retry_policy,
                 config_type: spec.config.map(|c| c.type_name.to_owned()),
             });
+            // (where each input comes from is the plan's: its sources)
             job_steps.push(JobStep {
                 spec: Arc::clone(spec),
                 inputs: inputs
                     .into_iter()
-                    .map(|mut input| {
-                        // From declaration order to plan order.
-                        for (s, _) in &mut input.sources {
-                            *s = position[*s];
-                        }
-                        input
+                    .map(|input| StepInput {
+                        decode: input.decode,
+                        collect: input.collect,
+                        from_config: input.from_config,
                     })
                     .collect(),
             });

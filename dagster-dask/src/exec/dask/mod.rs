@@ -269,6 +269,7 @@ impl DaskExecutor {
                 ShipBinary::Never => "never",
             },
             platform: [std::env::consts::OS, std::env::consts::ARCH],
+            step_args: &run.step_args,
             steps,
         })?;
         Driver::new(run, state, self.config.cluster_timeout, target).run(bridge)

@@ -44,6 +44,8 @@ pub(crate) enum ToBridge<'a> {
         cluster_timeout: f64,
         ship_binary: &'static str,
         platform: [&'static str; 2],
+        /// Passed to every step process (the run's op selection).
+        step_args: &'a [String],
         steps: Vec<SubmitStep<'a>>,
     },
     Retry {
