@@ -72,6 +72,14 @@ pub enum RunError {
         /// The job's steps.
         known: String,
     },
+    /// The parent run of a re-execution cannot be read.
+    #[error("cannot re-execute run `{run_id}`: {reason}")]
+    Parent {
+        /// The parent run.
+        run_id: String,
+        /// Why.
+        reason: String,
+    },
     /// The op selection cannot be used.
     #[error(transparent)]
     Selection(#[from] crate::selection::SelectionError),

@@ -163,32 +163,42 @@ impl Selection {
     /// not selected reads that step's output stored by run `parent`; without a parent, such
     /// inputs are an error that lists each.
     pub fn apply(&self, job: &Job, parent: Option<&str>) -> Result<Job, SelectionError> {
-        let keep = self.steps(job.plan())?;
-        if parent.is_none() {
-            let plan = job.plan();
-            let mut missing = Vec::new();
-            let selected = plan.steps.iter().zip(&keep).filter(|(_, k)| **k);
-            for (step, _) in selected {
-                for input in &step.inputs {
-                    for source in &input.sources {
-                        if plan.index_of(&source.step).is_some_and(|u| !keep[u]) {
-                            missing.push(format!(
-                                "step `{}` input `{}` <- {source}",
-                                step.key, input.name
-                            ));
-                        }
+        part_of(job, &self.steps(job.plan())?, parent, &self.to_string())
+    }
+}
+
+/// The steps of `job` that `keep` marks (what selection `expr` names, for errors), as a job
+/// of their own: see [`Selection::apply`].
+pub(crate) fn part_of(
+    job: &Job,
+    keep: &[bool],
+    parent: Option<&str>,
+    expr: &str,
+) -> Result<Job, SelectionError> {
+    if parent.is_none() {
+        let plan = job.plan();
+        let mut missing = Vec::new();
+        let selected = plan.steps.iter().zip(keep).filter(|(_, k)| **k);
+        for (step, _) in selected {
+            for input in &step.inputs {
+                for source in &input.sources {
+                    if plan.index_of(&source.step).is_some_and(|u| !keep[u]) {
+                        missing.push(format!(
+                            "step `{}` input `{}` <- {source}",
+                            step.key, input.name
+                        ));
                     }
                 }
             }
-            if !missing.is_empty() {
-                return Err(SelectionError::MissingInputs {
-                    expr: self.to_string(),
-                    inputs: missing,
-                });
-            }
         }
-        Ok(job.subset(&keep, parent.unwrap_or_default()))
+        if !missing.is_empty() {
+            return Err(SelectionError::MissingInputs {
+                expr: expr.to_owned(),
+                inputs: missing,
+            });
+        }
     }
+    Ok(job.subset(keep, parent.unwrap_or_default()))
 }
 
 /// `start` and the steps `reach` levels away along `links` (breadth first).

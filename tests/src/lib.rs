@@ -645,3 +645,45 @@ job! {
         repeat(word, from_config!());
     }
 }
+
+/// Whether `shaky` fails.
+#[derive(Debug, Default, Deserialize)]
+pub struct ShakyConfig {
+    /// Fail.
+    #[serde(default)]
+    pub fail: bool,
+}
+
+#[op]
+fn seed() -> i64 {
+    20
+}
+
+#[op(config = ShakyConfig)]
+fn shaky(ctx: &OpContext, x: i64) -> Result<i64, BoxError> {
+    let cfg: ShakyConfig = ctx.config()?;
+    if cfg.fail {
+        return Err("told to fail".into());
+    }
+    Ok(x + 1)
+}
+
+#[op]
+fn after_shaky(x: i64) -> i64 {
+    x * 2
+}
+
+#[op]
+fn aside(x: i64) -> i64 {
+    x - 1
+}
+
+job! {
+    /// `seed` feeds `shaky` (fails when `ops.shaky.config.fail`) -> `after_shaky`, and
+    /// `aside`: for re-execution from failure.
+    pub fn fragile() {
+        let s = seed();
+        after_shaky(shaky(s));
+        aside(s);
+    }
+}

@@ -46,6 +46,7 @@ fn bin(name: &str) -> PathBuf {
         "stuck" => env!("CARGO_BIN_EXE_stuck"),
         "numbers_split" => env!("CARGO_BIN_EXE_numbers_split"),
         "etl" => env!("CARGO_BIN_EXE_etl"),
+        "fragile" => env!("CARGO_BIN_EXE_fragile"),
         other => panic!("no job binary {other}"),
     })
 }
@@ -1382,6 +1383,36 @@ fn a_selection_runs_on_the_cluster_reading_the_rest_from_its_parent_run() {
         "{}",
         ran.stdout
     );
+}
+
+#[test]
+fn a_reexecution_from_failure_on_the_cluster_runs_only_what_failed() {
+    let (_serial, cluster, dir) = with_cluster();
+    let d = dir.path();
+    let fail = existing(&cluster, d, "ops: { shaky: { config: { fail: true } } }\n");
+    let parent = dagster_dask::exec::new_run_id();
+    let out = command("fragile", &[&fail], &parent).output().unwrap();
+    let ran = finish(out, d, &parent);
+    assert_eq!(ran.code, Some(1), "{}", ran.stdout);
+
+    let pass = existing(&cluster, d, "ops: { shaky: { config: { fail: false } } }\n");
+    let run_id = dagster_dask::exec::new_run_id();
+    let out = command("fragile", &[&pass], &run_id)
+        .args(["--reexecute", &parent, "--from-failure"])
+        .output()
+        .unwrap();
+    let ran = finish(out, d, &run_id);
+    assert_success(&ran, "the re-execution");
+    let started: Vec<&str> = ran
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::StepStart))
+        .filter_map(|e| e.step_key.as_deref())
+        .collect();
+    assert_eq!(started, ["shaky", "after_shaky"]);
+    assert!(ran.stdout.contains("after_shaky = 42"), "{}", ran.stdout);
+    assert!(ran.events.iter().any(|e| matches!(&e.kind,
+        EventKind::RunStart { parent_run_id: Some(p), .. } if *p == parent)));
 }
 
 #[test]

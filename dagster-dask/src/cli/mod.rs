@@ -99,6 +99,13 @@ struct RunArgs {
     quiet: bool,
     #[command(flatten)]
     selection: SelectionArgs,
+    /// Re-execute this earlier run: a new run whose RUN_START names it; with --select or
+    /// --from-failure, only those steps, their other inputs read from its stored outputs.
+    #[arg(long, value_name = "RUN_ID", conflicts_with = "from")]
+    reexecute: Option<String>,
+    /// With --reexecute: only the steps that failed, never ended, or are downstream of one.
+    #[arg(long, requires = "reexecute")]
+    from_failure: bool,
 }
 
 /// Part of the job: `--select EXPR [--from RUN_ID]`.
@@ -315,7 +322,10 @@ fn load_config(
 }
 
 fn run(job: &Job, defaults: Option<&serde_json::Value>, args: RunArgs) -> ExitCode {
-    let selected = match args.selection.apply(job) {
+    // (a re-execution's parent is where steps outside the selection read from)
+    let mut selection = args.selection.clone();
+    selection.from = selection.from.or_else(|| args.reexecute.clone());
+    let selected = match selection.apply(job) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -341,6 +351,11 @@ fn run(job: &Job, defaults: Option<&serde_json::Value>, args: RunArgs) -> ExitCo
     }
     if let Some(parent) = &args.selection.from {
         launch = launch.from_run(parent.clone());
+    }
+    if let Some(parent) = &args.reexecute {
+        launch = launch
+            .reexecute(parent.clone())
+            .from_failure(args.from_failure);
     }
     match launch.execute() {
         Ok(result) => {

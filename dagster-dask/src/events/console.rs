@@ -19,7 +19,14 @@ impl Event {
                 job,
                 executor,
                 steps,
-            } => format!("job `{job}`, {steps} steps, executor {executor}"),
+                parent_run_id,
+            } => {
+                let parent = parent_run_id
+                    .as_deref()
+                    .map(|p| format!(", parent run {p}"))
+                    .unwrap_or_default();
+                format!("job `{job}`, {steps} steps, executor {executor}{parent}")
+            }
             EventKind::StepStart => String::new(),
             EventKind::StepRestarted { attempt } => format!("attempt {attempt}"),
             EventKind::LoadedInput {

@@ -63,6 +63,9 @@ pub enum EventKind {
         executor: String,
         /// How many steps the plan has.
         steps: usize,
+        /// The run it re-executes or reads from (`--reexecute`, `--from`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent_run_id: Option<String>,
     },
     /// A step's first attempt began.
     StepStart,
@@ -291,6 +294,7 @@ mod tests {
                 job: "j".into(),
                 executor: "in_process".into(),
                 steps: 1,
+                parent_run_id: None,
             },
         ));
         log.emit(Event::new(

@@ -72,6 +72,7 @@ impl RunSummary {
                 job,
                 executor,
                 steps,
+                ..
             } => {
                 self.job.clone_from(job);
                 self.executor.clone_from(executor);

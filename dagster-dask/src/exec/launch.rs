@@ -18,7 +18,7 @@ use crate::events::{Event, EventKind, EventSink, RunLog};
 use crate::graph::Job;
 use crate::io::{IoManager, ObjectStoreIoManager, OutputKey};
 use crate::run::{RunError, RunId, RunResult};
-use crate::selection::{Selection, SelectionError};
+use crate::selection::{Selection, SelectionError, part_of};
 use crate::storage::{event_log_path, open_io_manager};
 
 /// A run about to be launched: [`Run::new`], options, then [`Run::execute`].
@@ -44,6 +44,54 @@ pub struct Run<'j> {
     cancel_on_interrupt: bool,
     selection: Option<String>,
     parent: Option<String>,
+    reexecute: bool,
+    from_failure: bool,
+}
+
+/// The part of a job a run runs, and how step processes elsewhere select the same.
+struct Part {
+    job: Job,
+    step_args: Vec<String>,
+}
+
+/// A run's event log, from its storage (a local directory, or an object store).
+fn parent_events(io: &dyn IoManager, run_id: &str) -> Result<Vec<Event>, RunError> {
+    let events = match io.local_base() {
+        Some(base) => {
+            let path = event_log_path(base, run_id);
+            crate::events::read_event_log(&path).map_err(|e| e.to_string())
+        }
+        None => crate::events::read_stored_events(io, run_id).map_err(|e| e.to_string()),
+    };
+    events.map_err(|reason| RunError::Parent {
+        run_id: run_id.to_owned(),
+        reason,
+    })
+}
+
+/// For each step of `plan`, whether it must run again after the run that `events` tell:
+/// it failed, never ended, or is downstream of such a step. (A step skipped because an
+/// output it reads was not produced is done.)
+fn unfinished_steps(plan: &crate::plan::Plan, events: &[Event]) -> Vec<bool> {
+    let mut ended = vec![None; plan.steps.len()];
+    for event in events {
+        let Some(i) = event.step_key.as_deref().and_then(|k| plan.index_of(k)) else {
+            continue;
+        };
+        match event.kind {
+            EventKind::StepSuccess { .. } | EventKind::StepSkipped { .. } => ended[i] = Some(true),
+            EventKind::StepFailure { .. } => ended[i] = Some(false),
+            _ => {}
+        }
+    }
+    let mut unfinished: Vec<bool> = ended.iter().map(|e| *e != Some(true)).collect();
+    // (plan order: upstream steps come first)
+    for i in 0..plan.steps.len() {
+        if plan.upstream()[i].iter().any(|&u| unfinished[u]) {
+            unfinished[i] = true;
+        }
+    }
+    unfinished
 }
 
 impl<'j> Run<'j> {
@@ -58,6 +106,8 @@ impl<'j> Run<'j> {
             cancel_on_interrupt: false,
             selection: None,
             parent: None,
+            reexecute: false,
+            from_failure: false,
         }
     }
 
@@ -75,17 +125,57 @@ impl<'j> Run<'j> {
         self
     }
 
-    /// The selected part of the job, its inputs from the parent run checked to be stored;
-    /// the whole job without a selection.
-    fn selected(&self, io: &dyn IoManager) -> Result<Option<Job>, RunError> {
-        let Some(expr) = &self.selection else {
-            return Ok(None);
-        };
+    /// Re-executes run `run_id` (Dagster's re-execution): a new run of the same job whose
+    /// `RUN_START` names its parent; with [`select`](Self::select) or
+    /// [`from_failure`](Self::from_failure), only those steps, their other inputs read from
+    /// the parent's stored outputs (not copied).
+    pub fn reexecute(mut self, run_id: impl Into<String>) -> Self {
+        self.parent = Some(run_id.into());
+        self.reexecute = true;
+        self
+    }
+
+    /// With [`reexecute`](Self::reexecute): only the steps that did not end well in the
+    /// parent (failed, never ended, or downstream of one), as its event log tells.
+    pub fn from_failure(mut self, on: bool) -> Self {
+        self.from_failure = on;
+        self
+    }
+
+    /// The part of the job this run runs (`None`: all of it), checked: the outputs it reads
+    /// from the parent run are stored.
+    fn part(&self, io: &dyn IoManager) -> Result<Option<Part>, RunError> {
         let parent = match &self.parent {
             Some(p) => Some(RunId::parse(p)?.0),
             None => None,
         };
-        let job = Selection::parse(expr)?.apply(self.job, parent.as_deref())?;
+        if self.selection.is_none() && !self.from_failure {
+            return Ok(None);
+        }
+        let plan = self.job.plan();
+        let mut keep = match &self.selection {
+            Some(expr) => Selection::parse(expr)?.steps(plan)?,
+            None => vec![true; plan.steps.len()],
+        };
+        if let (true, Some(parent)) = (self.from_failure, &parent) {
+            let unfinished = unfinished_steps(plan, &parent_events(io, parent)?);
+            for (k, u) in keep.iter_mut().zip(unfinished) {
+                *k &= u;
+            }
+        }
+        // What step processes select: the selection, or these steps by key.
+        let expr = match (&self.selection, self.from_failure) {
+            (Some(expr), false) => expr.clone(),
+            _ => plan
+                .steps
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(s, _)| s.key.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        let job = part_of(self.job, &keep, parent.as_deref(), &expr)?;
         let mut missing = Vec::new();
         for step in &job.plan().steps {
             for input in &step.inputs {
@@ -108,24 +198,20 @@ impl<'j> Run<'j> {
         }
         if !missing.is_empty() {
             return Err(SelectionError::MissingInputs {
-                expr: expr.clone(),
+                expr,
                 inputs: missing,
             }
             .into());
         }
-        Ok(Some(job))
-    }
-
-    /// What step processes on other machines are told, to run the same part of the job.
-    fn step_args(&self) -> Vec<String> {
-        let mut args = Vec::new();
-        if let Some(expr) = &self.selection {
-            args.extend(["--select".to_owned(), expr.clone()]);
+        // (nothing left to run: an empty plan, which ends at once)
+        let mut step_args = vec!["--select".to_owned(), expr];
+        if job.plan().steps.is_empty() {
+            step_args.clear();
         }
-        if let (Some(_), Some(parent)) = (&self.selection, &self.parent) {
-            args.extend(["--from".to_owned(), parent.clone()]);
+        if let Some(parent) = parent {
+            step_args.extend(["--from".to_owned(), parent]);
         }
-        args
+        Ok(Some(Part { job, step_args }))
     }
 
     /// Uses this (validated) run config.
@@ -181,8 +267,16 @@ impl<'j> Run<'j> {
             None => open_io_manager(&self.config.io_manager)?,
         };
         io.preflight()?;
-        let selected = self.selected(io.as_ref())?;
-        let job = selected.as_ref().unwrap_or(self.job);
+        if self.parent.is_some() && !self.reexecute && self.selection.is_none() {
+            return Err(RunError::Parent {
+                run_id: self.parent.clone().unwrap_or_default(),
+                reason: "`from_run` reads what steps outside a selection need: add `select`, or \
+                         use `reexecute`"
+                    .to_owned(),
+            });
+        }
+        let part = self.part(io.as_ref())?;
+        let job = part.as_ref().map_or(self.job, |p| &p.job);
         let log = match io.local_base() {
             Some(base) => {
                 let path = event_log_path(base, run_id.as_str());
@@ -214,7 +308,10 @@ impl<'j> Run<'j> {
                 job.resources(),
                 &self.config.resources,
             )),
-            step_args: self.step_args(),
+            step_args: part
+                .as_ref()
+                .map(|p| p.step_args.clone())
+                .unwrap_or_default(),
         };
         executor.prepare(&run)?;
         let mut state = RunState::new(plan, run_id.as_str(), Arc::clone(&sink));
@@ -265,6 +362,7 @@ impl<'j> Run<'j> {
                 job: plan.job.clone(),
                 executor: executor.name(),
                 steps: plan.steps.len(),
+                parent_run_id: self.parent.clone(),
             },
         ));
         let engine_error = executor.execute(&run, &state).err().map(|e| e.to_string());
