@@ -2,24 +2,36 @@
 //!
 //! Every object an IO manager stores is framed by a small header so that a reader can tell,
 //! before it trusts a single payload byte, whether the object is ours, which format version
-//! wrote it and which Rust type it holds:
+//! wrote it, which Rust type it holds, and that type's shape:
 //!
 //! ```text
-//! b"DDSK" | version: u8 | type name length: u16 LE | type name (UTF-8) | bincode 2 payload
+//! b"DDSK" | version: u8 | type name length: u16 LE | type name (UTF-8)
+//!         | shape length: u32 LE | shape (UTF-8) | bincode 2 payload
 //! ```
 //!
 //! The payload is [bincode 2](https://docs.rs/bincode/2) over serde, standard configuration.
-//! Decoding never panics: a foreign, truncated or corrupt object, or one holding another type,
-//! is a [`CodecError`] that names what was expected and what was found.
+//! bincode is not self-describing: a type whose fields changed under the same name would
+//! read another build's bytes as a wrong value. So the header carries the type's shape (its
+//! serde format, traced once per type: field and variant names and types, in order), and a
+//! reader whose type has another shape refuses the object, naming both. (Version 1 objects,
+//! which have no shape, are still read, by type name.)
+//!
+//! Decoding never panics: a foreign, truncated or corrupt object, or one holding another type
+//! or shape, is a [`CodecError`] that names what was expected and what was found.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod shape;
+
 /// The four bytes every stored object starts with.
 pub const MAGIC: [u8; 4] = *b"DDSK";
 
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version this build writes (it reads it and version 1, which had no shape).
+pub const FORMAT_VERSION: u8 = 2;
+
+/// The first format version, without the shape.
+const FORMAT_VERSION_NO_SHAPE: u8 = 1;
 
 /// The largest amount of memory one decoded object may claim.
 ///
@@ -58,6 +70,21 @@ pub enum CodecError {
     /// The header is cut short or its type name is not UTF-8.
     #[error("object header is corrupt: {0}")]
     Header(String),
+    /// The object holds a value of the expected type name but another shape: it was written
+    /// by a build of the binary in which the type's fields (or variants) were others.
+    #[error(
+        "object holds a `{type_name}` of another shape, written by another build of the job \
+         binary: stored {stored}, this build reads {expected}; re-run the step that wrote it \
+         with this binary"
+    )]
+    ShapeMismatch {
+        /// The type.
+        type_name: String,
+        /// The shape in the object's header.
+        stored: String,
+        /// The shape of the type in this build.
+        expected: String,
+    },
     /// The object holds a value of another Rust type.
     #[error("object holds a `{found}`, expected a `{expected}`")]
     TypeMismatch {
@@ -90,7 +117,7 @@ pub const NOT_PRODUCED: &str = "dagster_dask::NotProduced";
 
 /// The object stored for an optional output that was not produced.
 pub(crate) fn not_produced() -> Vec<u8> {
-    header(NOT_PRODUCED)
+    header(NOT_PRODUCED, "")
 }
 
 impl CodecError {
@@ -109,9 +136,9 @@ pub fn type_name_of<T: ?Sized>() -> &'static str {
 }
 
 /// Encodes `value` with its header.
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+pub fn encode<T: Serialize + DeserializeOwned + 'static>(value: &T) -> Result<Vec<u8>, CodecError> {
     let name = type_name_of::<T>();
-    let mut out = header(name);
+    let mut out = header(name, &shape::shape_of::<T>());
     bincode::serde::encode_into_std_write(value, &mut out, config()).map_err(|e| {
         CodecError::Encode {
             type_name: name.to_owned(),
@@ -123,7 +150,7 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 
 /// Encodes `value` with its header into `out`, as it goes: a large value is never held twice
 /// in memory. Returns the bytes written.
-pub fn encode_into<T: Serialize>(
+pub fn encode_into<T: Serialize + DeserializeOwned + 'static>(
     value: &T,
     out: &mut dyn std::io::Write,
 ) -> Result<u64, CodecError> {
@@ -132,7 +159,7 @@ pub fn encode_into<T: Serialize>(
         type_name: name.to_owned(),
         reason,
     };
-    let head = header(name);
+    let head = header(name, &shape::shape_of::<T>());
     out.write_all(&head)
         .map_err(|e| encode_err(e.to_string()))?;
     let mut counted = Counted { inner: out, n: 0 };
@@ -159,15 +186,35 @@ impl std::io::Write for Counted<'_> {
     }
 }
 
-fn header(type_name: &str) -> Vec<u8> {
+fn header(type_name: &str, shape: &str) -> Vec<u8> {
     // Type names longer than u16::MAX are cut: the comparison on read uses the same cut.
     let name = truncate_name(type_name);
-    let mut out = Vec::with_capacity(MAGIC.len() + 3 + name.len() + 16);
+    let mut out = Vec::with_capacity(MAGIC.len() + 7 + name.len() + shape.len() + 16);
     out.extend_from_slice(&MAGIC);
     out.push(FORMAT_VERSION);
     out.extend_from_slice(&(name.len() as u16).to_le_bytes());
     out.extend_from_slice(name.as_bytes());
+    // (a shape is a few hundred bytes: far below u32::MAX)
+    out.extend_from_slice(&(shape.len() as u32).to_le_bytes());
+    out.extend_from_slice(shape.as_bytes());
     out
+}
+
+/// Refuses an object whose type, named as expected, has another shape than in this build.
+/// (No shape on either side, version 1 or a type tracing cannot follow: names only.)
+fn check_shape<T: DeserializeOwned + 'static>(
+    type_name: &str,
+    stored: &str,
+) -> Result<(), CodecError> {
+    let expected = shape::shape_of::<T>();
+    if stored.is_empty() || expected.is_empty() || *stored == *expected {
+        return Ok(());
+    }
+    Err(CodecError::ShapeMismatch {
+        type_name: type_name.to_owned(),
+        stored: stored.to_owned(),
+        expected: expected.to_string(),
+    })
 }
 
 fn truncate_name(name: &str) -> &str {
@@ -186,6 +233,8 @@ fn truncate_name(name: &str) -> &str {
 pub struct Framed<'a> {
     /// The type name recorded in the header.
     pub type_name: &'a str,
+    /// The type's shape recorded in the header (empty: not traced, or a version 1 object).
+    pub shape: &'a str,
     /// The bincode payload.
     pub payload: &'a [u8],
 }
@@ -201,7 +250,7 @@ pub fn unframe(bytes: &[u8]) -> Result<Framed<'_>, CodecError> {
     let (&version, rest) = rest
         .split_first()
         .ok_or_else(|| CodecError::Header("missing format version".to_owned()))?;
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_NO_SHAPE {
         return Err(CodecError::Version {
             expected: FORMAT_VERSION,
             found: version,
@@ -217,14 +266,38 @@ pub fn unframe(bytes: &[u8]) -> Result<Framed<'_>, CodecError> {
             rest.len()
         )));
     }
-    let (name, payload) = rest.split_at(len);
+    let (name, rest) = rest.split_at(len);
     let type_name = std::str::from_utf8(name)
         .map_err(|e| CodecError::Header(format!("type name is not UTF-8: {e}")))?;
-    Ok(Framed { type_name, payload })
+    if version == FORMAT_VERSION_NO_SHAPE {
+        return Ok(Framed {
+            type_name,
+            shape: "",
+            payload: rest,
+        });
+    }
+    let Some((len, rest)) = rest.split_first_chunk::<4>() else {
+        return Err(CodecError::Header("missing shape length".to_owned()));
+    };
+    let len = u32::from_le_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err(CodecError::Header(format!(
+            "shape is {len} bytes but only {} bytes follow",
+            rest.len()
+        )));
+    }
+    let (shape, payload) = rest.split_at(len);
+    let shape = std::str::from_utf8(shape)
+        .map_err(|e| CodecError::Header(format!("shape is not UTF-8: {e}")))?;
+    Ok(Framed {
+        type_name,
+        shape,
+        payload,
+    })
 }
 
 /// Decodes a `T` from bytes written by [`encode`].
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+pub fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, CodecError> {
     let framed = unframe(bytes)?;
     let expected = truncate_name(type_name_of::<T>());
     if framed.type_name != expected {
@@ -233,6 +306,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
             found: framed.type_name.to_owned(),
         });
     }
+    check_shape::<T>(expected, framed.shape)?;
     let corrupt = |reason: String| CodecError::Corrupt {
         type_name: expected.to_owned(),
         reason,
@@ -251,7 +325,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 /// Decodes a `T` from a reader over bytes written by [`encode`], as they arrive: a large
 /// value is never held twice (bytes and value) in memory. The checks and errors are those of
 /// [`decode`].
-pub fn decode_from<T: DeserializeOwned>(input: &mut dyn std::io::Read) -> Result<T, CodecError> {
+pub fn decode_from<T: DeserializeOwned + 'static>(
+    input: &mut dyn std::io::Read,
+) -> Result<T, CodecError> {
     let mut head = [0_u8; MAGIC.len() + 3];
     let got = read_up_to(input, &mut head)?;
     if got < MAGIC.len() || head[..MAGIC.len()] != MAGIC {
@@ -263,7 +339,7 @@ pub fn decode_from<T: DeserializeOwned>(input: &mut dyn std::io::Read) -> Result
         return Err(CodecError::Header("missing format version".to_owned()));
     }
     let version = head[MAGIC.len()];
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_NO_SHAPE {
         return Err(CodecError::Version {
             expected: FORMAT_VERSION,
             found: version,
@@ -291,6 +367,28 @@ pub fn decode_from<T: DeserializeOwned>(input: &mut dyn std::io::Read) -> Result
             expected: expected.to_owned(),
             found: type_name.to_owned(),
         });
+    }
+    if version != FORMAT_VERSION_NO_SHAPE {
+        let mut len = [0_u8; 4];
+        if read_up_to(input, &mut len)? < len.len() {
+            return Err(CodecError::Header("missing shape length".to_owned()));
+        }
+        let len = u32::from_le_bytes(len) as usize;
+        // (read as it comes: a corrupt length must not allocate gigabytes up front)
+        let mut shape = Vec::new();
+        let got = std::io::Read::read_to_end(
+            &mut std::io::Read::take(&mut *input, len as u64),
+            &mut shape,
+        )
+        .map_err(|e| CodecError::Header(format!("cannot read the object: {e}")))?;
+        if got < len {
+            return Err(CodecError::Header(format!(
+                "shape is {len} bytes but only {got} bytes follow"
+            )));
+        }
+        let shape = std::str::from_utf8(&shape)
+            .map_err(|e| CodecError::Header(format!("shape is not UTF-8: {e}")))?;
+        check_shape::<T>(expected, shape)?;
     }
     let corrupt = |reason: String| CodecError::Corrupt {
         type_name: expected.to_owned(),
@@ -333,6 +431,49 @@ mod tests {
         x: i64,
         label: String,
         tags: Vec<String>,
+    }
+
+    /// `bytes` as another build wrote them: the shape text with `from` replaced by `to` (of
+    /// the same length, so the header's lengths stay right).
+    fn with_shape_edited(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+        assert_eq!(from.len(), to.len());
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let at = text.find(from).expect("the shape names it");
+        let mut out = bytes.to_vec();
+        out[at..at + to.len()].copy_from_slice(to.as_bytes());
+        out
+    }
+
+    #[test]
+    fn an_object_of_another_shape_is_refused_naming_both_shapes() {
+        let bytes = encode(&vec![1_i64, 2]).unwrap();
+        let other = with_shape_edited(&bytes, "I64", "I32");
+        let err = decode::<Vec<i64>>(&other).unwrap_err();
+        let CodecError::ShapeMismatch {
+            stored, expected, ..
+        } = &err
+        else {
+            panic!("{err}")
+        };
+        assert!(stored.contains("I32") && expected.contains("I64"), "{err}");
+        let err = decode_from::<Vec<i64>>(&mut other.as_slice()).unwrap_err();
+        assert!(matches!(err, CodecError::ShapeMismatch { .. }), "{err}");
+        assert!(
+            err.to_string().contains("another build of the job binary"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn version_1_objects_without_a_shape_are_still_read() {
+        let name = type_name_of::<Vec<i64>>();
+        let mut v1 = MAGIC.to_vec();
+        v1.push(1);
+        v1.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        v1.extend_from_slice(name.as_bytes());
+        bincode::serde::encode_into_std_write(vec![7_i64], &mut v1, config()).unwrap();
+        assert_eq!(decode::<Vec<i64>>(&v1).unwrap(), [7]);
+        assert_eq!(decode_from::<Vec<i64>>(&mut v1.as_slice()).unwrap(), [7]);
     }
 
     fn point() -> Point {
@@ -416,7 +557,7 @@ mod tests {
                 let _ = decode::<Point>(&b);
             }
         }
-        let mut huge = header(type_name_of::<Vec<u8>>());
+        let mut huge = header(type_name_of::<Vec<u8>>(), &shape::shape_of::<Vec<u8>>());
         huge.push(0xfd); // u64 length follows
         huge.extend_from_slice(&u64::MAX.to_le_bytes());
         let err = decode::<Vec<u8>>(&huge).unwrap_err();

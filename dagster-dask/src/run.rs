@@ -51,8 +51,9 @@ pub enum RunError {
         step: String,
         /// Where the output is.
         location: String,
-        /// What the codec reported.
-        source: CodecError,
+        /// What the codec reported (boxed: it names two shapes at most, and errors stay
+        /// small).
+        source: Box<CodecError>,
     },
     /// The run's event log could not be created.
     #[error("cannot create the event log {}: {source}", path.display())]
@@ -252,7 +253,7 @@ impl RunResult {
         codec::decode(&bytes).map_err(|source| RunError::Codec {
             step: name.to_owned(),
             location: self.io.location(key),
-            source,
+            source: Box::new(source),
         })
     }
 

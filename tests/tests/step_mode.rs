@@ -230,6 +230,33 @@ fn corrupt_wrong_type_and_missing_inputs_are_named() {
 }
 
 #[test]
+fn an_input_written_by_a_build_whose_type_changed_shape_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    assert_eq!(step("diamond", "r", "numbers", 1, &cfg).code, 0);
+    let stored = std::fs::canonicalize(dir.path().join("storage/r/numbers/result")).unwrap();
+    // As another build wrote it: `Vec<i64>` was a `Vec<i32>` there (same name in the header
+    // would be another type's; here the shape says so).
+    let bytes = std::fs::read(&stored).unwrap();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let at = text.find("I64").expect("the shape names the element type");
+    let mut other = bytes.clone();
+    other[at..at + 3].copy_from_slice(b"I32");
+    std::fs::write(&stored, other).unwrap();
+    let Stepped { code, end, .. } = step("diamond", "r", "square", 1, &cfg);
+    assert_eq!(code, 1);
+    let (kind, message) = failure_of(&end);
+    assert_eq!(kind, ErrorKind::Input);
+    assert!(
+        message.contains("cannot load input `xs` of step `square` from step `numbers`")
+            && message.contains("of another shape, written by another build")
+            && message.contains("I32")
+            && message.contains("I64"),
+        "{message}"
+    );
+}
+
+#[test]
 fn step_mode_reports_retries_and_failures_by_attempt() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_plain_config(dir.path());
