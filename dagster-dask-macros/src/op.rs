@@ -44,6 +44,7 @@ const OPTIONS: &[&str] = &[
     "max_runtime",
     "config",
     "out",
+    "code_version",
 ];
 
 const RETRY_OPTIONS: &[&str] = &["max_retries", "delay_ms", "backoff", "jitter"];
@@ -60,6 +61,8 @@ pub(crate) struct Options {
     retry_policy: Option<RetryPolicy>,
     max_runtime: Option<syn::Expr>,
     pub(crate) config: Option<Type>,
+    /// `code_version = "2"`.
+    code_version: Option<LitStr>,
     /// `out(a, b(optional))`: the named outputs, each with whether it is optional.
     pub(crate) outs: Option<(Ident, Vec<(Ident, bool)>)>,
 }
@@ -120,6 +123,17 @@ pub(crate) fn parse_options(args: TokenStream, errors: &mut Errors) -> Options {
                 "config" => {
                     input.parse::<Token![=]>()?;
                     set_once(&mut options.config, input.parse()?, &key, errors);
+                }
+                "code_version" => {
+                    input.parse::<Token![=]>()?;
+                    let version: LitStr = input.parse()?;
+                    if version.value().is_empty() {
+                        errors.at(
+                            &version,
+                            "`code_version` names a version: `code_version = \"2\"`",
+                        );
+                    }
+                    set_once(&mut options.code_version, version, &key, errors);
                 }
                 "max_runtime" => {
                     input.parse::<Token![=]>()?;
@@ -857,6 +871,10 @@ fn generate(
         .config
         .as_ref()
         .map(|ty| quote_spanned!(ty.span()=> .config::<#ty>()));
+    let code_version = options
+        .code_version
+        .as_ref()
+        .map(|v| quote!(.code_version(#v)));
 
     let body = quote! {
         ::dagster_dask::op::OpDef::#constructor(
@@ -870,6 +888,7 @@ fn generate(
         #(#resources)*
         #retry
         #config
+        #code_version
         #(#needs)*
     };
     // With a broken signature only the type exists: code that uses it as an op gets one

@@ -77,6 +77,9 @@ pub struct PlanStep {
     /// What happens when the step fails.
     #[serde(default)]
     pub retry_policy: RetryPolicy,
+    /// The op's code version, when it has one (its steps may be cached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_version: Option<String>,
     /// The Rust type of the op's config, if it takes config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_type: Option<String>,

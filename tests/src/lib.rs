@@ -577,7 +577,7 @@ fn one_to_ten() -> Vec<u64> {
 }
 
 /// Splits numbers by parity; `odds` only when the config asks for it.
-#[op(out(evens, odds(optional)), config = SplitConfig)]
+#[op(out(evens, odds(optional)), config = SplitConfig, code_version = "1")]
 fn split(ctx: &OpContext, xs: Vec<u64>) -> Result<(Vec<u64>, Option<Vec<u64>>), BoxError> {
     let cfg: SplitConfig = ctx.config()?;
     let (evens, odds): (Vec<u64>, Vec<u64>) = xs.into_iter().partition(|x| x % 2 == 0);

@@ -1416,6 +1416,26 @@ fn a_reexecution_from_failure_on_the_cluster_runs_only_what_failed() {
 }
 
 #[test]
+fn a_cached_step_on_the_cluster_reuses_the_outputs_of_the_first_run() {
+    let (_serial, cluster, dir) = with_cluster();
+    let d = dir.path();
+    let cfg = existing(&cluster, d, "ops: { split: { config: { odds: false } } }\n");
+    let first = dagster_dask::exec::new_run_id();
+    let out = command("numbers_split", &[&cfg], &first).output().unwrap();
+    assert_success(&finish(out, d, &first), "the first run");
+    let run_id = dagster_dask::exec::new_run_id();
+    let out = command("numbers_split", &[&cfg], &run_id).output().unwrap();
+    let ran = finish(out, d, &run_id);
+    assert_success(&ran, "the cached run");
+    // `split` (code version 1, same config and input) reused the first run's outputs,
+    // `odds` still not produced: what reads it is skipped again.
+    assert!(ran.step_events("split").any(|e| matches!(&e.kind,
+        EventKind::StepOutput { output, cached_from: Some(r), .. } if output == "evens" && *r == first)));
+    assert_eq!(ran.kinds("sum_of_odds"), ["STEP_SKIPPED"]);
+    assert!(ran.stdout.contains("sum_all = 30"), "{}", ran.stdout);
+}
+
+#[test]
 fn a_frozen_scheduler_ends_the_run() {
     let (_serial, cluster, dir) = with_cluster();
     let d = dir.path();

@@ -5,7 +5,7 @@ fn generic<T>(x: T) -> T {
 #[allow(non_camel_case_types, dead_code)]
 struct generic {}
 ::core::compile_error! {
-    "unknown `#[op]` option `nmae`; the options are `name`, `description`, `tags`, `retries`, `retry_policy`, `max_runtime`, `config`, `out`"
+    "unknown `#[op]` option `nmae`; the options are `name`, `description`, `tags`, `retries`, `retry_policy`, `max_runtime`, `config`, `out`, `code_version`"
 }
 ::core::compile_error! {
     "ops cannot be generic: each op has fixed input and output types"

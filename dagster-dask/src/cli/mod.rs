@@ -106,6 +106,9 @@ struct RunArgs {
     /// With --reexecute: only the steps that failed, never ended, or are downstream of one.
     #[arg(long, requires = "reexecute")]
     from_failure: bool,
+    /// Run every step, also those of ops with a code version whose outputs are cached.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 /// Part of the job: `--select EXPR [--from RUN_ID]`.
@@ -176,6 +179,9 @@ struct StepProcessArgs {
     /// The run's op selection, as the driver was given it.
     #[command(flatten)]
     selection: SelectionArgs,
+    /// The run's `--no-cache`.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -342,7 +348,8 @@ fn run(job: &Job, defaults: Option<&serde_json::Value>, args: RunArgs) -> ExitCo
     let mut launch = Run::new(job)
         .config(config)
         .console(!args.quiet)
-        .cancel_on_interrupt(true);
+        .cancel_on_interrupt(true)
+        .no_cache(args.no_cache);
     if let Some(id) = args.run_id {
         launch = launch.run_id(id);
     }

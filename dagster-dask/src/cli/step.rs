@@ -88,6 +88,8 @@ pub(super) struct StepProcess {
     io: Arc<dyn crate::io::IoManager>,
     /// Built when a step first needs them, for every step this process runs.
     resources: Arc<crate::resource::Resources>,
+    /// The run's `--no-cache`.
+    no_cache: bool,
     pub(super) messages: Arc<StepMessages>,
 }
 
@@ -136,6 +138,7 @@ impl StepProcess {
             run_id,
             io,
             resources,
+            no_cache: args.no_cache,
             messages: Arc::new(messages),
         })
     }
@@ -161,6 +164,7 @@ impl StepProcess {
             sink: &sink,
             config: &self.config,
             resources: &self.resources,
+            cache: !self.no_cache,
         };
         // (no deadline here: the task wrapper on the worker enforces `max_runtime` by killing
         // this process, so the op needs no thread of its own)

@@ -36,9 +36,14 @@ impl Event {
                 output,
                 type_name,
                 bytes,
+                cached_from,
             } => format!(
-                "{output}: {} ({bytes} bytes)",
-                crate::types::short_type_name(type_name)
+                "{output}: {} ({bytes} bytes){}",
+                crate::types::short_type_name(type_name),
+                cached_from
+                    .as_deref()
+                    .map(|r| format!(", cached from run {r}"))
+                    .unwrap_or_default()
             ),
             EventKind::HandledOutput { location, .. } => location.clone(),
             EventKind::Log { level, message } => format!("{level} {message}"),

@@ -91,6 +91,10 @@ pub enum EventKind {
         type_name: String,
         /// The encoded size.
         bytes: usize,
+        /// The run whose stored output this is, when the step was not run but cached (its op
+        /// has a code version, and its config and inputs were seen before).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cached_from: Option<String>,
     },
     /// The IO manager stored a step's output.
     HandledOutput {

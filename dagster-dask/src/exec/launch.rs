@@ -46,6 +46,7 @@ pub struct Run<'j> {
     parent: Option<String>,
     reexecute: bool,
     from_failure: bool,
+    no_cache: bool,
 }
 
 /// The part of a job a run runs, and how step processes elsewhere select the same.
@@ -108,6 +109,7 @@ impl<'j> Run<'j> {
             parent: None,
             reexecute: false,
             from_failure: false,
+            no_cache: false,
         }
     }
 
@@ -139,6 +141,14 @@ impl<'j> Run<'j> {
     /// parent (failed, never ended, or downstream of one), as its event log tells.
     pub fn from_failure(mut self, on: bool) -> Self {
         self.from_failure = on;
+        self
+    }
+
+    /// Runs every step, even those whose op has a code version and whose outputs an earlier
+    /// run stored for the same config and inputs (see
+    /// [`OpDef::code_version`](crate::op::OpDef::code_version)).
+    pub fn no_cache(mut self, on: bool) -> Self {
+        self.no_cache = on;
         self
     }
 
@@ -308,10 +318,17 @@ impl<'j> Run<'j> {
                 job.resources(),
                 &self.config.resources,
             )),
-            step_args: part
-                .as_ref()
-                .map(|p| p.step_args.clone())
-                .unwrap_or_default(),
+            step_args: {
+                let mut args = part
+                    .as_ref()
+                    .map(|p| p.step_args.clone())
+                    .unwrap_or_default();
+                if self.no_cache {
+                    args.push("--no-cache".to_owned());
+                }
+                args
+            },
+            cache: !self.no_cache,
         };
         executor.prepare(&run)?;
         let mut state = RunState::new(plan, run_id.as_str(), Arc::clone(&sink));

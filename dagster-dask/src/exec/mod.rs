@@ -11,6 +11,7 @@
 //! finish, and the run ends as a failure. A step's retry policy is honoured, with
 //! `STEP_UP_FOR_RETRY` and `STEP_RESTARTED` events.
 
+mod cache;
 pub(crate) mod dask;
 mod embedded;
 pub(crate) mod interrupt;
@@ -74,8 +75,10 @@ pub(crate) struct RunContext<'a> {
     /// The job's resources in this process, built as steps need them.
     pub(crate) resources: Arc<crate::resource::Resources>,
     /// Arguments step processes on other machines take to run the same part of the job
-    /// (`--select`, `--from`).
+    /// (`--select`, `--from`), and as this run does (`--no-cache`).
     pub(crate) step_args: Vec<String>,
+    /// Whether steps of ops with a code version may reuse earlier outputs.
+    pub(crate) cache: bool,
 }
 
 impl RunContext<'_> {
@@ -87,6 +90,7 @@ impl RunContext<'_> {
             sink: &self.sink,
             config: self.config,
             resources: &self.resources,
+            cache: self.cache,
         }
     }
 }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::time::Instant;
 
+use super::cache::{self, KeyBuilder};
 use super::state::AttemptEnd;
 use crate::error::{ErrorInfo, ErrorKind};
 use crate::events::{Event, EventKind, EventSink};
@@ -28,6 +29,8 @@ pub(crate) struct StepEnv<'a> {
     pub(crate) config: &'a crate::config::RunConfig,
     /// The job's resources, built as steps need them.
     pub(crate) resources: &'a Arc<crate::resource::Resources>,
+    /// Whether steps of ops with a code version may reuse earlier outputs.
+    pub(crate) cache: bool,
 }
 
 impl StepEnv<'_> {
@@ -81,10 +84,28 @@ fn run_attempt(
     let key = plan_step.key.as_str();
     let step = env.job.step(index);
 
+    // The cache key is built from what the step reads, as it reads it.
+    let mut cache_key = match (&plan_step.code_version, env.cache) {
+        (Some(version), true) => Some(KeyBuilder::new(
+            &plan_step.op,
+            version,
+            env.config.ops.get(key),
+        )),
+        _ => None,
+    };
     let mut values = Vec::with_capacity(step.inputs.len());
     for (input, plan_input) in step.inputs.iter().zip(&plan_step.inputs) {
         if let Some(read) = input.from_config {
             values.push(input_from_config(env, key, &plan_input.name, read)?);
+            if let Some(cache_key) = &mut cache_key {
+                let given = env
+                    .config
+                    .inputs
+                    .get(key)
+                    .and_then(|i| i.get(&plan_input.name));
+                let text = given.map(ToString::to_string).unwrap_or_default();
+                cache_key.input(&plan_input.name, &cache::data_version(text.as_bytes()));
+            }
             continue;
         }
         let mut decoded = Vec::with_capacity(plan_input.sources.len());
@@ -110,7 +131,24 @@ fn run_attempt(
                     ),
                 )
             };
-            let value = match env.io.load_with(out_key, &mut |r| (input.decode)(r)) {
+            let mut version = None;
+            let hashing = cache_key.is_some();
+            let loaded = env.io.load_with(out_key, &mut |r| {
+                if !hashing {
+                    return (input.decode)(r);
+                }
+                let mut reader = cache::Hashing {
+                    inner: r,
+                    hasher: sha2::Digest::new(),
+                };
+                let value = (input.decode)(&mut reader);
+                version = Some(reader.version());
+                value
+            });
+            if let (Some(cache_key), Some(version)) = (&mut cache_key, &version) {
+                cache_key.input(&format!("{}[{}]", plan_input.name, decoded.len()), version);
+            }
+            let value = match loaded {
                 Err(e) => return Err(input_err(e.to_string())),
                 // A fan-in list gets the items that were produced (the run's state skips a
                 // step whose single input, or whole list, was not produced).
@@ -148,6 +186,13 @@ fn run_attempt(
                 ),
             )
         })?);
+    }
+
+    let cache_key = cache_key.map(KeyBuilder::finish);
+    if let Some(entry) = cache_key.as_deref().and_then(|k| cache::lookup(env.io, k)) {
+        if let Some(not_produced) = reuse(env, index, &entry) {
+            return Ok(Some(not_produced));
+        }
     }
 
     let mut ctx = OpContext {
@@ -190,7 +235,73 @@ fn run_attempt(
         }
     };
 
-    store_outputs(env, index, output).map(Some)
+    let not_produced = store_outputs(env, index, output)?;
+    if let Some(cache_key) = cache_key {
+        let entry = cache::Entry {
+            run_id: env.run_id.to_owned(),
+            step: key.to_owned(),
+            not_produced: not_produced.clone(),
+        };
+        if let Err(e) = cache::record(env.io, &cache_key, &entry) {
+            env.emit(
+                key,
+                EventKind::Log {
+                    level: crate::events::LogLevel::Warning,
+                    message: format!("could not record the step in the cache (it ran): {e}"),
+                },
+            );
+        }
+    }
+    Ok(Some(not_produced))
+}
+
+/// Stores, as this step's outputs, those of the earlier step `entry` names: the step is
+/// cached. `None` when one of them cannot be read any more (a miss: the step runs).
+fn reuse(env: &StepEnv<'_>, index: usize, entry: &cache::Entry) -> Option<Vec<usize>> {
+    let plan_step = &env.job.plan().steps[index];
+    let key = plan_step.key.as_str();
+    let mut stored = Vec::with_capacity(plan_step.outputs.len());
+    for (k, declared) in plan_step.outputs.iter().enumerate() {
+        let out_key = OutputKey {
+            run_id: env.run_id,
+            step: key,
+            output: &declared.name,
+        };
+        let bytes = if entry.not_produced.contains(&k) {
+            crate::codec::not_produced()
+        } else {
+            let from = OutputKey {
+                run_id: &entry.run_id,
+                step: &entry.step,
+                output: &declared.name,
+            };
+            env.io.load(from).ok()?
+        };
+        let size = bytes.len();
+        let location = env.io.store(out_key, bytes).ok()?;
+        if !entry.not_produced.contains(&k) {
+            stored.push((declared, size, location));
+        }
+    }
+    for (declared, size, location) in stored {
+        env.emit(
+            key,
+            EventKind::StepOutput {
+                output: declared.name.clone(),
+                type_name: declared.type_name.clone(),
+                bytes: size,
+                cached_from: Some(entry.run_id.clone()),
+            },
+        );
+        env.emit(
+            key,
+            EventKind::HandledOutput {
+                output: declared.name.clone(),
+                location,
+            },
+        );
+    }
+    Some(entry.not_produced.clone())
 }
 
 /// The value of input `input` of step `key` that run config gives (checked before the run;
@@ -259,6 +370,7 @@ fn store_outputs(env: &StepEnv<'_>, index: usize, outputs: Split) -> Result<Vec<
                 output: declared.name.clone(),
                 type_name: declared.type_name.clone(),
                 bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
+                cached_from: None,
             },
         );
         env.emit(

@@ -199,6 +199,7 @@ impl JobBuilder {
                     })
                     .collect(),
                 retry_policy: spec.retry_policy,
+                code_version: spec.code_version.clone(),
                 config_type: spec.config.map(|c| c.type_name.to_owned()),
             });
             // (where each input comes from is the plan's: its sources)

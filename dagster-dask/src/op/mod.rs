@@ -315,6 +315,8 @@ pub(crate) struct OpSpec {
     pub(crate) retry_policy: RetryPolicy,
     /// Whether the op set its retry policy (else a graph's applies).
     pub(crate) retry_policy_set: bool,
+    /// Its code version: with one, a step may reuse an earlier step's outputs.
+    pub(crate) code_version: Option<String>,
     pub(crate) config: Option<ConfigSpec>,
     /// The resource types the op needs.
     pub(crate) resources: Vec<crate::resource::Need>,
@@ -435,6 +437,7 @@ impl<I: Inputs, O: OpOutput> OpDef<I, O> {
                 tags: Tags::default(),
                 retry_policy: RetryPolicy::default(),
                 retry_policy_set: false,
+                code_version: None,
                 config: None,
                 resources: Vec::new(),
                 compute: Arc::new(compute),
@@ -507,6 +510,16 @@ impl<I, O> OpDef<I, O> {
             check: check_config::<C>,
             check_absent: check_absent_config::<C>,
         });
+        self
+    }
+
+    /// Sets the op's code version (Dagster's `code_version`): a step of it whose config and
+    /// input data match an earlier successful step of the same version, on the same storage,
+    /// reuses that step's outputs instead of running (`STEP_OUTPUT` says "cached from run
+    /// R"). Change the version when the op's code changes what it returns. Ops without one
+    /// never cache; `run --no-cache` (`Run::no_cache`) runs everything.
+    pub fn code_version(mut self, version: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.spec).code_version = Some(version.into());
         self
     }
 

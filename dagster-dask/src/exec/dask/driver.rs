@@ -629,6 +629,7 @@ mod tests {
             interrupts: Arc::new(InterruptHook::default()),
             resources: Arc::new(crate::resource::Resources::new("r", &[], &config.resources)),
             step_args: Vec::new(),
+            cache: true,
         };
         let state = SharedState::new(RunState::new(job.plan(), "r", sink));
         let mut driver = Driver::new(&run, &state, Duration::from_secs(1), "a test".to_owned());
