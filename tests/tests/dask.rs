@@ -60,6 +60,15 @@ struct Ran {
 }
 
 impl Ran {
+    /// The steps that started, in order.
+    fn started(&self) -> Vec<&str> {
+        self.events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::StepStart))
+            .filter_map(|e| e.step_key.as_deref())
+            .collect()
+    }
+
     fn step_events<'a>(&'a self, step: &'a str) -> impl Iterator<Item = &'a Event> + 'a {
         self.events
             .iter()
@@ -1371,13 +1380,7 @@ fn a_selection_runs_on_the_cluster_reading_the_rest_from_its_parent_run() {
         .unwrap();
     let ran = finish(out, d, &run_id);
     assert_success(&ran, "the selection");
-    let started: Vec<&str> = ran
-        .events
-        .iter()
-        .filter(|e| matches!(e.kind, EventKind::StepStart))
-        .filter_map(|e| e.step_key.as_deref())
-        .collect();
-    assert_eq!(started, ["total", "describe"]);
+    assert_eq!(ran.started(), ["total", "describe"]);
     assert!(
         ran.stdout.contains("describe = \"3 parts, total 40\""),
         "{}",
@@ -1403,13 +1406,7 @@ fn a_reexecution_from_failure_on_the_cluster_runs_only_what_failed() {
         .unwrap();
     let ran = finish(out, d, &run_id);
     assert_success(&ran, "the re-execution");
-    let started: Vec<&str> = ran
-        .events
-        .iter()
-        .filter(|e| matches!(e.kind, EventKind::StepStart))
-        .filter_map(|e| e.step_key.as_deref())
-        .collect();
-    assert_eq!(started, ["shaky", "after_shaky"]);
+    assert_eq!(ran.started(), ["shaky", "after_shaky"]);
     assert!(ran.stdout.contains("after_shaky = 42"), "{}", ran.stdout);
     assert!(ran.events.iter().any(|e| matches!(&e.kind,
         EventKind::RunStart { parent_run_id: Some(p), .. } if *p == parent)));
