@@ -368,6 +368,9 @@ impl Plan {
             if !step.resources.is_empty() {
                 let _ = write!(out, "  uses {}", step.resources.join(", "));
             }
+            if let Some(version) = &step.code_version {
+                let _ = write!(out, "  code_version {version}");
+            }
             if step.retry_policy.max_retries > 0 {
                 let _ = write!(out, "  retries {}", step.retry_policy.max_retries);
             }

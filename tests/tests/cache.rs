@@ -68,6 +68,8 @@ fn a_versioned_step_with_the_same_config_and_inputs_is_cached() {
             .execute()
             .unwrap()
     };
+    let text = job.plan().to_text();
+    assert!(text.contains("slow -> u64  code_version 1"), "{text}");
     let first = run(3, false);
     assert!(first.success(), "{:?}", first.events());
     assert_eq!(SLOW_CALLS.load(Ordering::SeqCst), 1);
