@@ -129,6 +129,9 @@ struct Pending {
     lines: Vec<u8>,
     summary: RunSummary,
     stop: bool,
+    /// A flush is due now (a milestone, or enough events): the flusher's wait ends on it even
+    /// when it was asked before the flusher began to wait.
+    due: bool,
     /// Where the summary was last stored.
     stored_at: Option<String>,
 }
@@ -181,6 +184,7 @@ impl StoredLog {
                     segments: 0,
                 },
                 stop: false,
+                due: false,
                 stored_at: None,
             }),
             wake: Condvar::new(),
@@ -215,6 +219,7 @@ impl StoredLog {
                 | EventKind::RunCanceled { .. }
         );
         if milestone || p.lines.len() >= FLUSH_BYTES {
+            p.due = true;
             self.shared.wake.notify_all();
         }
         self.shared.segments
@@ -260,10 +265,13 @@ impl Shared {
         loop {
             let stop = {
                 let p = self.lock();
-                let (p, _) = self
+                // (a condition, not a bare wait: a stop or a milestone asked for before this
+                // thread waited is not lost, and the run's end does not wait for the timer)
+                let (mut p, _) = self
                     .wake
-                    .wait_timeout(p, FLUSH_EVERY)
+                    .wait_timeout_while(p, FLUSH_EVERY, |p| !p.stop && !p.due)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
+                p.due = false;
                 p.stop
             };
             self.flush();
