@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::handle::{IntoInputs, StepRef, Wiring};
 use super::node::{GraphDef, GraphInputs};
-use crate::op::{AnyOp, Inputs, OpDef, OpOutput, OpSpec, RetryPolicy};
+use crate::op::{AnyOp, Inputs, OpDef, OpOutput, OpSpec, RetryPolicy, Tags};
 use crate::resource::{Resource, ResourceSpec};
 
 static NEXT_BUILDER_ID: AtomicU64 = AtomicU64::new(1);
@@ -41,8 +41,7 @@ pub struct JobBuilder {
 struct Scope {
     /// `clean.` (or `outer.clean.`).
     prefix: String,
-    tags: BTreeMap<String, String>,
-    resource_requirements: BTreeMap<String, f64>,
+    tags: Tags,
     retry_policy: Option<RetryPolicy>,
 }
 
@@ -148,22 +147,15 @@ impl JobBuilder {
             Some(alias) => self.alias_key(alias),
             None => self.fresh_key(graph.name()),
         };
-        let (mut tags, mut resources, mut retry) = match self.scopes.last() {
-            Some(outer) => (
-                outer.tags.clone(),
-                outer.resource_requirements.clone(),
-                outer.retry_policy,
-            ),
-            None => (BTreeMap::new(), BTreeMap::new(), None),
+        let (mut tags, outer_retry) = match self.scopes.last() {
+            Some(outer) => (outer.tags.clone(), outer.retry_policy),
+            None => (Tags::default(), None),
         };
-        tags.extend(graph.tags.clone());
-        resources.extend(graph.resource_requirements.clone());
-        retry = graph.retry_policy.or(retry);
+        tags.overlay(&graph.tags);
         self.scopes.push(Scope {
             prefix: format!("{instance}."),
             tags,
-            resource_requirements: resources,
-            retry_policy: retry,
+            retry_policy: graph.retry_policy.or(outer_retry),
         });
         self.scopes.len() - 1
     }
@@ -257,28 +249,13 @@ impl JobBuilder {
 /// An op's spec inside a graph instance: the graph's tags, resource requirements and retry
 /// policy, where the op sets none of its own.
 fn inherit(mut spec: Arc<OpSpec>, scope: &Scope) -> Arc<OpSpec> {
-    let inherits = scope.tags.keys().any(|k| !spec.tags.values.contains_key(k))
-        || scope
-            .resource_requirements
-            .keys()
-            .any(|k| !spec.tags.resource_requirements.contains_key(k))
+    let inherits = spec.tags.lacks_any_of(&scope.tags)
         || (scope.retry_policy.is_some() && !spec.retry_policy_set);
     if !inherits {
         return spec;
     }
     let own = Arc::make_mut(&mut spec);
-    for (k, v) in &scope.tags {
-        own.tags
-            .values
-            .entry(k.clone())
-            .or_insert_with(|| v.clone());
-    }
-    for (k, v) in &scope.resource_requirements {
-        own.tags
-            .resource_requirements
-            .entry(k.clone())
-            .or_insert(*v);
-    }
+    own.tags.inherit(&scope.tags);
     if let (Some(policy), false) = (scope.retry_policy, own.retry_policy_set) {
         own.retry_policy = policy;
     }

@@ -25,14 +25,13 @@
 //! assert_eq!(keys, ["one", "twice.inc", "twice.inc_2", "twice_2.inc", "twice_2.inc_2"]);
 //! ```
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::builder::JobBuilder;
 use super::handle::{IntoInput, IntoInputs, Wiring};
-use crate::op::{Inputs, OpDefinition, OpOutput, RetryPolicy, Value};
+use crate::op::{Inputs, OpDefinition, OpOutput, RetryPolicy, Tags, Value};
 use crate::resource::ResourceList;
 
 /// What `job!` and `graph!` call: an op (every [`OpDefinition`]) or a graph (what
@@ -146,8 +145,8 @@ type Body<I, O> = dyn Fn(&mut JobBuilder, <I as GraphInputs>::Handles) -> O + Se
 pub struct GraphDef<I: GraphInputs, O> {
     name: String,
     input_names: Vec<&'static str>,
-    pub(super) tags: BTreeMap<String, String>,
-    pub(super) resource_requirements: BTreeMap<String, f64>,
+    /// Tags and resource requirements its ops inherit.
+    pub(super) tags: Tags,
     pub(super) retry_policy: Option<RetryPolicy>,
     body: Arc<Body<I, O>>,
 }
@@ -158,7 +157,6 @@ impl<I: GraphInputs, O> Clone for GraphDef<I, O> {
             name: self.name.clone(),
             input_names: self.input_names.clone(),
             tags: self.tags.clone(),
-            resource_requirements: self.resource_requirements.clone(),
             retry_policy: self.retry_policy,
             body: Arc::clone(&self.body),
         }
@@ -184,8 +182,7 @@ impl<I: GraphInputs, O> GraphDef<I, O> {
         Self {
             name: name.into(),
             input_names: inputs.as_ref().to_vec(),
-            tags: BTreeMap::new(),
-            resource_requirements: BTreeMap::new(),
+            tags: Tags::default(),
             retry_policy: None,
             body: Arc::new(body),
         }
@@ -198,21 +195,13 @@ impl<I: GraphInputs, O> GraphDef<I, O> {
 
     /// Tags its ops (an op's own tag of the same key wins).
     pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        let (key, value) = (key.into(), value.into());
-        match crate::op::parse_resource_requirements(&value) {
-            Ok(amounts) if key == crate::op::RESOURCES_TAG => {
-                self.resource_requirements.extend(amounts);
-            }
-            _ => {
-                self.tags.insert(key, value);
-            }
-        }
+        self.tags.insert(key.into(), value.into());
         self
     }
 
     /// Has its ops require `amount` of cluster resource `name` (an op's own amount wins).
     pub fn resource(mut self, name: impl Into<String>, amount: f64) -> Self {
-        self.resource_requirements.insert(name.into(), amount);
+        self.tags.resource_requirements.insert(name.into(), amount);
         self
     }
 

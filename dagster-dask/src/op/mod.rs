@@ -463,14 +463,9 @@ impl<I, O> OpDef<I, O> {
     /// resource requirements instead; a value of it that does not parse stays a tag, and
     /// [`JobBuilder::build`](crate::graph::JobBuilder::build) refuses it.
     pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        let (key, value) = (key.into(), value.into());
-        let tags = &mut Arc::make_mut(&mut self.spec).tags;
-        match parse_resource_requirements(&value) {
-            Ok(amounts) if key == RESOURCES_TAG => tags.resource_requirements.extend(amounts),
-            _ => {
-                tags.values.insert(key, value);
-            }
-        }
+        Arc::make_mut(&mut self.spec)
+            .tags
+            .insert(key.into(), value.into());
         self
     }
 

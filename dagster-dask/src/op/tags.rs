@@ -45,6 +45,45 @@ pub struct Tags {
 }
 
 impl Tags {
+    /// Adds tag `key`: Dagster's [`RESOURCES_TAG`] with a value that parses sets resource
+    /// requirements; anything else (a resources tag that does not parse included, which
+    /// building the job refuses) is kept as a tag.
+    pub(crate) fn insert(&mut self, key: String, value: String) {
+        match parse_resource_requirements(&value) {
+            Ok(amounts) if key == RESOURCES_TAG => self.resource_requirements.extend(amounts),
+            _ => {
+                self.values.insert(key, value);
+            }
+        }
+    }
+
+    /// `other`'s tags and amounts over these: a nested graph's over its outer graph's.
+    pub(crate) fn overlay(&mut self, other: &Tags) {
+        self.values.extend(other.values.clone());
+        self.resource_requirements
+            .extend(other.resource_requirements.clone());
+    }
+
+    /// Adds the tags and amounts of `outer` that these lack: an op's own win over its
+    /// graph's.
+    pub(crate) fn inherit(&mut self, outer: &Tags) {
+        for (k, v) in &outer.values {
+            self.values.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for (k, v) in &outer.resource_requirements {
+            self.resource_requirements.entry(k.clone()).or_insert(*v);
+        }
+    }
+
+    /// Whether [`inherit`](Self::inherit) would add anything.
+    pub(crate) fn lacks_any_of(&self, outer: &Tags) -> bool {
+        outer.values.keys().any(|k| !self.values.contains_key(k))
+            || outer
+                .resource_requirements
+                .keys()
+                .any(|k| !self.resource_requirements.contains_key(k))
+    }
+
     /// The op's `dagster/max_runtime`, when it has a valid one.
     pub fn max_runtime(&self) -> Option<Duration> {
         parse_max_runtime(self.values.get(MAX_RUNTIME_TAG)?).ok()
