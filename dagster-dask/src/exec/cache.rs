@@ -80,8 +80,8 @@ pub(crate) fn data_version(bytes: &[u8]) -> Vec<u8> {
 
 /// A reader that hashes what goes through it: an input's data version, as it is decoded.
 pub(crate) struct Hashing<'a> {
-    pub(crate) inner: &'a mut dyn std::io::Read,
-    pub(crate) hasher: Sha256,
+    inner: &'a mut dyn std::io::Read,
+    hasher: Sha256,
 }
 
 impl std::io::Read for Hashing<'_> {
@@ -92,7 +92,15 @@ impl std::io::Read for Hashing<'_> {
     }
 }
 
-impl Hashing<'_> {
+impl<'a> Hashing<'a> {
+    /// Hashes what is read from `inner`.
+    pub(crate) fn new(inner: &'a mut dyn std::io::Read) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
     /// The version of everything read.
     pub(crate) fn version(self) -> Vec<u8> {
         self.hasher.finalize().to_vec()

@@ -213,13 +213,13 @@ impl<'j> Run<'j> {
             }
             .into());
         }
-        // (nothing left to run: an empty plan, which ends at once)
-        let mut step_args = vec!["--select".to_owned(), expr];
-        if job.plan().steps.is_empty() {
-            step_args.clear();
-        }
-        if let Some(parent) = parent {
-            step_args.extend(["--from".to_owned(), parent]);
+        // (`--from` goes with `--select`; nothing left to run starts no step process)
+        let mut step_args = Vec::new();
+        if !job.plan().steps.is_empty() {
+            step_args.extend(["--select".to_owned(), expr]);
+            if let Some(parent) = parent {
+                step_args.extend(["--from".to_owned(), parent]);
+            }
         }
         Ok(Some(Part { job, step_args }))
     }

@@ -96,16 +96,12 @@ fn run_attempt(
     let mut values = Vec::with_capacity(step.inputs.len());
     for (input, plan_input) in step.inputs.iter().zip(&plan_step.inputs) {
         if let Some(read) = input.from_config {
-            values.push(input_from_config(env, key, &plan_input.name, read)?);
+            let (value, given) = input_from_config(env, key, &plan_input.name, read)?;
             if let Some(cache_key) = &mut cache_key {
-                let given = env
-                    .config
-                    .inputs
-                    .get(key)
-                    .and_then(|i| i.get(&plan_input.name));
-                let text = given.map(ToString::to_string).unwrap_or_default();
+                let text = given.to_string();
                 cache_key.input(&plan_input.name, &cache::data_version(text.as_bytes()));
             }
+            values.push(value);
             continue;
         }
         let mut decoded = Vec::with_capacity(plan_input.sources.len());
@@ -137,10 +133,7 @@ fn run_attempt(
                 if !hashing {
                     return (input.decode)(r);
                 }
-                let mut reader = cache::Hashing {
-                    inner: r,
-                    hasher: sha2::Digest::new(),
-                };
+                let mut reader = cache::Hashing::new(r);
                 let value = (input.decode)(&mut reader);
                 version = Some(reader.version());
                 value
@@ -284,34 +277,20 @@ fn reuse(env: &StepEnv<'_>, index: usize, entry: &cache::Entry) -> Option<Vec<us
         }
     }
     for (declared, size, location) in stored {
-        env.emit(
-            key,
-            EventKind::StepOutput {
-                output: declared.name.clone(),
-                type_name: declared.type_name.clone(),
-                bytes: size,
-                cached_from: Some(entry.run_id.clone()),
-            },
-        );
-        env.emit(
-            key,
-            EventKind::HandledOutput {
-                output: declared.name.clone(),
-                location,
-            },
-        );
+        emit_output(env, key, declared, size, location, Some(&entry.run_id));
     }
     Some(entry.not_produced.clone())
 }
 
 /// The value of input `input` of step `key` that run config gives (checked before the run;
-/// checked again here, since a step process reads the config on its own).
-fn input_from_config(
-    env: &StepEnv<'_>,
+/// checked again here, since a step process reads the config on its own), and the JSON it
+/// was read from.
+fn input_from_config<'e>(
+    env: &StepEnv<'e>,
     key: &str,
     input: &str,
     read: crate::graph::FromJsonFn,
-) -> Result<AnyValue, ErrorInfo> {
+) -> Result<(AnyValue, &'e serde_json::Value), ErrorInfo> {
     let location = format!("{}.inputs.{input}", crate::config::step_path(key));
     let err = |message: String| {
         ErrorInfo::new(
@@ -336,7 +315,7 @@ fn input_from_config(
             location,
         },
     );
-    Ok(value)
+    Ok((value, given))
 }
 
 /// Stores each output the op produced, with its events, and the mark of each optional
@@ -364,24 +343,38 @@ fn store_outputs(env: &StepEnv<'_>, index: usize, outputs: Split) -> Result<Vec<
             .store_encoded(out_key, &mut |w| produced.encode_into(w))
             .map_err(|e| ErrorInfo::from_error(ErrorKind::Output, &e))?;
         drop(produced);
-        env.emit(
-            key,
-            EventKind::StepOutput {
-                output: declared.name.clone(),
-                type_name: declared.type_name.clone(),
-                bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
-                cached_from: None,
-            },
-        );
-        env.emit(
-            key,
-            EventKind::HandledOutput {
-                output: declared.name.clone(),
-                location,
-            },
-        );
+        let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        emit_output(env, key, declared, bytes, location, None);
     }
     Ok(not_produced)
+}
+
+/// The events of one stored output of step `key`: `STEP_OUTPUT` (saying which run it is
+/// cached from, when it is) and `HANDLED_OUTPUT`.
+fn emit_output(
+    env: &StepEnv<'_>,
+    key: &str,
+    declared: &crate::plan::PlanOutput,
+    bytes: usize,
+    location: String,
+    cached_from: Option<&str>,
+) {
+    env.emit(
+        key,
+        EventKind::StepOutput {
+            output: declared.name.clone(),
+            type_name: declared.type_name.clone(),
+            bytes,
+            cached_from: cached_from.map(str::to_owned),
+        },
+    );
+    env.emit(
+        key,
+        EventKind::HandledOutput {
+            output: declared.name.clone(),
+            location,
+        },
+    );
 }
 
 /// Calls the op, a panic caught as its error.
