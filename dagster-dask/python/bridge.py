@@ -11,6 +11,8 @@ stdout (the protocol) and log on stderr. Commands:
    "steps": [{"step": S, "deps": [S...], "resources": {...}, "max_runtime": S,
               "gated": true|absent}]}                              (topological order)
   {"op": "retry", "step": S, "attempt": N}
+  {"op": "add", "steps": [...]}          (steps made while the run goes, one per mapping key
+                                          of a dynamic output: gated, like submit's)
   {"op": "release", "step": S}           (a gated step: it reads an optional output, so
                                           the driver says when it runs, if it runs)
   {"op": "cancel"}
@@ -901,6 +903,22 @@ class Bridge:
         emit({"type": "done", "step": step, "attempt": attempt, "status": "failed",
               "message": f"{name}: {exc}"})
 
+    def add(self, cmd):
+        """Steps the driver made while the run goes (one per mapping key of a dynamic
+        output): known from now on, each submitted when the driver releases it."""
+        with self.wake:
+            for s in cmd["steps"]:
+                step = s["step"]
+                if step in self.steps:
+                    continue
+                self.steps[step] = s
+                self.index[step] = len(self.index)
+                self.attempt[step] = 1
+                self.generation[step] = 0
+                self.missing[step] = len({d for d in s["deps"] if d not in self.succeeded})
+                for d in set(s["deps"]):
+                    self.dependents.setdefault(d, []).append(step)
+
     def retry(self, cmd):
         step = cmd["step"]
         with self.wake:
@@ -1039,6 +1057,8 @@ def main():
                     bridge.retry(cmd)
                 elif op == "release":
                     bridge.release(cmd)
+                elif op == "add":
+                    bridge.add(cmd)
                 elif op == "cancel":
                     bridge.cancel()
                 elif op == "close":

@@ -52,6 +52,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod docs;
+pub mod dynamic;
 pub mod error;
 pub mod events;
 pub mod exec;

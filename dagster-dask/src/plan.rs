@@ -83,6 +83,10 @@ pub struct PlanStep {
     /// The Rust type of the op's config, if it takes config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_type: Option<String>,
+    /// The dynamic output it is mapped over, when it is: a template, made into one step
+    /// `key[mapping_key]` per mapping key at run time (see [`crate::dynamic`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapped: Option<PlanSource>,
 }
 
 /// One input of a step.
@@ -102,6 +106,12 @@ pub struct PlanInput {
     /// sources.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub from_config: bool,
+    /// How it reads its source where the plan has a dynamic part.
+    #[serde(default, skip_serializing_if = "Fan::is_one")]
+    pub fan: Fan,
+    /// For [`Fan::Each`] and [`Fan::All`]: the dynamic output whose mapping keys it follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PlanSource>,
 }
 
 /// One upstream output feeding an input.
@@ -145,6 +155,28 @@ pub struct PlanOutput {
     /// Whether the op may end without producing it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub optional: bool,
+    /// Whether it is a dynamic output: items under mapping keys, of type `type_name`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dynamic: bool,
+}
+
+/// How a step reads its input's source, where the plan has a dynamic part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fan {
+    /// One stored value (or a fan-in list of them).
+    #[default]
+    One,
+    /// The value of the reading step's own mapping key (the step is mapped over the source).
+    Each,
+    /// The values of every mapping key, in emission order (a collect).
+    All,
+}
+
+impl Fan {
+    fn is_one(&self) -> bool {
+        *self == Fan::One
+    }
 }
 
 /// Why a plan read from JSON is not a plan.
@@ -229,10 +261,15 @@ impl Plan {
     /// optional output, or an output of a step that may itself be skipped so. Such a step is
     /// *gated*: whether it runs is decided when its upstream steps have ended, from what they
     /// produced (a fan-in list runs with the items produced, and is skipped when none was).
+    ///
+    /// A step that collects a dynamic part is gated too (what it reads is known once the
+    /// dynamic output is stored, and an empty one skips it), and so is every mapped step.
     pub fn gated(&self) -> Vec<bool> {
         let mut gated = vec![false; self.steps.len()];
         for (i, step) in self.steps.iter().enumerate() {
-            gated[i] = step
+            gated[i] = step.mapped.is_some()
+                || step.inputs.iter().any(|input| input.fan == Fan::All)
+                || step
                 .inputs
                 .iter()
                 .flat_map(|input| &input.sources)

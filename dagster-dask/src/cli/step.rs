@@ -11,7 +11,7 @@ use crate::error::{ErrorInfo, ErrorKind};
 use crate::events::{Event, EventSink};
 use crate::exec::dask::protocol::StepMessage;
 use crate::exec::state::AttemptEnd;
-use crate::exec::step::{StepEnv, execute_step};
+use crate::exec::step::{StepEnv, StepTarget, execute_step};
 use crate::graph::Job;
 use crate::run::RunId;
 use crate::storage::open_io_manager;
@@ -146,9 +146,10 @@ impl StepProcess {
     /// Runs attempt `attempt` of step `key`, sends how it ended as the last message, and
     /// returns it; a step or attempt that cannot be is an error message.
     pub(super) fn run(&self, job: &Job, key: &str, attempt: u32) -> Result<AttemptEnd, String> {
-        let Some(index) = job.plan().index_of(key) else {
+        let Some(target) = StepTarget::find(job.plan(), key) else {
             return Err(format!(
-                "job `{}` has no step `{key}` (steps: {})",
+                "job `{}` has no step `{key}` (steps: {}; a mapped step runs as \
+                 `step[mapping_key]`)",
                 job.name(),
                 job.plan().step_keys_to_show()
             ));
@@ -168,7 +169,7 @@ impl StepProcess {
         };
         // (no deadline here: the task wrapper on the worker enforces `max_runtime` by killing
         // this process, so the op needs no thread of its own)
-        let end = execute_step(&env, index, attempt, None).unwrap_or_else(|| {
+        let end = execute_step(&env, target, attempt, None).unwrap_or_else(|| {
             AttemptEnd::Failure(ErrorInfo::new(
                 ErrorKind::Timeout,
                 "the step passed its deadline",

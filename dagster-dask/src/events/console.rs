@@ -37,9 +37,13 @@ impl Event {
                 type_name,
                 bytes,
                 cached_from,
+                mapping_keys,
             } => format!(
-                "{output}: {} ({bytes} bytes){}",
+                "{output}: {} ({bytes} bytes{}){}",
                 crate::types::short_type_name(type_name),
+                mapping_keys
+                    .map(|n| format!(", {n} mapping keys"))
+                    .unwrap_or_default(),
                 cached_from
                     .as_deref()
                     .map(|r| format!(", cached from run {r}"))

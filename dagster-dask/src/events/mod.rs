@@ -95,6 +95,9 @@ pub enum EventKind {
         /// has a code version, and its config and inputs were seen before).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cached_from: Option<String>,
+        /// For a dynamic output: how many mapping keys it has (each item is stored on its own).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mapping_keys: Option<usize>,
     },
     /// The IO manager stored a step's output.
     HandledOutput {

@@ -12,6 +12,10 @@ pub trait EventSink: Send + Sync {
     /// Records one event. Sinks do not fail: a sink that cannot write reports it once on
     /// stderr and keeps the run going, since losing a log line must not fail a pipeline.
     fn emit(&self, event: Event);
+
+    /// The run made `count` more steps while it went (one per mapping key of a dynamic
+    /// output): a sink that counts steps counts them too.
+    fn steps_made(&self, _count: usize) {}
 }
 
 /// Writes each event as one JSON line on stdout.
@@ -41,8 +45,9 @@ pub struct RunLog {
     inner: Mutex<RunLogInner>,
     path: Option<PathBuf>,
     console: bool,
-    /// The number of steps, when the console shows progress.
-    steps: Option<usize>,
+    /// The number of steps, when the console shows progress (steps made while the run goes
+    /// are added).
+    steps: Option<std::sync::atomic::AtomicUsize>,
     /// The run's summary (and an object store's event log) on the run's storage.
     stored: std::sync::OnceLock<StoredLog>,
 }
@@ -94,7 +99,7 @@ impl RunLog {
     /// Shows progress on the console: each line that ends a step says how many of `steps`
     /// have ended, so a long run shows how far it is.
     pub fn with_progress(mut self, steps: usize) -> Self {
-        self.steps = Some(steps);
+        self.steps = Some(std::sync::atomic::AtomicUsize::new(steps));
         self
     }
 
@@ -160,6 +165,12 @@ impl RunLog {
 }
 
 impl EventSink for RunLog {
+    fn steps_made(&self, count: usize) {
+        if let Some(total) = &self.steps {
+            total.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     fn emit(&self, event: Event) {
         let mut inner = self.lock();
         let step_ended = matches!(
@@ -174,8 +185,9 @@ impl EventSink for RunLog {
         if self.console {
             // A closed stderr (`| head`) must not stop the run: errors are dropped.
             let mut err = std::io::stderr().lock();
-            let _ = match self.steps {
+            let _ = match &self.steps {
                 Some(total) if step_ended => {
+                    let total = total.load(std::sync::atomic::Ordering::Relaxed);
                     writeln!(err, "{} [{}/{total}]", event.display_line(), inner.ended)
                 }
                 _ => writeln!(err, "{}", event.display_line()),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::state::{Next, SharedState};
-use super::step::execute_step;
+use super::step::{StepTarget, execute_step};
 use super::{Executor, RunContext, RunError};
 
 /// Runs a plan in this process.
@@ -88,8 +88,10 @@ fn work(run: &RunContext<'_>, shared: &SharedState) {
         match state.next(Instant::now()) {
             Next::Run(index, attempt) => {
                 let deadline = state.deadline(index);
+                let (plan, key) = (state.plan_index(index), state.key(index).to_owned());
                 drop(state);
-                let end = execute_step(&env, index, attempt, deadline);
+                let target = StepTarget { plan, key: &key };
+                let end = execute_step(&env, target, attempt, deadline);
                 state = shared.lock();
                 // (the attempt `next` handed out: always the current one)
                 let _ = match end {

@@ -303,7 +303,9 @@ impl<'j> Run<'j> {
             None => RunLog::in_memory(self.console),
         };
         let plan = job.plan();
-        let log = Arc::new(log.with_progress(plan.steps.len()));
+        // (a mapped step of the plan counts once its steps are made)
+        let fixed_steps = plan.steps.iter().filter(|s| s.mapped.is_none()).count();
+        let log = Arc::new(log.with_progress(fixed_steps));
         let sink: Arc<dyn EventSink> = Arc::clone(&log) as Arc<dyn EventSink>;
         let interrupts = Arc::new(InterruptHook::default());
         let run = RunContext {
@@ -378,7 +380,7 @@ impl<'j> Run<'j> {
             EventKind::RunStart {
                 job: plan.job.clone(),
                 executor: executor.name(),
-                steps: plan.steps.len(),
+                steps: fixed_steps,
                 parent_run_id: self.parent.clone(),
             },
         ));
@@ -386,22 +388,22 @@ impl<'j> Run<'j> {
         let mut state = state.lock();
         let status = state.finish(started.elapsed(), engine_error.as_deref());
         let stored_log = log.close();
+        let outcomes = state.outcomes();
         Ok(RunResult {
             status,
-            steps: plan
-                .steps
+            outputs: outcomes
                 .iter()
-                .map(|s| s.key.clone())
-                .zip(state.statuses())
-                .collect(),
-            outputs: plan
-                .steps
-                .iter()
-                .map(|s| {
-                    let names = s.outputs.iter().map(|o| o.name.clone()).collect();
-                    (s.key.clone(), names)
+                .map(|(key, _)| {
+                    // (a step made for a mapping key has its template's outputs)
+                    let template = crate::dynamic::split_instance(key).map_or(key.as_str(), |(t, _)| t);
+                    let names = plan
+                        .step(template)
+                        .map(|s| s.outputs.iter().map(|o| o.name.clone()).collect())
+                        .unwrap_or_default();
+                    (key.clone(), names)
                 })
                 .collect(),
+            steps: outcomes.into_iter().collect(),
             events: log.take_events(),
             output_lines_in_file_only: log.output_lines_in_file_only(),
             event_log: log.path().map(Path::to_owned),

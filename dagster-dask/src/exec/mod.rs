@@ -14,6 +14,7 @@
 mod cache;
 pub(crate) mod dask;
 mod embedded;
+mod expansion;
 pub(crate) mod interrupt;
 mod launch;
 pub(crate) mod state;

@@ -6,14 +6,19 @@
 //! failure, the skips downstream of a failure or of an output that was not produced, cancel,
 //! and the run's own end. An executor only decides where and when a step runs.
 //!
-//! Steps are addressed by index. Steps may be added while the run goes ([`RunState::add_step`]),
-//! so that a step that produces work at run time can create the steps that consume it.
+//! Steps are addressed by index: the plan's steps first, at their plan index, then the steps
+//! made while the run goes. A mapped step of the plan is a template that never runs: when
+//! the dynamic output it is mapped over has been stored, the state makes one step per mapping
+//! key from it (see `expansion`), and the steps that collect them wait for all of those.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
+use super::expansion::{Expansions, Upstream};
 use crate::error::{ErrorInfo, ErrorKind};
 use crate::events::{Event, EventKind, EventSink};
 use crate::op::RetryPolicy;
@@ -31,6 +36,9 @@ pub(crate) enum AttemptEnd {
         /// The optional outputs it did not produce, by position.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         not_produced: Vec<usize>,
+        /// The mapping keys of each dynamic output (by position), in order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mapping_keys: Vec<(usize, Vec<String>)>,
     },
     /// It failed; the state decides whether to try again.
     Failure(ErrorInfo),
@@ -94,6 +102,13 @@ pub(crate) enum Next {
 #[derive(Debug)]
 struct StepState {
     key: String,
+    /// The plan step it runs: itself, or the template it was made from.
+    plan: usize,
+    /// A template: a mapped step of the plan, which never runs (steps are made from it).
+    template: bool,
+    /// Made from a template: the executor of a cluster submits it when told (like a gated
+    /// step), since the cluster did not know it when the run started.
+    made: bool,
     policy: RetryPolicy,
     upstream: Vec<usize>,
     downstream: Vec<usize>,
@@ -141,6 +156,12 @@ pub(crate) struct RunState {
     /// Stores the mark of "not produced" for the outputs (names) of a skipped step (key), so
     /// that a fan-in reading them, in any process, tells them from missing ones.
     mark_not_produced: Option<MarkFn>,
+    /// The dynamic parts of the plan, and the steps made for them.
+    expansions: Expansions,
+    /// Steps made while the run goes, not yet taken with [`take_made`](Self::take_made).
+    made: Vec<usize>,
+    /// Every step's index by key.
+    by_key: HashMap<String, usize>,
     rng: fastrand::Rng,
 }
 
@@ -170,19 +191,205 @@ impl RunState {
             timed_out: false,
             released: Vec::new(),
             mark_not_produced: None,
+            expansions: Expansions::new(plan),
+            made: Vec::new(),
+            by_key: HashMap::with_capacity(plan.steps.len()),
             rng: fastrand::Rng::new(),
         };
-        for (step, upstream) in plan.steps.iter().zip(plan.upstream()) {
-            state.add_step(
+        for (i, (step, upstream)) in plan.steps.iter().zip(plan.upstream()).enumerate() {
+            if step.mapped.is_some() {
+                state.push_template(step.key.clone());
+                continue;
+            }
+            // A step that collects a dynamic part waits for its producer (the templates in
+            // between never run), and is held until the part's steps are made.
+            let mut upstream: Vec<usize> = upstream
+                .iter()
+                .filter_map(|&u| match &plan.steps[u].mapped {
+                    None => Some(u),
+                    Some(root) if root.run.is_none() => plan.index_of(&root.step),
+                    Some(_) => None,
+                })
+                .collect();
+            upstream.sort_unstable();
+            upstream.dedup();
+            let held = state.expansions.collected_by(i);
+            state.push_step(
                 step.key.clone(),
+                i,
                 step.retry_policy,
                 step.tags.max_runtime(),
-                upstream.clone(),
+                upstream,
+                held,
             );
         }
         state.gate(plan);
         state
     }
+
+    /// The dynamic outputs another run stored (a selection's parent), whose mapping keys
+    /// the executor reads and hands to [`expand_external`](Self::expand_external) before
+    /// the run starts.
+    pub(crate) fn external_parts(&self) -> Vec<(usize, crate::plan::PlanSource)> {
+        self.expansions
+            .external()
+            .map(|(i, root)| (i, root.clone()))
+            .collect()
+    }
+
+    /// Makes the steps of external part `part` (see [`external_parts`](Self::external_parts))
+    /// for `keys`.
+    pub(crate) fn expand_external(&mut self, part: usize, keys: Vec<String>) {
+        self.expand(part, None, keys);
+    }
+
+    /// Makes one step per mapping key from each template of part `part`, after `producer`
+    /// (the state index of the step that stored the keys), and releases the steps that
+    /// collect the part: they now wait for the steps made, or are skipped when there are
+    /// none (an empty dynamic output).
+    fn expand(&mut self, part: usize, producer: Option<usize>, keys: Vec<String>) {
+        let templates: Vec<(usize, Vec<Upstream>)> = self.expansions.parts[part]
+            .templates
+            .iter()
+            .map(|t| (t.plan, t.upstream.clone()))
+            .collect();
+        for (t, (template, upstream)) in templates.into_iter().enumerate() {
+            let (policy, max_runtime, base) = {
+                let s = &self.steps[template];
+                (s.policy, s.max_runtime, s.key.clone())
+            };
+            let mut made = Vec::with_capacity(keys.len());
+            for (p, key) in keys.iter().enumerate() {
+                let upstream = upstream
+                    .iter()
+                    .filter_map(|up| match *up {
+                        Upstream::Producer => producer,
+                        Upstream::Step(u) => Some(u),
+                        Upstream::Template(q) => {
+                            Some(self.expansions.parts[part].templates[q].made[p])
+                        }
+                    })
+                    .collect();
+                let i = self.push_step(
+                    crate::dynamic::instance_key(&base, key),
+                    template,
+                    policy,
+                    max_runtime,
+                    upstream,
+                    0,
+                );
+                made.push(i);
+            }
+            self.made.extend(&made);
+            self.sink.steps_made(made.len());
+            self.expansions.parts[part].templates[t].made = made;
+        }
+        let collectors = self.expansions.parts[part].collectors.clone();
+        let root = self.expansions.parts[part].root.to_string();
+        self.expansions.parts[part].keys = Some(keys);
+        for (c, reads) in collectors {
+            let made: Vec<usize> = reads
+                .iter()
+                .flat_map(|&t| self.expansions.parts[part].templates[t].made.clone())
+                .collect();
+            if self.expansions.parts[part].keys.as_ref().is_some_and(Vec::is_empty) {
+                self.steps[c].remaining -= 1;
+                self.skip(
+                    c,
+                    SkipReason::NotProduced {
+                        outputs: vec![format!("{root} (no mapping keys)")],
+                        skipped: Vec::new(),
+                    },
+                );
+                continue;
+            }
+            for &u in &made {
+                self.steps[u].downstream.push(c);
+                self.steps[c].upstream.push(u);
+                self.steps[c].remaining += 1;
+            }
+            self.steps[c].remaining -= 1;
+            if self.steps[c].remaining == 0 && self.steps[c].phase == Phase::Waiting {
+                match self.unproduced_input(c) {
+                    Some(reason) => self.skip(c, reason),
+                    None => self.make_ready(c),
+                }
+            }
+        }
+    }
+
+    /// The steps made while the run went since the last call, for executors that tell a
+    /// cluster about them.
+    pub(crate) fn take_made(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.made)
+    }
+
+    /// How many steps there are (made ones included).
+    pub(crate) fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// The key of step `i`.
+    pub(crate) fn key(&self, i: usize) -> &str {
+        &self.steps[i].key
+    }
+
+    /// The index of the step with key `key`.
+    pub(crate) fn index_of(&self, key: &str) -> Option<usize> {
+        self.by_key.get(key).copied()
+    }
+
+    /// Whether step `i` is a template (see the module): it never runs.
+    pub(crate) fn is_template(&self, i: usize) -> bool {
+        self.steps[i].template
+    }
+
+    /// Whether step `i` was made while the run went.
+    pub(crate) fn is_made(&self, i: usize) -> bool {
+        self.steps[i].made
+    }
+
+    /// The plan step that step `i` runs (for a step made from a template: the template).
+    pub(crate) fn plan_index(&self, i: usize) -> usize {
+        self.steps[i].plan
+    }
+
+    /// The upstream steps of step `i`, by index.
+    pub(crate) fn upstream_of(&self, i: usize) -> &[usize] {
+        &self.steps[i].upstream
+    }
+
+    /// Each step's key and status, templates left out: how the run's steps went.
+    pub(crate) fn outcomes(&self) -> Vec<(String, StepStatus)> {
+        self.steps
+            .iter()
+            .filter(|s| !s.template)
+            .map(|s| (s.key.clone(), s.status))
+            .collect()
+    }
+
+    /// Checks the mapping keys a successful attempt of step `i` reports: one list per
+    /// dynamic output of its op, each valid. The keys come from a step process.
+    fn check_mapping_keys(
+        &self,
+        i: usize,
+        mapping_keys: &[(usize, Vec<String>)],
+    ) -> Result<(), String> {
+        let dynamic = self.expansions.dynamic_outputs(self.steps[i].plan);
+        if let Some((k, _)) = mapping_keys.iter().find(|(k, _)| !dynamic.contains(k)) {
+            return Err(format!("output #{k} is not a dynamic output of the step"));
+        }
+        for k in dynamic {
+            let Some((_, keys)) = mapping_keys.iter().find(|(o, _)| *o == k) else {
+                return Err(format!(
+                    "it did not report the mapping keys of dynamic output #{k}"
+                ));
+            };
+            crate::dynamic::check_keys(keys.iter().map(String::as_str))?;
+        }
+        Ok(())
+    }
+
 
     /// Notes the gated steps' inputs, and the names of the outputs they read.
     fn gate(&mut self, plan: &Plan) {
@@ -276,21 +483,36 @@ impl RunState {
         self.run_deadline = limit.map(|d| (Instant::now() + d, d));
     }
 
-    /// Adds a step that runs after `upstream` (indices of steps already added), each attempt
-    /// within `max_runtime`; returns its index. An upstream step that already failed or was
-    /// skipped skips it at once.
-    pub(crate) fn add_step(
+    /// A template (see the module): ended from the start, it never runs.
+    fn push_template(&mut self, key: String) {
+        let index = self.steps.len();
+        self.push_step(key, index, RetryPolicy::default(), None, Vec::new(), 1);
+        let step = &mut self.steps[index];
+        step.template = true;
+        step.phase = Phase::Ended;
+        self.ended += 1;
+    }
+
+    /// Adds a step that runs plan step `plan` after `upstream` (indices of steps already
+    /// added) and `held` releases (see [`expand`](Self::expand)), each attempt within
+    /// `max_runtime`; returns its index. An upstream step that already failed or was skipped
+    /// skips it at once.
+    fn push_step(
         &mut self,
         key: String,
+        plan: usize,
         policy: RetryPolicy,
         max_runtime: Option<Duration>,
         upstream: Vec<usize>,
+        held: usize,
     ) -> usize {
         let index = self.steps.len();
-        let remaining = upstream
-            .iter()
-            .filter(|&&u| self.steps[u].status != StepStatus::Succeeded)
-            .count();
+        let made = index != plan;
+        let remaining = held
+            + upstream
+                .iter()
+                .filter(|&&u| self.steps[u].status != StepStatus::Succeeded)
+                .count();
         let doomed: Vec<usize> = upstream
             .iter()
             .copied()
@@ -304,8 +526,12 @@ impl RunState {
         for &u in &upstream {
             self.steps[u].downstream.push(index);
         }
+        self.by_key.insert(key.clone(), index);
         self.steps.push(StepState {
             key,
+            plan,
+            template: false,
+            made,
             policy,
             upstream,
             downstream: Vec::new(),
@@ -332,7 +558,8 @@ impl RunState {
     fn make_ready(&mut self, i: usize) {
         self.steps[i].phase = Phase::Ready;
         self.ready.push(Reverse(i));
-        if self.steps[i].gated.is_some() && self.steps[i].attempt == 1 {
+        let step = &self.steps[i];
+        if (step.gated.is_some() || step.made) && step.attempt == 1 {
             self.released.push(i);
         }
     }
@@ -385,7 +612,7 @@ impl RunState {
     pub(crate) fn keys_with(&self, wanted: StepStatus) -> Vec<String> {
         self.steps
             .iter()
-            .filter(|s| s.status == wanted)
+            .filter(|s| s.status == wanted && !s.template)
             .map(|s| s.key.clone())
             .collect()
     }
@@ -625,8 +852,30 @@ impl RunState {
             AttemptEnd::Success {
                 duration_ms,
                 not_produced,
+                mapping_keys,
             } => {
+                if let Err(problem) = self.check_mapping_keys(i, &mapping_keys) {
+                    let message = format!(
+                        "step `{}` stored its outputs, but its mapping keys cannot be used: \
+                         {problem}",
+                        self.steps[i].key
+                    );
+                    // (deterministic: the same op returns the same keys)
+                    let error = ErrorInfo::new(ErrorKind::Output, message);
+                    self.emit(Some(i), EventKind::StepFailure { attempt, error });
+                    self.end(i, StepStatus::Failed);
+                    self.skip_downstream(i);
+                    return Ok(());
+                }
                 self.emit(Some(i), EventKind::StepSuccess { duration_ms });
+                // (before it ends: the steps made count it as an upstream step not yet
+                // succeeded, as its other downstream steps do)
+                let plan = self.steps[i].plan;
+                for (k, keys) in mapping_keys {
+                    if let Some(part) = self.expansions.produced_by(plan, k) {
+                        self.expand(part, Some(i), keys);
+                    }
+                }
                 self.end(i, StepStatus::Succeeded);
                 self.steps[i].not_produced = not_produced;
                 self.settle_downstream(i);
@@ -843,17 +1092,16 @@ impl RunState {
             let not_run = self
                 .steps
                 .iter()
-                .filter(|s| s.status == StepStatus::NotRun)
+                .filter(|s| s.status == StepStatus::NotRun && !s.template)
                 .count();
             let message = format!("{why}; {not_run} step(s) not run");
             self.emit(None, EventKind::RunCanceled { message });
             return RunStatus::Canceled;
         }
         // (a step is only skipped without a failure when an output it reads was not produced)
-        let none_failed = self
-            .steps
-            .iter()
-            .all(|s| matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped));
+        let none_failed = self.steps.iter().all(|s| {
+            s.template || matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped)
+        });
         if engine_error.is_none() && none_failed {
             self.emit(None, EventKind::RunSuccess { duration_ms });
             return RunStatus::Success;
@@ -954,6 +1202,7 @@ mod tests {
             AttemptEnd::Success {
                 duration_ms: 1.0,
                 not_produced: vec![],
+                mapping_keys: vec![],
             },
         )
         .unwrap();
@@ -987,7 +1236,7 @@ mod tests {
     fn steps_added_while_the_run_goes_wait_for_their_upstream() {
         let job = diamond();
         let (mut s, _log) = state(&job);
-        let added = s.add_step("late".to_owned(), RetryPolicy::default(), None, vec![0]);
+        let added = s.push_step("late".to_owned(), 0, RetryPolicy::default(), None, vec![0], 0);
         assert_eq!(s.next(Instant::now()), Next::Run(0, 1));
         assert_eq!(s.next(Instant::now()), Next::Wait(None));
         s.end_attempt(
@@ -996,6 +1245,7 @@ mod tests {
             AttemptEnd::Success {
                 duration_ms: 1.0,
                 not_produced: vec![],
+                mapping_keys: vec![],
             },
         )
         .unwrap();

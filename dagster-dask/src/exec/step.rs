@@ -18,6 +18,7 @@ use crate::events::{Event, EventKind, EventSink};
 use crate::graph::Job;
 use crate::io::{IoManager, OutputKey};
 use crate::op::{AnyValue, OpContext, OpSpec, Split};
+use crate::plan::Fan;
 
 /// What a step needs from its run.
 pub(crate) struct StepEnv<'a> {
@@ -39,19 +40,56 @@ impl StepEnv<'_> {
     }
 }
 
-/// Runs attempt `attempt` (from 1) of the step at plan index `index`: emits its start and
-/// what it loads and stores, and returns how it ended. The run's state decides what follows.
+/// Which step to run: a step of the plan, or one made from a template for a mapping key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StepTarget<'k> {
+    /// The plan step it runs (a template for a made step).
+    pub(crate) plan: usize,
+    /// Its key (`template[mapping_key]` for a made step).
+    pub(crate) key: &'k str,
+}
+
+impl<'k> StepTarget<'k> {
+    /// The step `key` names in `plan`: a step of the plan, or `template[mapping_key]` for a
+    /// mapped step of the plan and a valid mapping key.
+    pub(crate) fn find(plan: &crate::plan::Plan, key: &'k str) -> Option<Self> {
+        if let Some(index) = plan.index_of(key) {
+            return (plan.steps[index].mapped.is_none()).then_some(Self { plan: index, key });
+        }
+        let (template, mapping_key) = crate::dynamic::split_instance(key)?;
+        crate::dynamic::check_mapping_key(mapping_key).ok()?;
+        let index = plan.index_of(template)?;
+        plan.steps[index]
+            .mapped
+            .is_some()
+            .then_some(Self { plan: index, key })
+    }
+
+    /// Its mapping key, for a step made from a template.
+    fn mapping_key(&self) -> Option<&str> {
+        crate::dynamic::split_instance(self.key).map(|(_, k)| k)
+    }
+}
+
+/// What a successful attempt stored, beyond its events.
+struct Stored {
+    not_produced: Vec<usize>,
+    mapping_keys: Vec<(usize, Vec<String>)>,
+}
+
+/// Runs attempt `attempt` (from 1) of step `target`: emits its start and what it loads and
+/// stores, and returns how it ended. The run's state decides what follows.
 ///
 /// With a `deadline`, the op runs on a thread of its own, and `None` means the op had not
 /// returned by then: its thread is abandoned (a thread cannot be killed), and nothing it does
 /// later reaches the run (its events are dropped, its output never stored).
 pub(crate) fn execute_step(
     env: &StepEnv<'_>,
-    index: usize,
+    target: StepTarget<'_>,
     attempt: u32,
     deadline: Option<Instant>,
 ) -> Option<AttemptEnd> {
-    let key = env.job.plan().steps[index].key.as_str();
+    let key = target.key;
     env.emit(
         key,
         if attempt > 1 {
@@ -61,42 +99,46 @@ pub(crate) fn execute_step(
         },
     );
     let started = Instant::now();
-    match run_attempt(env, index, attempt, deadline) {
-        Ok(Some(not_produced)) => Some(AttemptEnd::Success {
+    match run_attempt(env, target, attempt, deadline) {
+        Ok(Some(stored)) => Some(AttemptEnd::Success {
             duration_ms: started.elapsed().as_secs_f64() * 1e3,
-            not_produced,
+            not_produced: stored.not_produced,
+            mapping_keys: stored.mapping_keys,
         }),
         Ok(None) => None,
         Err(error) => Some(AttemptEnd::Failure(error)),
     }
 }
 
-/// The optional outputs the op did not produce, by position; `Ok(None)`: the op passed the
-/// deadline.
+/// What the attempt stored; `Ok(None)`: the op passed the deadline.
 fn run_attempt(
     env: &StepEnv<'_>,
-    index: usize,
+    target: StepTarget<'_>,
     attempt: u32,
     deadline: Option<Instant>,
-) -> Result<Option<Vec<usize>>, ErrorInfo> {
+) -> Result<Option<Stored>, ErrorInfo> {
     let plan = env.job.plan();
-    let plan_step = &plan.steps[index];
-    let key = plan_step.key.as_str();
-    let step = env.job.step(index);
+    let plan_step = &plan.steps[target.plan];
+    // (a step made from a template: its config and inputs from config are the template's)
+    let config_key = plan_step.key.as_str();
+    let key = target.key;
+    let step = env.job.step(target.plan);
 
-    // The cache key is built from what the step reads, as it reads it.
-    let mut cache_key = match (&plan_step.code_version, env.cache) {
+    // The cache key is built from what the step reads, as it reads it. (A dynamic output is
+    // stored item by item: such an op is not cached.)
+    let dynamic = plan_step.outputs.iter().any(|o| o.dynamic);
+    let mut cache_key = match (&plan_step.code_version, env.cache && !dynamic) {
         (Some(version), true) => Some(KeyBuilder::new(
             &plan_step.op,
             version,
-            env.config.ops.get(key),
+            env.config.ops.get(config_key),
         )),
         _ => None,
     };
     let mut values = Vec::with_capacity(step.inputs.len());
     for (input, plan_input) in step.inputs.iter().zip(&plan_step.inputs) {
         if let Some(read) = input.from_config {
-            let (value, given) = input_from_config(env, key, &plan_input.name, read)?;
+            let (value, given) = input_from_config(env, config_key, &plan_input.name, read)?;
             if let Some(cache_key) = &mut cache_key {
                 let text = given.to_string();
                 cache_key.input(&plan_input.name, &cache::data_version(text.as_bytes()));
@@ -104,25 +146,21 @@ fn run_attempt(
             values.push(value);
             continue;
         }
-        let mut decoded = Vec::with_capacity(plan_input.sources.len());
-        for source in &plan_input.sources {
-            let upstream = source.step.as_str();
-            // (a step outside a selection: its output of the parent run)
-            let out_key = OutputKey {
-                run_id: source.run.as_deref().unwrap_or(env.run_id),
-                step: upstream,
-                output: &source.output,
-            };
+        let loads = input_sources(env, target, plan_input)?;
+        let mut decoded = Vec::with_capacity(loads.len());
+        for load in &loads {
+            let upstream = load.step.as_str();
+            let out_key = load.key();
             let input_err = |message: String| {
                 ErrorInfo::new(
                     ErrorKind::Input,
                     format!(
                         "cannot load input `{}` of step `{key}` from {}: {message}",
                         plan_input.name,
-                        if source.output == crate::op::RESULT {
+                        if load.output == crate::op::RESULT {
                             format!("step `{upstream}`")
                         } else {
-                            format!("output `{}` of step `{upstream}`", source.output)
+                            format!("output `{}` of step `{upstream}`", load.output)
                         }
                     ),
                 )
@@ -157,12 +195,28 @@ fn run_attempt(
                 Ok(Ok(value)) => value,
             };
             decoded.push(value);
+            if plan_input.fan != Fan::All {
+                env.emit(
+                    key,
+                    EventKind::LoadedInput {
+                        input: plan_input.name.clone(),
+                        upstream: load.shown(),
+                        location: env.io.location(out_key),
+                    },
+                );
+            }
+        }
+        if let (Fan::All, Some(source)) = (plan_input.fan, plan_input.sources.first()) {
+            // (one event for a collect, not one per mapping key)
             env.emit(
                 key,
                 EventKind::LoadedInput {
                     input: plan_input.name.clone(),
-                    upstream: source.to_string(),
-                    location: env.io.location(out_key),
+                    upstream: format!("{}[*] ({} of {} mapping keys)", source, decoded.len(), loads.len()),
+                    location: loads
+                        .first()
+                        .map(|l| env.io.location(l.key()))
+                        .unwrap_or_default(),
                 },
             );
         }
@@ -183,16 +237,20 @@ fn run_attempt(
 
     let cache_key = cache_key.map(KeyBuilder::finish);
     if let Some(entry) = cache_key.as_deref().and_then(|k| cache::lookup(env.io, k)) {
-        if let Some(not_produced) = reuse(env, index, &entry) {
-            return Ok(Some(not_produced));
+        if let Some(not_produced) = reuse(env, target, &entry) {
+            return Ok(Some(Stored {
+                not_produced,
+                mapping_keys: Vec::new(),
+            }));
         }
     }
 
     let mut ctx = OpContext {
         run_id: env.run_id.to_owned(),
         step_key: key.to_owned(),
+        mapping_key: target.mapping_key().map(str::to_owned),
         attempt,
-        config: env.config.ops.get(key).cloned(),
+        config: env.config.ops.get(config_key).cloned(),
         resources: Arc::clone(env.resources),
         sink: Arc::clone(env.sink),
     };
@@ -228,12 +286,12 @@ fn run_attempt(
         }
     };
 
-    let not_produced = store_outputs(env, index, output)?;
+    let stored = store_outputs(env, target, output)?;
     if let Some(cache_key) = cache_key {
         let entry = cache::Entry {
             run_id: env.run_id.to_owned(),
             step: key.to_owned(),
-            not_produced: not_produced.clone(),
+            not_produced: stored.not_produced.clone(),
         };
         if let Err(e) = cache::record(env.io, &cache_key, &entry) {
             env.emit(
@@ -245,14 +303,123 @@ fn run_attempt(
             );
         }
     }
-    Ok(Some(not_produced))
+    Ok(Some(stored))
+}
+
+/// One stored value an input reads.
+struct Load {
+    run: String,
+    step: String,
+    output: String,
+}
+
+impl Load {
+    fn key(&self) -> OutputKey<'_> {
+        OutputKey {
+            run_id: &self.run,
+            step: &self.step,
+            output: &self.output,
+        }
+    }
+
+    /// As events name it: `step`, `step.output`, `step.output[key]`.
+    fn shown(&self) -> String {
+        if self.output == crate::op::RESULT {
+            self.step.clone()
+        } else {
+            format!("{}.{}", self.step, self.output)
+        }
+    }
+}
+
+/// The stored values input `input` of step `target` reads, in order: its sources, with the
+/// dynamic part resolved (the value of the step's own mapping key, or one per key of the
+/// dynamic output for a collect, in emission order).
+fn input_sources(
+    env: &StepEnv<'_>,
+    target: StepTarget<'_>,
+    input: &crate::plan::PlanInput,
+) -> Result<Vec<Load>, ErrorInfo> {
+    let at = |source: &crate::plan::PlanSource, mapping_key: Option<&str>| {
+        let run = source.run.as_deref().unwrap_or(env.run_id).to_owned();
+        let is_root = input
+            .root
+            .as_ref()
+            .is_some_and(|r| r.step == source.step && r.output == source.output);
+        match mapping_key {
+            None => Load {
+                run,
+                step: source.step.clone(),
+                output: source.output.clone(),
+            },
+            // An item of the dynamic output itself, or the output of the step made for the key.
+            Some(k) if is_root => Load {
+                run,
+                step: source.step.clone(),
+                output: crate::dynamic::item_output(&source.output, k),
+            },
+            Some(k) => Load {
+                run,
+                step: crate::dynamic::instance_key(&source.step, k),
+                output: source.output.clone(),
+            },
+        }
+    };
+    match input.fan {
+        Fan::One => Ok(input.sources.iter().map(|s| at(s, None)).collect()),
+        Fan::Each => {
+            let k = target.mapping_key().ok_or_else(|| {
+                ErrorInfo::new(
+                    ErrorKind::Input,
+                    format!(
+                        "step `{}` is mapped over a dynamic output but has no mapping key: run                          it as `{}[<mapping key>]`",
+                        target.key, target.key
+                    ),
+                )
+            })?;
+            Ok(input.sources.iter().map(|s| at(s, Some(k))).collect())
+        }
+        Fan::All => {
+            let keys = mapping_keys(env, input)?;
+            Ok(input
+                .sources
+                .iter()
+                .flat_map(|s| keys.iter().map(|k| at(s, Some(k))))
+                .collect())
+        }
+    }
+}
+
+/// The mapping keys of the dynamic output a collecting input follows, as stored.
+fn mapping_keys(env: &StepEnv<'_>, input: &crate::plan::PlanInput) -> Result<Vec<String>, ErrorInfo> {
+    let err = |message: String| {
+        ErrorInfo::new(
+            ErrorKind::Input,
+            format!("cannot read the mapping keys that input `{}` collects: {message}", input.name),
+        )
+    };
+    let root = input
+        .root
+        .as_ref()
+        .ok_or_else(|| err("the plan names no dynamic output".to_owned()))?;
+    let output = crate::dynamic::keys_output(&root.output);
+    let key = OutputKey {
+        run_id: root.run.as_deref().unwrap_or(env.run_id),
+        step: &root.step,
+        output: &output,
+    };
+    let bytes = env
+        .io
+        .load(key)
+        .map_err(|e| err(format!("{e} (dynamic output `{root}`)")))?;
+    crate::dynamic::decode_keys(&bytes).map_err(|e| err(format!("{e} (at {})", env.io.location(key))))
 }
 
 /// Stores, as this step's outputs, those of the earlier step `entry` names: the step is
 /// cached. `None` when one of them cannot be read any more (a miss: the step runs).
-fn reuse(env: &StepEnv<'_>, index: usize, entry: &cache::Entry) -> Option<Vec<usize>> {
-    let plan_step = &env.job.plan().steps[index];
-    let key = plan_step.key.as_str();
+fn reuse(env: &StepEnv<'_>, target: StepTarget<'_>, entry: &cache::Entry) -> Option<Vec<usize>> {
+    let plan_step = &env.job.plan().steps[target.plan];
+    let key = target.key;
     let mut stored = Vec::with_capacity(plan_step.outputs.len());
     for (k, declared) in plan_step.outputs.iter().enumerate() {
         let out_key = OutputKey {
@@ -319,23 +486,35 @@ fn input_from_config<'e>(
 }
 
 /// Stores each output the op produced, with its events, and the mark of each optional
-/// output it did not produce; returns those, by position.
-fn store_outputs(env: &StepEnv<'_>, index: usize, outputs: Split) -> Result<Vec<usize>, ErrorInfo> {
-    let plan_step = &env.job.plan().steps[index];
-    let key = plan_step.key.as_str();
-    let mut not_produced = Vec::new();
-    for (k, (produced, declared)) in outputs.into_iter().zip(&plan_step.outputs).enumerate() {
+/// output it did not produce; returns those, by position, and the keys of each dynamic one.
+fn store_outputs(
+    env: &StepEnv<'_>,
+    target: StepTarget<'_>,
+    outputs: Split,
+) -> Result<Stored, ErrorInfo> {
+    let plan_step = &env.job.plan().steps[target.plan];
+    let key = target.key;
+    let mut stored = Stored {
+        not_produced: Vec::new(),
+        mapping_keys: Vec::new(),
+    };
+    for (k, (mut produced, declared)) in outputs.into_iter().zip(&plan_step.outputs).enumerate() {
         let out_key = OutputKey {
             run_id: env.run_id,
             step: key,
             output: &declared.name,
         };
+        if let Some(items) = produced.as_mut().and_then(|p| p.take_items()) {
+            let keys = store_items(env, key, declared, items)?;
+            stored.mapping_keys.push((k, keys));
+            continue;
+        }
         let Some(produced) = produced else {
             // (a step re-run after a success that produced it must not find the old value)
             env.io
                 .store(out_key, crate::codec::not_produced())
                 .map_err(|e| ErrorInfo::from_error(ErrorKind::Output, &e))?;
-            not_produced.push(k);
+            stored.not_produced.push(k);
             continue;
         };
         let (location, bytes) = env
@@ -346,7 +525,70 @@ fn store_outputs(env: &StepEnv<'_>, index: usize, outputs: Split) -> Result<Vec<
         let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
         emit_output(env, key, declared, bytes, location, None);
     }
-    Ok(not_produced)
+    Ok(stored)
+}
+
+/// Stores the items of dynamic output `declared` of step `key`, then its keys (the output
+/// is whole once they are stored); returns the keys.
+fn store_items(
+    env: &StepEnv<'_>,
+    key: &str,
+    declared: &crate::plan::PlanOutput,
+    items: Vec<(String, Box<dyn crate::op::Produced>)>,
+) -> Result<Vec<String>, ErrorInfo> {
+    crate::dynamic::check_keys(items.iter().map(|(k, _)| k.as_str())).map_err(|problem| {
+        ErrorInfo::new(
+            ErrorKind::Output,
+            format!(
+                "dynamic output `{}` of step `{key}`: {problem}",
+                declared.name
+            ),
+        )
+    })?;
+    let mut keys = Vec::with_capacity(items.len());
+    let mut total = 0_u64;
+    for (mapping_key, value) in items {
+        let output = crate::dynamic::item_output(&declared.name, &mapping_key);
+        let out_key = OutputKey {
+            run_id: env.run_id,
+            step: key,
+            output: &output,
+        };
+        let (_, bytes) = env
+            .io
+            .store_encoded(out_key, &mut |w| value.encode_into(w))
+            .map_err(|e| ErrorInfo::from_error(ErrorKind::Output, &e))?;
+        total += bytes;
+        keys.push(mapping_key);
+    }
+    let output = crate::dynamic::keys_output(&declared.name);
+    let keys_key = OutputKey {
+        run_id: env.run_id,
+        step: key,
+        output: &output,
+    };
+    let location = env
+        .io
+        .store(keys_key, crate::dynamic::encode_keys(&keys))
+        .map_err(|e| ErrorInfo::from_error(ErrorKind::Output, &e))?;
+    env.emit(
+        key,
+        EventKind::StepOutput {
+            output: declared.name.clone(),
+            type_name: format!("Dynamic<{}>", declared.type_name),
+            bytes: usize::try_from(total).unwrap_or(usize::MAX),
+            cached_from: None,
+            mapping_keys: Some(keys.len()),
+        },
+    );
+    env.emit(
+        key,
+        EventKind::HandledOutput {
+            output: declared.name.clone(),
+            location,
+        },
+    );
+    Ok(keys)
 }
 
 /// The events of one stored output of step `key`: `STEP_OUTPUT` (saying which run it is
@@ -366,6 +608,7 @@ fn emit_output(
             type_name: declared.type_name.clone(),
             bytes,
             cached_from: cached_from.map(str::to_owned),
+            mapping_keys: None,
         },
     );
     env.emit(

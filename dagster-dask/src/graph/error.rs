@@ -106,6 +106,14 @@ pub enum GraphProblem {
         /// The resource type.
         resource: String,
     },
+    /// The dynamic part of the job is wired in a way it cannot run: a per-key value read
+    /// without `.map` or `.collect()`, or a dynamic output inside a mapped step.
+    Dynamic {
+        /// The step.
+        step: String,
+        /// What is wrong, and how to fix it.
+        problem: String,
+    },
     /// Steps that depend on each other in a circle.
     Cycle {
         /// The steps, in dependency order; the last feeds the first.
@@ -127,7 +135,8 @@ impl GraphProblem {
             Self::InvalidTag { .. } => 8,
             Self::InvalidResource { .. } => 9,
             Self::MissingResource { .. } => 10,
-            Self::Cycle { .. } => 11,
+            Self::Dynamic { .. } => 11,
+            Self::Cycle { .. } => 12,
         }
     }
 }
@@ -223,6 +232,7 @@ impl fmt::Display for GraphProblem {
                 "step `{step}` needs resource `{resource}`, which the job does not provide: \
                  add it with `JobBuilder::resource::<{resource}>(\"name\")`"
             ),
+            Self::Dynamic { step, problem } => write!(f, "step `{step}`: {problem}"),
             Self::Cycle { steps } => {
                 let mut path = steps.join(" -> ");
                 if let Some(first) = steps.first() {

@@ -47,7 +47,7 @@ impl<T> fmt::Debug for Output<T> {
 /// Turns decoded fan-in values into the input's `Vec<T>`.
 pub(crate) type CollectFn = fn(Vec<AnyValue>) -> Option<AnyValue>;
 
-fn collect_vec<T: Value>(items: Vec<AnyValue>) -> Option<AnyValue> {
+pub(super) fn collect_vec<T: Value>(items: Vec<AnyValue>) -> Option<AnyValue> {
     let items: Option<Vec<T>> = items
         .into_iter()
         .map(|v| v.downcast::<T>().ok().map(|b| *b))
@@ -82,6 +82,7 @@ impl<T: Value> IntoInput<T> for ConfigInput {
             decode: decode_any::<T>,
             collect: None,
             from_config: Some(from_json::<T>),
+            each: false,
         }
     }
 }
@@ -103,6 +104,8 @@ pub struct Wiring {
     pub(super) collect: Option<CollectFn>,
     /// Set when the value comes from run config, not from upstream steps.
     pub(super) from_config: Option<FromJsonFn>,
+    /// Set when the source has one value per mapping key and the step is mapped over it.
+    pub(super) each: bool,
 }
 
 impl fmt::Debug for Wiring {
@@ -138,6 +141,7 @@ impl<T: Value> IntoInput<T> for Output<T> {
             decode: decode_any::<T>,
             collect: None,
             from_config: None,
+            each: false,
         }
     }
 }
@@ -151,6 +155,7 @@ impl<T: Value> IntoInput<Vec<T>> for Vec<Output<T>> {
             decode: decode_any::<T>,
             collect: Some(collect_vec::<T>),
             from_config: None,
+            each: false,
         }
     }
 }

@@ -28,6 +28,7 @@ mod builder;
 mod error;
 mod handle;
 mod job;
+mod mapping;
 mod node;
 mod validate;
 
@@ -38,6 +39,7 @@ pub use self::handle::{
     ConfigInput, Edge, IntoInput, IntoInputs, Output, StepRef, Wiring, config_input, edge,
 };
 pub use self::job::Job;
+pub use self::mapping::{Collected, DynamicOutput, Each, Mapped, collect, map_node};
 pub use self::node::{GraphDef, GraphInput, GraphInputs, Node, add_node};
 
 pub(crate) use self::validate::is_valid_name;

@@ -10,7 +10,7 @@ use super::builder::{InputsDecl, JobBuilder, StepDecl};
 use super::error::{GraphError, GraphProblem};
 use super::job::{Job, JobStep, StepInput};
 use crate::op::TypeInfo;
-use crate::plan::{Plan, PlanInput, PlanOutput, PlanSource, PlanStep};
+use crate::plan::{Fan, Plan, PlanInput, PlanOutput, PlanSource, PlanStep};
 
 /// One input of a step being built: its sources by declaration index, and how to read it.
 pub(super) struct ResolvedInput {
@@ -19,6 +19,11 @@ pub(super) struct ResolvedInput {
     decode: crate::op::DecodeFn,
     collect: Option<super::handle::CollectFn>,
     from_config: Option<super::handle::FromJsonFn>,
+    fan: Fan,
+    /// For a per-key input: the dynamic output (step, output) whose keys it follows.
+    root: Option<(usize, usize)>,
+    /// The wiring asks for the value of the step's own mapping key.
+    each: bool,
 }
 
 impl JobBuilder {
@@ -103,6 +108,7 @@ impl JobBuilder {
         for step in &self.steps {
             resolved.push(self.resolve_inputs(step, &first, &mut problems));
         }
+        let mapped = self.resolve_dynamic(&mut resolved, &mut problems);
 
         let mut graph: DiGraph<usize, ()> =
             DiGraph::with_capacity(self.steps.len(), self.steps.len());
@@ -170,14 +176,12 @@ impl JobBuilder {
                         sources: input
                             .sources
                             .iter()
-                            .map(|&(s, k)| PlanSource {
-                                step: self.steps[s].key.clone(),
-                                output: self.steps[s].spec.outputs[k].name.clone(),
-                                run: None,
-                            })
+                            .map(|&source| self.plan_source(source))
                             .collect(),
                         fan_in: input.collect.is_some(),
                         from_config: input.from_config.is_some(),
+                        fan: input.fan,
+                        root: input.root.map(|r| self.plan_source(r)),
                     })
                     .collect(),
                 outputs: spec
@@ -187,6 +191,7 @@ impl JobBuilder {
                         name: o.name.clone(),
                         type_name: o.type_info.name().to_owned(),
                         optional: o.optional,
+                        dynamic: o.dynamic,
                     })
                     .collect(),
                 tags: spec.tags.clone(),
@@ -201,6 +206,7 @@ impl JobBuilder {
                 retry_policy: spec.retry_policy,
                 code_version: spec.code_version.clone(),
                 config_type: spec.config.map(|c| c.type_name.to_owned()),
+                mapped: mapped[i].map(|r| self.plan_source(r)),
             });
             // (where each input comes from is the plan's: its sources)
             job_steps.push(JobStep {
@@ -227,6 +233,109 @@ impl JobBuilder {
             steps: job_steps,
             resources: self.resources,
         })
+    }
+
+    /// Output `k` of step `s` (declaration indices) as the plan names it.
+    fn plan_source(&self, (s, k): (usize, usize)) -> PlanSource {
+        PlanSource {
+            step: self.steps[s].key.clone(),
+            output: self.steps[s].spec.outputs[k].name.clone(),
+            run: None,
+        }
+    }
+
+    /// How each input reads a dynamic part of the job, and the dynamic output each step is
+    /// mapped over (by declaration index), in declaration order: typed handles only point
+    /// back, so a step's upstream steps are decided before it.
+    fn resolve_dynamic(
+        &self,
+        resolved: &mut [Vec<ResolvedInput>],
+        problems: &mut Vec<GraphProblem>,
+    ) -> Vec<Option<(usize, usize)>> {
+        let mut mapped: Vec<Option<(usize, usize)>> = vec![None; self.steps.len()];
+        let by_name: Vec<bool> = self
+            .steps
+            .iter()
+            .map(|s| matches!(s.inputs, InputsDecl::ByName(_)))
+            .collect();
+        // By name, an upstream step may come later: its mapping is known after the loop.
+        let mut named: Vec<(usize, usize, usize)> = Vec::new();
+        for i in 0..self.steps.len() {
+            let step = &self.steps[i];
+            for (k, input) in resolved[i].iter_mut().enumerate() {
+                let name = step.spec.input_names.get(k).copied().unwrap_or("?");
+                let [(src, out)] = input.sources[..] else {
+                    for &(src, out) in &input.sources {
+                        if by_name[i] {
+                            named.push((i, src, out));
+                        } else if self.steps[src].spec.outputs[out].dynamic || mapped[src].is_some() {
+                            problems.push(GraphProblem::Dynamic {
+                                step: step.key.clone(),
+                                problem: format!(
+                                    "input `{name}` lists `{}` with other handles: a value per mapping                                      key is read with `.map(op)` or `.collect()`",
+                                    self.steps[src].key
+                                ),
+                            });
+                        }
+                    }
+                    continue;
+                };
+                if by_name[i] {
+                    named.push((i, src, out));
+                    continue;
+                }
+                let root = if self.steps[src].spec.outputs[out].dynamic {
+                    Some((src, out))
+                } else {
+                    mapped[src]
+                };
+                input.root = root;
+                input.fan = match (root, input.each, input.collect.is_some()) {
+                    (None, _, _) => Fan::One,
+                    (Some(_), true, _) => Fan::Each,
+                    (Some(_), false, true) => Fan::All,
+                    (Some(_), false, false) => {
+                        problems.push(GraphProblem::Dynamic {
+                            step: step.key.clone(),
+                            problem: format!(
+                                "input `{name}` reads `{}`, which has one value per mapping key:                                  map the op over it (`.map(op)`) or collect it (`.collect()`)",
+                                self.steps[src].key
+                            ),
+                        });
+                        Fan::One
+                    }
+                };
+                if input.fan == Fan::Each {
+                    if mapped[i].is_some_and(|m| Some(m) != root) {
+                        problems.push(GraphProblem::Dynamic {
+                            step: step.key.clone(),
+                            problem: "it is mapped over two dynamic outputs: map over one, and                                       collect the other"
+                                .to_owned(),
+                        });
+                    }
+                    mapped[i] = root;
+                }
+            }
+            if mapped[i].is_some() && step.spec.outputs.iter().any(|o| o.dynamic) {
+                problems.push(GraphProblem::Dynamic {
+                    step: step.key.clone(),
+                    problem: "a mapped step cannot have a dynamic output (nested dynamic                               outputs): collect the first one before fanning out again"
+                        .to_owned(),
+                });
+            }
+        }
+        for (i, src, out) in named {
+            if self.steps[src].spec.outputs[out].dynamic || mapped[src].is_some() {
+                problems.push(GraphProblem::Dynamic {
+                    step: self.steps[i].key.clone(),
+                    problem: format!(
+                        "it is wired by name to `{}`, which has one value per mapping key: wire                          it with typed handles, `JobBuilder::map` or `.collect()`",
+                        self.steps[src].key
+                    ),
+                });
+            }
+        }
+        mapped
     }
 
     fn resolve_inputs(
@@ -273,6 +382,9 @@ impl JobBuilder {
                         decode: wiring.decode,
                         collect: wiring.collect,
                         from_config: wiring.from_config,
+                        fan: Fan::One,
+                        root: None,
+                        each: wiring.each,
                     });
                 }
             }
@@ -329,6 +441,9 @@ impl JobBuilder {
                         decode: spec.input_decoders[k],
                         collect: None,
                         from_config: None,
+                        fan: Fan::One,
+                        root: None,
+                        each: false,
                     });
                 }
             }

@@ -280,8 +280,19 @@ impl ObjectStoreIoManager {
         })
     }
 
+    /// `<run>/<step>/<output>`; a mapped step `step[k]` and a dynamic output's item
+    /// `output[k]` are a directory of their own each (`step/k`, `output/k`), so that no
+    /// bracket has to be escaped on any store.
     fn path(key: OutputKey<'_>) -> StorePath {
-        StorePath::from_iter([key.run_id, key.step, key.output])
+        let split = |name| match crate::dynamic::split_instance(name) {
+            Some((base, k)) => [Some(base), Some(k)],
+            None => [Some(name), None],
+        };
+        StorePath::from_iter(
+            std::iter::once(key.run_id)
+                .chain(split(key.step).into_iter().flatten())
+                .chain(split(key.output).into_iter().flatten()),
+        )
     }
 
     /// Runs a storage call: inline for the local and in-memory stores (they do their work
@@ -313,7 +324,11 @@ impl ObjectStoreIoManager {
     /// The file of `key`, when the storage is a local directory.
     fn local_file(&self, key: OutputKey<'_>) -> Option<PathBuf> {
         let base = self.base.as_ref()?;
-        Some(base.join(key.run_id).join(key.step).join(key.output))
+        Some(
+            Self::path(key)
+                .parts()
+                .fold(base.clone(), |path, part| path.join(part.as_ref())),
+        )
     }
 
     /// Refuses what would block or mislead a read on local storage: a FIFO (opening it waits

@@ -13,6 +13,7 @@ use crate::events::{Event, EventKind, EventSink, LogLevel};
 pub struct OpContext {
     pub(crate) run_id: String,
     pub(crate) step_key: String,
+    pub(crate) mapping_key: Option<String>,
     pub(crate) attempt: u32,
     pub(crate) config: Option<serde_json::Value>,
     pub(crate) sink: Arc<dyn EventSink>,
@@ -38,6 +39,12 @@ impl OpContext {
     /// This step's key (the op name, or its alias).
     pub fn step_key(&self) -> &str {
         &self.step_key
+    }
+
+    /// The mapping key of a step mapped over a dynamic output (`size[a_csv]`: `a_csv`);
+    /// `None` for any other step.
+    pub fn mapping_key(&self) -> Option<&str> {
+        self.mapping_key.as_deref()
     }
 
     /// The attempt now running, from 1.

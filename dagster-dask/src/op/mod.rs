@@ -32,7 +32,8 @@ mod tags;
 
 pub use context::{Logger, OpContext};
 pub use outputs::{
-    Named, OpOutput, OptionalOut, Out, OutputSpec, Outs, Part, RESULT, Split, optional_out, out,
+    DynamicOut, Named, OpOutput, OptionalOut, Out, OutputSpec, Outs, Part, RESULT, Split,
+    dynamic_out, optional_out, out,
 };
 pub use retry::{Backoff, Jitter, RetryPolicy};
 pub use tags::{MAX_RUNTIME_TAG, RESOURCES_TAG, Tags};
@@ -299,6 +300,12 @@ pub(crate) type ComputeFn =
 pub trait Produced: Send {
     /// Writes the value, with its header; returns the bytes written.
     fn encode_into(&self, out: &mut dyn std::io::Write) -> Result<u64, CodecError>;
+
+    /// The items of a dynamic output, (mapping key, value) in order, taken once; `None` for
+    /// any other output.
+    fn take_items(&mut self) -> Option<Vec<(String, Box<dyn Produced>)>> {
+        None
+    }
 }
 
 /// Everything a job needs to know about an op, with the types erased.

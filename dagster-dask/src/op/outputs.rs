@@ -30,7 +30,8 @@ use std::marker::PhantomData;
 
 use super::{Produced, TypeInfo, Value};
 use crate::codec::{self, CodecError};
-use crate::graph::Output;
+use crate::dynamic::Dynamic;
+use crate::graph::{DynamicOutput, Output};
 
 /// The name of the output of an op with one unnamed output.
 pub const RESULT: &str = "result";
@@ -42,6 +43,8 @@ pub struct OutputSpec {
     pub(crate) name: String,
     pub(crate) type_info: TypeInfo,
     pub(crate) optional: bool,
+    /// Whether it is a dynamic output: items under mapping keys, `type_info` their type.
+    pub(crate) dynamic: bool,
     pub(crate) to_json: fn(&[u8]) -> Result<serde_json::Value, CodecError>,
 }
 
@@ -51,6 +54,7 @@ impl OutputSpec {
             name,
             type_info: TypeInfo::of::<T>(),
             optional,
+            dynamic: false,
             to_json: to_json::<T>,
         }
     }
@@ -83,6 +87,23 @@ impl<T: Value> Produced for Stored<T> {
 
 pub(crate) fn produced<T: Value>(value: T) -> Box<dyn Produced> {
     Box::new(Stored(value))
+}
+
+/// The items of a dynamic output, on their way to storage.
+struct Items<T>(Option<Dynamic<T>>);
+
+impl<T: Value> Produced for Items<T> {
+    fn encode_into(&self, _out: &mut dyn std::io::Write) -> Result<u64, CodecError> {
+        Err(CodecError::Encode {
+            type_name: codec::type_name_of::<Dynamic<T>>().to_owned(),
+            reason: "a dynamic output is stored item by item".to_owned(),
+        })
+    }
+
+    fn take_items(&mut self) -> Option<Vec<(String, Box<dyn Produced>)>> {
+        let items = self.0.take()?.into_items();
+        Some(items.into_iter().map(|(k, v)| (k, produced(v))).collect())
+    }
 }
 
 /// What an op's function returns, and the handles a job gets for the step that runs it:
@@ -152,6 +173,23 @@ pub fn optional_out<T: Value>(name: &str) -> OptionalOut<T> {
     }
 }
 
+/// A dynamic output named `name`: the op returns a [`Dynamic<T>`], values under mapping
+/// keys, and the job maps ops over it (one step per key) and collects their outputs. See
+/// [`crate::dynamic`].
+pub fn dynamic_out<T: Value>(name: &str) -> DynamicOut<T> {
+    DynamicOut {
+        name: name.to_owned(),
+        _type: PhantomData,
+    }
+}
+
+/// A dynamic output; see [`dynamic_out`].
+#[derive(Debug)]
+pub struct DynamicOut<T> {
+    name: String,
+    _type: PhantomData<fn() -> T>,
+}
+
 /// A required output; see [`out`].
 #[derive(Debug)]
 pub struct Out<T> {
@@ -166,12 +204,16 @@ pub struct OptionalOut<T> {
     _type: PhantomData<fn() -> T>,
 }
 
-/// One declared output: [`Out`] or [`OptionalOut`].
+/// One declared output: [`Out`], [`OptionalOut`] or [`DynamicOut`].
 pub trait Part: 'static {
-    /// How the function returns it: `T`, or `Option<T>` when optional.
+    /// How the function returns it: `T`, `Option<T>` when optional, `Dynamic<T>` when dynamic.
     type Returned: Send + 'static;
-    /// The value stored and handed downstream.
-    type Value: Value;
+    /// The handle a job gets for it: an [`Output<T>`], or a [`DynamicOutput<T>`].
+    type Handle;
+
+    /// The handle to output `output` of step `step` of builder `builder`.
+    #[doc(hidden)]
+    fn handle(builder: u64, step: usize, output: usize) -> Self::Handle;
 
     /// Its spec.
     #[doc(hidden)]
@@ -184,7 +226,11 @@ pub trait Part: 'static {
 
 impl<T: Value> Part for Out<T> {
     type Returned = T;
-    type Value = T;
+    type Handle = Output<T>;
+
+    fn handle(builder: u64, step: usize, output: usize) -> Output<T> {
+        Output::new(builder, step, output)
+    }
 
     fn spec(&self) -> OutputSpec {
         OutputSpec::of::<T>(self.name.clone(), false)
@@ -197,7 +243,11 @@ impl<T: Value> Part for Out<T> {
 
 impl<T: Value> Part for OptionalOut<T> {
     type Returned = Option<T>;
-    type Value = T;
+    type Handle = Output<T>;
+
+    fn handle(builder: u64, step: usize, output: usize) -> Output<T> {
+        Output::new(builder, step, output)
+    }
 
     fn spec(&self) -> OutputSpec {
         OutputSpec::of::<T>(self.name.clone(), true)
@@ -205,6 +255,26 @@ impl<T: Value> Part for OptionalOut<T> {
 
     fn produce(value: Option<T>) -> Option<Box<dyn Produced>> {
         value.map(produced)
+    }
+}
+
+impl<T: Value> Part for DynamicOut<T> {
+    type Returned = Dynamic<T>;
+    type Handle = DynamicOutput<T>;
+
+    fn handle(builder: u64, step: usize, output: usize) -> DynamicOutput<T> {
+        DynamicOutput::new(builder, step, output)
+    }
+
+    fn spec(&self) -> OutputSpec {
+        OutputSpec {
+            dynamic: true,
+            ..OutputSpec::of::<T>(self.name.clone(), false)
+        }
+    }
+
+    fn produce(value: Dynamic<T>) -> Option<Box<dyn Produced>> {
+        Some(Box::new(Items(Some(value))))
     }
 }
 
@@ -237,7 +307,7 @@ macro_rules! impl_outs_single {
     ($part:ident) => {
         impl<T: Value> Outs for $part<T> {
             type Returned = <Self as Part>::Returned;
-            type Handles = Output<T>;
+            type Handles = <Self as Part>::Handle;
 
             fn specs(&self) -> Vec<OutputSpec> {
                 vec![self.spec()]
@@ -247,8 +317,8 @@ macro_rules! impl_outs_single {
                 vec![<Self as Part>::produce(value)]
             }
 
-            fn handles(builder: u64, step: usize) -> Output<T> {
-                Output::new(builder, step, 0)
+            fn handles(builder: u64, step: usize) -> Self::Handles {
+                <Self as Part>::handle(builder, step, 0)
             }
         }
     };
@@ -256,12 +326,13 @@ macro_rules! impl_outs_single {
 
 impl_outs_single!(Out);
 impl_outs_single!(OptionalOut);
+impl_outs_single!(DynamicOut);
 
 macro_rules! impl_outs_tuple {
     ($($k:tt => $p:ident),+) => {
         impl<$($p: Part),+> Outs for ($($p,)+) {
             type Returned = ($($p::Returned,)+);
-            type Handles = ($(Output<$p::Value>,)+);
+            type Handles = ($($p::Handle,)+);
 
             fn specs(&self) -> Vec<OutputSpec> {
                 vec![$(self.$k.spec()),+]
@@ -272,7 +343,7 @@ macro_rules! impl_outs_tuple {
             }
 
             fn handles(builder: u64, step: usize) -> Self::Handles {
-                ($(Output::new(builder, step, $k),)+)
+                ($($p::handle(builder, step, $k),)+)
             }
         }
     };

@@ -9,10 +9,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::bridge::{Bridge, Input};
-use super::protocol::{Done, DoneStatus, EVENTS_STREAM, FromBridge, Line, StepMessage, ToBridge};
+use super::protocol::{
+    Done, DoneStatus, EVENTS_STREAM, FromBridge, Line, StepMessage, SubmitStep, ToBridge,
+};
 use crate::error::{ErrorInfo, ErrorKind};
 use crate::events::{Event, EventKind};
-use crate::exec::state::{AttemptEnd, SharedState};
+use crate::exec::state::{AttemptEnd, RunState, SharedState};
 use crate::exec::{RunContext, RunError};
 use crate::graph::RESULT;
 
@@ -40,6 +42,28 @@ struct StepTrack {
     /// The bridge's word that the attempt's task ended, and when it came.
     done: Option<(Done, Instant)>,
     worker: Option<String>,
+}
+
+/// How the bridge submits step `i` of `state`: after its upstream steps, with its op's
+/// resources and limit; `gated` (or made while the run goes): only when released.
+pub(super) fn submit_step(
+    plan: &crate::plan::Plan,
+    state: &RunState,
+    i: usize,
+    gated: bool,
+) -> SubmitStep {
+    let tags = &plan.steps[state.plan_index(i)].tags;
+    SubmitStep {
+        step: state.key(i).to_owned(),
+        deps: state
+            .upstream_of(i)
+            .iter()
+            .map(|&u| state.key(u).to_owned())
+            .collect(),
+        resources: tags.resource_requirements.clone(),
+        max_runtime: tags.max_runtime().map(|d| d.as_secs_f64()),
+        gated: gated || state.is_made(i),
+    }
 }
 
 pub(super) struct Driver<'r, 'a> {
@@ -125,7 +149,7 @@ impl<'r, 'a> Driver<'r, 'a> {
     pub(super) fn run(mut self, bridge: &mut Bridge) -> Result<(), RunError> {
         loop {
             let now = Instant::now();
-            let (submit, release, next_wake) = {
+            let (add, submit, release, next_wake) = {
                 let mut state = self.state.lock();
                 if state.all_ended() {
                     return Ok(());
@@ -145,23 +169,42 @@ impl<'r, 'a> Driver<'r, 'a> {
                     // (an overdue attempt is the current one of a step that has not ended)
                     let _ = state.time_out(i, attempt, now, &why);
                 }
-                let mut submit = state.due_retries(now);
-                submit.extend(self.resubmit.drain(..).map(|i| (i, state.attempt(i))));
-                let release = std::mem::take(&mut self.release);
+                let mut submit: Vec<(String, u32)> = state
+                    .due_retries(now)
+                    .into_iter()
+                    .map(|(i, attempt)| (state.key(i).to_owned(), attempt))
+                    .collect();
+                submit.extend(
+                    self.resubmit
+                        .drain(..)
+                        .map(|i| (state.key(i).to_owned(), state.attempt(i))),
+                );
+                let add: Vec<SubmitStep> = state
+                    .take_made()
+                    .into_iter()
+                    .map(|i| submit_step(self.run.job.plan(), &state, i, true))
+                    .collect();
+                self.track.resize_with(state.len(), StepTrack::default);
+                self.release.extend(state.take_released());
+                let release: Vec<String> = std::mem::take(&mut self.release)
+                    .into_iter()
+                    .map(|i| state.key(i).to_owned())
+                    .collect();
                 let wake = [
                     state.next_retry_in(now),
                     state.run_deadline_in(now),
                     state.next_overdue_in(now, OVERDUE_GRACE),
                 ];
-                (submit, release, wake.into_iter().flatten().min())
+                (add, submit, release, wake.into_iter().flatten().min())
             };
-            for (i, attempt) in submit {
-                let key = &self.run.job.plan().steps[i].key;
-                bridge.send(&ToBridge::Retry { step: key, attempt })?;
+            if !add.is_empty() {
+                bridge.send(&ToBridge::Add { steps: add })?;
             }
-            for i in release {
-                let key = &self.run.job.plan().steps[i].key;
-                bridge.send(&ToBridge::Release { step: key })?;
+            for (key, attempt) in submit {
+                bridge.send(&ToBridge::Retry { step: &key, attempt })?;
+            }
+            for key in release {
+                bridge.send(&ToBridge::Release { step: &key })?;
             }
             // Wake for the next retry, or for a finished step whose lines are late.
             let next_grace = self
@@ -253,7 +296,7 @@ impl<'r, 'a> Driver<'r, 'a> {
     }
 
     fn on_done(&mut self, done: Done) {
-        let Some(i) = self.run.job.plan().index_of(&done.step) else {
+        let Some(i) = self.state.lock().index_of(&done.step) else {
             self.engine(
                 None,
                 format!("the bridge reported unknown step `{}`", done.step),
@@ -263,6 +306,9 @@ impl<'r, 'a> Driver<'r, 'a> {
         let state = self.state.lock();
         if done.attempt == state.attempt(i) && state.status(i) == crate::run::StepStatus::NotRun {
             drop(state);
+            if i >= self.track.len() {
+                self.track.resize_with(i + 1, StepTrack::default);
+            }
             self.track[i].done = Some((done, Instant::now()));
         }
     }
@@ -275,10 +321,13 @@ impl<'r, 'a> Driver<'r, 'a> {
             stream,
             line,
         } = msg;
-        let Some(i) = self.run.job.plan().index_of(&step) else {
+        let Some(i) = self.state.lock().index_of(&step) else {
             self.engine(None, format!("output of unknown step `{step}`: {line}"));
             return;
         };
+        if i >= self.track.len() {
+            self.track.resize_with(i + 1, StepTrack::default);
+        }
         let track = &mut self.track[i];
         *track.lines.entry(attempt).or_default() += 1;
         if worker.is_some() {
@@ -324,7 +373,7 @@ impl<'r, 'a> Driver<'r, 'a> {
         })?;
         match message {
             StepMessage::Event(event) => {
-                let key = &self.run.job.plan().steps[i].key;
+                let key = self.state.lock().key(i).to_owned();
                 if event.run_id != self.run.run_id {
                     return Err(format!("an event of run `{}`", event.run_id));
                 }
@@ -343,12 +392,14 @@ impl<'r, 'a> Driver<'r, 'a> {
                 if let AttemptEnd::Success {
                     duration_ms,
                     not_produced,
+                    ..
                 } = &end
                 {
                     if !(0.0..MAX_DURATION_MS).contains(duration_ms) {
                         return Err(format!("a duration of {duration_ms} ms"));
                     }
-                    let outputs = &self.run.job.plan().steps[i].outputs;
+                    let plan_index = self.state.lock().plan_index(i);
+                    let outputs = &self.run.job.plan().steps[plan_index].outputs;
                     if let Some(k) = not_produced
                         .iter()
                         .find(|&&k| !outputs.get(k).is_some_and(|o| o.optional))
@@ -391,7 +442,11 @@ impl<'r, 'a> Driver<'r, 'a> {
     /// What the step process said and what its task did, together: how the attempt ended.
     fn attempt_end(&mut self, i: usize, done: Done) -> AttemptEnd {
         let plan = self.run.job.plan();
-        let key = plan.steps[i].key.as_str();
+        let (key, plan_index) = {
+            let state = self.state.lock();
+            (state.key(i).to_owned(), state.plan_index(i))
+        };
+        let key = key.as_str();
         let track = &mut self.track[i];
         let worker = done.worker.clone().or_else(|| track.worker.clone());
         let on = worker.map(|w| format!(" (worker {w})")).unwrap_or_default();
@@ -415,7 +470,7 @@ impl<'r, 'a> Driver<'r, 'a> {
         };
         match (done.status, reported) {
             (DoneStatus::NoWorker, _) => {
-                let resources = &plan.steps[i].tags.resource_requirements;
+                let resources = &plan.steps[plan_index].tags.resource_requirements;
                 let message = done.message.unwrap_or_default();
                 let message = if resources.is_empty() {
                     format!("step `{key}` found no worker: {message}")
@@ -481,9 +536,10 @@ impl<'r, 'a> Driver<'r, 'a> {
         state.set_worker(i, worker);
         let result = state.end_attempt(i, attempt, end);
         self.release.extend(state.take_released());
+        let key = state.key(i).to_owned();
         drop(state);
         if let Err(problem) = result {
-            self.engine(Some(&self.run.job.plan().steps[i].key), problem);
+            self.engine(Some(&key), problem);
         }
     }
 
@@ -497,13 +553,13 @@ impl<'r, 'a> Driver<'r, 'a> {
         {
             return;
         }
-        let plan = self.run.job.plan();
         let state = self.state.lock();
-        let upstream: Vec<String> = plan.upstream()[i]
+        let upstream: Vec<String> = state
+            .upstream_of(i)
             .iter()
             .filter_map(|&u| {
                 let w = state.worker(u)?;
-                (Some(w) != worker).then(|| format!("`{}` on worker {w}", plan.steps[u].key))
+                (Some(w) != worker).then(|| format!("`{}` on worker {w}", state.key(u)))
             })
             .collect();
         if !upstream.is_empty() {
@@ -597,6 +653,7 @@ mod tests {
             serde_json::to_string(&StepMessage::Ended(AttemptEnd::Success {
                 duration_ms: 2.0,
                 not_produced: vec![],
+                mapping_keys: vec![],
             }))
             .unwrap(),
             r#"{"msg":"ended","body":{"outcome":"success","duration_ms":1e300}}"#.to_owned(),

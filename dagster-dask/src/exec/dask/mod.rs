@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use self::bridge::{Bridge, Input};
 use self::driver::Driver;
-use self::protocol::{FromBridge, SubmitStep, ToBridge};
+use self::protocol::{FromBridge, ToBridge};
 use super::state::SharedState;
 use super::{Executor, RunContext, RunError};
 use crate::config::{ClusterConfig, DaskConfig, RunConfig, ShipBinary};
@@ -242,21 +242,16 @@ impl DaskExecutor {
             }
         }
 
-        let plan = run.job.plan();
-        let gated = plan.gated();
-        let steps = plan
-            .steps
-            .iter()
-            .zip(plan.upstream())
-            .zip(gated)
-            .map(|((s, up), gated)| SubmitStep {
-                step: &s.key,
-                deps: up.iter().map(|&u| plan.steps[u].key.as_str()).collect(),
-                resources: s.tags.resource_requirements.clone(),
-                max_runtime: s.tags.max_runtime().map(|d| d.as_secs_f64()),
-                gated,
-            })
-            .collect();
+        let steps = {
+            let mut state = state.lock();
+            // (steps made before the run starts, from a parent run's mapping keys, too)
+            state.take_made();
+            let gated = run.job.plan().gated();
+            (0..state.len())
+                .filter(|&i| !state.is_template(i))
+                .map(|i| driver::submit_step(run.job.plan(), &state, i, gated[state.plan_index(i)]))
+                .collect()
+        };
         bridge.send(&ToBridge::Submit {
             run_id: run.run_id,
             binary: binary.display().to_string(),

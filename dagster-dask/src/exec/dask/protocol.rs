@@ -46,7 +46,11 @@ pub(crate) enum ToBridge<'a> {
         platform: [&'static str; 2],
         /// Passed to every step process (the run's op selection).
         step_args: &'a [String],
-        steps: Vec<SubmitStep<'a>>,
+        steps: Vec<SubmitStep>,
+    },
+    /// Steps made while the run goes (for mapping keys): gated, submitted when released.
+    Add {
+        steps: Vec<SubmitStep>,
     },
     Retry {
         step: &'a str,
@@ -61,9 +65,9 @@ pub(crate) enum ToBridge<'a> {
 }
 
 #[derive(Serialize)]
-pub(crate) struct SubmitStep<'a> {
-    pub(crate) step: &'a str,
-    pub(crate) deps: Vec<&'a str>,
+pub(crate) struct SubmitStep {
+    pub(crate) step: String,
+    pub(crate) deps: Vec<String>,
     #[serde(with = "crate::op::resource_amounts")]
     pub(crate) resources: BTreeMap<String, f64>,
     /// The op's `max_runtime`, seconds: the task wrapper kills the step's process after it.
