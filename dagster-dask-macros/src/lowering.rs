@@ -129,25 +129,38 @@ impl Lowering {
         match expr {
             Expr::Paren(p) => self.expr(&p.expr, out, top),
             Expr::Call(call) => self.op_call(call, None, out, top),
-            Expr::MethodCall(m) if m.method == "alias" => {
-                let Expr::Call(call) = &*m.receiver else {
+            Expr::MethodCall(m) if m.method == "map" => self.map_call(m, None, out, top),
+            Expr::MethodCall(m) if m.method == "collect" => {
+                if !m.args.is_empty() {
                     self.errors.at(
-                        &m.receiver,
-                        "`.alias(\"name\")` goes on an op call: `op(...).alias(\"name\")`",
+                        &m.args,
+                        "`.collect()` takes nothing: it gathers every mapped value into a `Vec`",
                     );
-                    return quote!(());
-                };
-                let alias = match m.args.first() {
-                    Some(Expr::Lit(syn::ExprLit {
-                        lit: syn::Lit::Str(s),
-                        ..
-                    })) if m.args.len() == 1 => s.clone(),
+                }
+                let values = self.expr(&m.receiver, out, false);
+                let values = quote_spanned!(m.receiver.span()=> #values);
+                quote_spanned!(m.method.span()=> ::dagster_dask::graph::collect(#values))
+            }
+            Expr::MethodCall(m) if m.method == "alias" => {
+                let call = match &*m.receiver {
+                    Expr::Call(call) => call,
+                    Expr::MethodCall(map) if map.method == "map" => {
+                        return match self.alias_of(m) {
+                            Some(alias) => self.map_call(map, Some(alias), out, top),
+                            None => self.map_call(map, None, out, top),
+                        };
+                    }
                     _ => {
-                        self.errors.at(&m.args, "`.alias` takes the step's name as one string literal: `.alias(\"name\")`");
-                        return self.op_call(call, None, out, top);
+                        self.errors.at(
+                            &m.receiver,
+                            "`.alias(\"name\")` goes on an op call or a map: `op(...).alias(\"name\")`, \
+                             `values.map(op).alias(\"name\")`",
+                        );
+                        return quote!(());
                     }
                 };
-                self.op_call(call, Some(alias), out, top)
+                let alias = self.alias_of(m);
+                self.op_call(call, alias, out, top)
             }
             Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
                 let ident = p.path.get_ident().expect("checked above");
@@ -199,8 +212,9 @@ impl Lowering {
                 self.errors.at(
                     other,
                     "job bodies wire ops: use handles (`x`), op calls (`op(x)`, `op(x).alias(\"name\")`), \
-                     lists of them (`[a, b]`, `vec![a, b]`) and `from_config!()` for an input given in \
-                     run config",
+                     lists of them (`[a, b]`, `vec![a, b]`), maps over a dynamic output \
+                     (`x.map(op)`, `x.map(op).collect()`) and `from_config!()` for an input given \
+                     in run config",
                 );
                 quote!(())
             }
@@ -219,7 +233,6 @@ impl Lowering {
             return quote!(());
         };
         let path = &path.path;
-        self.nodes.push(path.clone());
         let node = format_ident!("__DdNode");
         let args: Vec<TokenStream> = call
             .args
@@ -231,12 +244,64 @@ impl Lowering {
             })
             .collect();
         let inputs = quote_spanned!(call.span()=> (#(#args,)*));
+        let named = self.step_name(path, alias.as_ref());
+        let add = quote_spanned!(call.span()=> ::dagster_dask::graph::add_node::<#node, _>(__dd_job, #named, #inputs));
+        self.node_block(path, add, out, top)
+    }
+
+    /// `.alias("name")`'s name; an error when it is not one string literal.
+    fn alias_of(&mut self, m: &syn::ExprMethodCall) -> Option<LitStr> {
+        match m.args.first() {
+            Some(Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            })) if m.args.len() == 1 => Some(s.clone()),
+            _ => {
+                self.errors.at(
+                    &m.args,
+                    "`.alias` takes the step's name as one string literal: `.alias(\"name\")`",
+                );
+                None
+            }
+        }
+    }
+
+    /// `values.map(op)`: op `op` mapped over a dynamic output, one step per mapping key.
+    fn map_call(
+        &mut self,
+        m: &syn::ExprMethodCall,
+        alias: Option<LitStr>,
+        out: &mut Vec<TokenStream>,
+        top: bool,
+    ) -> TokenStream {
+        let path = match m.args.first() {
+            Some(Expr::Path(p)) if m.args.len() == 1 && p.qself.is_none() => p.path.clone(),
+            _ => {
+                self.errors.at(
+                    &m.args,
+                    "`.map` takes one op by name: `values.map(op)` (the op takes one input, the \
+                     value of each mapping key)",
+                );
+                return quote!(());
+            }
+        };
+        let values = self.expr(&m.receiver, out, false);
+        let values = quote_spanned!(m.receiver.span()=> #values);
+        let node = format_ident!("__DdNode");
+        let named = self.step_name(&path, alias.as_ref());
+        let add = quote_spanned!(m.method.span()=> ::dagster_dask::graph::map_node::<#node, _, _>(__dd_job, #named, #values));
+        self.node_block(&path, add, out, top)
+    }
+
+    /// The step name argument of a call of op `path`: `Some(alias)`, or `None` for the
+    /// builder's name, checked against the other names of the body.
+    fn step_name(&mut self, path: &syn::Path, alias: Option<&LitStr>) -> TokenStream {
         let name = path
             .segments
             .last()
             .map(|s| unraw(&s.ident))
             .unwrap_or_default();
-        let add = match &alias {
+        match alias {
             Some(alias) => {
                 let value = alias.value();
                 if !is_valid_name(&value) {
@@ -249,7 +314,7 @@ impl Lowering {
                     );
                 }
                 self.explicit.insert(value, alias.span());
-                quote_spanned!(call.span()=> ::dagster_dask::graph::add_node::<#node, _>(__dd_job, ::core::option::Option::Some(#alias), #inputs))
+                quote!(::core::option::Option::Some(#alias))
             }
             None => {
                 // The builder names the n-th use of an op `<op>_<n>`: mirror it to catch
@@ -268,9 +333,22 @@ impl Lowering {
                     ));
                 }
                 self.auto_taken.insert(step);
-                quote_spanned!(call.span()=> ::dagster_dask::graph::add_node::<#node, _>(__dd_job, ::core::option::Option::None, #inputs))
+                quote!(::core::option::Option::None)
             }
-        };
+        }
+    }
+
+    /// `add` in a block that names the node `path` once, checking its resources; hoisted
+    /// into a temporary unless it is a statement's value.
+    fn node_block(
+        &mut self,
+        path: &syn::Path,
+        add: TokenStream,
+        out: &mut Vec<TokenStream>,
+        top: bool,
+    ) -> TokenStream {
+        self.nodes.push(path.clone());
+        let node = format_ident!("__DdNode");
         // The op (or graph) type is named once, at the user's name: an unknown op is one
         // error there, and so is a resource the job does not provide.
         let named = quote_spanned!(path.span()=> type #node = #path;);

@@ -63,8 +63,19 @@ pub(crate) struct Options {
     pub(crate) config: Option<Type>,
     /// `code_version = "2"`.
     code_version: Option<LitStr>,
-    /// `out(a, b(optional))`: the named outputs, each with whether it is optional.
-    pub(crate) outs: Option<(Ident, Vec<(Ident, bool)>)>,
+    /// `out(a, b(optional), c(dynamic))`: the named outputs, each with its kind.
+    pub(crate) outs: Option<(Ident, Vec<(Ident, OutKind)>)>,
+}
+
+/// What kind of output an `out(...)` entry declares.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutKind {
+    /// Always produced: the op returns `T`.
+    Required,
+    /// `name(optional)`: the op returns `Option<T>`.
+    Optional,
+    /// `name(dynamic)`: the op returns `Dynamic<T>`, values under mapping keys.
+    Dynamic,
 }
 
 #[derive(Default)]
@@ -340,26 +351,31 @@ fn parse_resources(
     Ok(())
 }
 
-/// `out(evens, odds(optional))`: output names, each optionally marked optional.
+/// `out(evens, odds(optional), files(dynamic))`: output names, each with a flag or none.
 fn parse_outs(
     input: ParseStream<'_>,
     key: &Ident,
     errors: &mut Errors,
-) -> syn::Result<Vec<(Ident, bool)>> {
-    let mut outs: Vec<(Ident, bool)> = Vec::new();
+) -> syn::Result<Vec<(Ident, OutKind)>> {
+    let mut outs: Vec<(Ident, OutKind)> = Vec::new();
     while !input.is_empty() {
         let name: Ident = input.call(syn::ext::IdentExt::parse_any)?;
-        let mut optional = false;
+        let mut kind = OutKind::Required;
         if input.peek(syn::token::Paren) {
             let content;
             syn::parenthesized!(content in input);
             let flag: Ident = content.parse()?;
             if flag == "optional" && content.is_empty() {
-                optional = true;
+                kind = OutKind::Optional;
+            } else if flag == "dynamic" && content.is_empty() {
+                kind = OutKind::Dynamic;
             } else {
                 errors.at(
                     &flag,
-                    format!("an output takes one flag, `optional`: `{name}(optional)`"),
+                    format!(
+                        "an output takes one flag, `optional` or `dynamic`: `{name}(optional)`, \
+                         `{name}(dynamic)`"
+                    ),
                 );
             }
         }
@@ -369,7 +385,7 @@ fn parse_outs(
         } else if outs.iter().any(|(n, _)| unraw(n) == text) {
             errors.at(&name, format!("output `{text}` is named twice"));
         }
-        outs.push((name, optional));
+        outs.push((name, kind));
         if input.is_empty() {
             break;
         }
@@ -585,10 +601,11 @@ fn analyze(func: &syn::ItemFn, errors: &mut Errors) -> Signature {
     }
 }
 
-/// One output named in `out(...)`, with the type of the value it stores.
+/// One output named in `out(...)`, with the type of the value it stores (an item's, for a
+/// dynamic output).
 struct NamedOutput {
     name: String,
-    optional: bool,
+    kind: OutKind,
     value: Type,
 }
 
@@ -604,20 +621,34 @@ fn ok_type(ty: &Type) -> Option<&Type> {
     })
 }
 
-/// `T` of `Option<T>`, written so.
-fn option_inner(ty: &Type) -> Option<&Type> {
+/// `T` of `Wrapper<T>` (`Option`, `Dynamic`), written so.
+fn wrapped<'t>(ty: &'t Type, wrapper: &str) -> Option<&'t Type> {
     let Type::Path(p) = ty else { return None };
     let last = p.path.segments.last()?;
-    if last.ident != "Option" {
+    if last.ident != wrapper {
         return None;
     }
     ok_type(ty)
 }
 
+/// The one output, `result`, of an op returning `Dynamic<T>` (no `out(...)` needed).
+fn dynamic_result(sig: &Signature) -> Option<Vec<NamedOutput>> {
+    let returned = if sig.fallible {
+        ok_type(&sig.output)?
+    } else {
+        &sig.output
+    };
+    Some(vec![NamedOutput {
+        name: "result".to_owned(),
+        kind: OutKind::Dynamic,
+        value: wrapped(returned, "Dynamic")?.clone(),
+    }])
+}
+
 /// Matches `out(...)` against what the function returns: one value per output (a tuple for
 /// several, in order), an optional one as `Option<T>`.
 fn named_outputs(
-    outs: &[(Ident, bool)],
+    outs: &[(Ident, OutKind)],
     key: &Ident,
     sig: &Signature,
     errors: &mut Errors,
@@ -660,28 +691,29 @@ fn named_outputs(
         }
     };
     let mut named = Vec::with_capacity(outs.len());
-    for ((name, optional), ty) in outs.iter().zip(values) {
-        let value = if *optional {
-            match option_inner(ty) {
+    for ((name, kind), ty) in outs.iter().zip(values) {
+        let (wrapper, returned_as) = match kind {
+            OutKind::Required => ("", ""),
+            OutKind::Optional => ("Option", "optional, so the op returns it as an `Option<...>` (`None`: not produced)"),
+            OutKind::Dynamic => ("Dynamic", "dynamic, so the op returns it as a `Dynamic<...>` (values under mapping keys)"),
+        };
+        let value = if wrapper.is_empty() {
+            ty
+        } else {
+            match wrapped(ty, wrapper) {
                 Some(inner) => inner,
                 None => {
                     errors.at(
                         ty,
-                        format!(
-                            "output `{}` is optional, so the op returns it as an `Option<...>` \
-                             (`None`: not produced)",
-                            unraw(name)
-                        ),
+                        format!("output `{}` is {returned_as}", unraw(name)),
                     );
                     continue;
                 }
             }
-        } else {
-            ty
         };
         named.push(NamedOutput {
             name: unraw(name),
-            optional: *optional,
+            kind: *kind,
             value: value.clone(),
         });
     }
@@ -710,7 +742,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         .outs
         .as_ref()
         .filter(|(_, outs)| !outs.is_empty())
-        .map(|(key, outs)| named_outputs(outs, key, &signature, &mut sig_errors));
+        .map(|(key, outs)| named_outputs(outs, key, &signature, &mut sig_errors))
+        .or_else(|| options.outs.is_none().then(|| dynamic_result(&signature)).flatten());
     // With a broken signature only the op type is generated, without its `OpDefinition`:
     // the signature errors are what the user needs to see.
     let generated = generate(
@@ -768,18 +801,18 @@ fn generate(
             let ty = &o.value;
             let value =
                 quote_spanned!(ty.span()=> <#ty as ::dagster_dask::__private::IsValue>::Type);
-            if o.optional {
-                quote!(::dagster_dask::op::OptionalOut<#value>)
-            } else {
-                quote!(::dagster_dask::op::Out<#value>)
+            match o.kind {
+                OutKind::Required => quote!(::dagster_dask::op::Out<#value>),
+                OutKind::Optional => quote!(::dagster_dask::op::OptionalOut<#value>),
+                OutKind::Dynamic => quote!(::dagster_dask::op::DynamicOut<#value>),
             }
         });
         let decls = outputs.iter().map(|o| {
             let name = &o.name;
-            if o.optional {
-                quote!(::dagster_dask::op::optional_out(#name))
-            } else {
-                quote!(::dagster_dask::op::out(#name))
+            match o.kind {
+                OutKind::Required => quote!(::dagster_dask::op::out(#name)),
+                OutKind::Optional => quote!(::dagster_dask::op::optional_out(#name)),
+                OutKind::Dynamic => quote!(::dagster_dask::op::dynamic_out(#name)),
             }
         });
         let (parts, decls) = if outputs.len() == 1 {

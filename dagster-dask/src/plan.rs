@@ -393,11 +393,16 @@ impl Plan {
             let _ = writeln!(out, "  {d}");
         }
         for (i, step) in self.steps.iter().enumerate() {
-            let _ = write!(out, "{:>4}. {}", i + 1, step.key);
+            // (a mapped step is one step per mapping key at run time: `step[*]`)
+            let each = if step.mapped.is_some() { "[*]" } else { "" };
+            let _ = write!(out, "{:>4}. {}{each}", i + 1, step.key);
             if step.op != step.key {
                 let _ = write!(out, " (op {})", step.op);
             }
             let _ = write!(out, " -> {}", step.outputs_text());
+            if let Some(root) = &step.mapped {
+                let _ = write!(out, "  mapped over {root}");
+            }
             if !step.tags.resource_requirements.is_empty() {
                 let resources = crate::op::resources_json(&step.tags.resource_requirements);
                 let _ = write!(out, "  resources {resources}");
@@ -421,7 +426,10 @@ impl Plan {
                 } else {
                     let sources: Vec<String> =
                         input.sources.iter().map(ToString::to_string).collect();
-                    if input.fan_in {
+                    if input.fan != Fan::One {
+                        let collect = if input.fan == Fan::All { " (collect)" } else { "" };
+                        format!("{}[*]{collect}", sources.join(", "))
+                    } else if input.fan_in {
                         format!("[{}]", sources.join(", "))
                     } else {
                         sources.join(", ")
@@ -548,7 +556,7 @@ impl PlanStep {
     /// optional one marked `?`.
     pub fn outputs_text(&self) -> String {
         match self.outputs.as_slice() {
-            [only] if only.name == crate::op::RESULT && !only.optional => {
+            [only] if only.name == crate::op::RESULT && !only.optional && !only.dynamic => {
                 short_type_name(&only.type_name)
             }
             outputs => {
@@ -556,7 +564,9 @@ impl PlanStep {
                     .iter()
                     .map(|o| {
                         let mark = if o.optional { "?" } else { "" };
-                        format!("{}{mark}: {}", o.name, short_type_name(&o.type_name))
+                        let ty = short_type_name(&o.type_name);
+                        let ty = if o.dynamic { format!("Dynamic<{ty}>") } else { ty };
+                        format!("{}{mark}: {ty}", o.name)
                     })
                     .collect();
                 format!("({})", shown.join(", "))

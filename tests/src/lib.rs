@@ -687,3 +687,63 @@ job! {
         aside(s);
     }
 }
+
+/// How many mapping keys `emit_keys` emits.
+#[derive(Debug, Deserialize)]
+pub struct KeysConfig {
+    /// Keys `k1` to `k<count>`.
+    pub count: u64,
+}
+
+/// Which mapping key `halve` fails on.
+#[derive(Debug, Default, Deserialize)]
+pub struct HalveConfig {
+    /// A key whose `halve` step fails (re-execution tests).
+    #[serde(default)]
+    pub fail: Option<String>,
+    /// A marker file: when it exists, `fail` does not fail any more (the fix before a
+    /// re-execution).
+    #[serde(default)]
+    pub fixed_when: Option<std::path::PathBuf>,
+}
+
+/// Emits `count` numbers, each under its own mapping key, `k<i>`.
+#[op(out(numbers(dynamic)), config = KeysConfig)]
+fn emit_keys(ctx: &OpContext) -> Result<dagster_dask::dynamic::Dynamic<u64>, BoxError> {
+    let cfg: KeysConfig = ctx.config()?;
+    Ok((1..=cfg.count).map(|i| (format!("k{i}"), i)).collect())
+}
+
+#[op]
+fn triple(x: u64) -> u64 {
+    3 * x
+}
+
+/// Halves; fails on the mapping key its config names, until it is fixed.
+#[op(config = HalveConfig)]
+fn halve(ctx: &OpContext, x: u64) -> Result<u64, BoxError> {
+    let cfg: HalveConfig = ctx.config()?;
+    let fixed = cfg.fixed_when.as_ref().is_some_and(|p| p.exists());
+    if cfg.fail.as_deref() == ctx.mapping_key() && !fixed {
+        return Err(format!("halve fails on purpose at {}", ctx.step_key()).into());
+    }
+    Ok(x * 3 / 2)
+}
+
+#[op]
+fn add_up(xs: Vec<u64>) -> u64 {
+    xs.iter().sum()
+}
+
+job! {
+    /// Dynamic fan-out: `emit_keys` emits `ops.emit_keys.config.count` numbers, each mapped
+    /// through `triple` then `halve` (per key), collected by `add_up`; `listed` collects the
+    /// numbers themselves.
+    pub fn mapped() {
+        let numbers = emit_keys();
+        let tripled = numbers.map(triple);
+        let halved = tripled.map(halve);
+        add_up(halved.collect());
+        add_up(numbers.collect()).alias("listed");
+    }
+}

@@ -31,3 +31,102 @@ fn a_map_chain_runs_per_key_and_collects_in_order() {
     assert_eq!(result.step_status("inc[n100]"), Some(StepStatus::Succeeded));
     assert_eq!(result.output::<u64>("inc[n3]").unwrap(), 10);
 }
+
+fn run_mapped(yaml: &str) -> RunResult {
+    let job = tests::mapped();
+    let config = dagster_dask::config::RunConfig::from_yaml(yaml, &job).unwrap();
+    Run::new(&job).config(config).in_memory().execute().unwrap()
+}
+
+#[test]
+fn the_macros_map_and_collect_per_mapping_key() {
+    let result = run_mapped("ops: { emit_keys: { config: { count: 100 } } }");
+    assert!(result.success(), "{:?}", result.events());
+    let want: u64 = (1..=100).map(|i| 9 * i / 2).sum();
+    assert_eq!(result.output::<u64>("add_up").unwrap(), want);
+    assert_eq!(result.output::<u64>("listed").unwrap(), 5050);
+    // 1 producer, 100 + 100 mapped steps, 2 collects
+    let ran = result
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, dagster_dask::events::EventKind::StepSuccess { .. }))
+        .count();
+    assert_eq!(ran, 203);
+}
+
+#[test]
+fn a_failing_mapping_key_skips_the_collect_but_not_its_siblings() {
+    let result = run_mapped(
+        "ops: { emit_keys: { config: { count: 10 } }, halve: { config: { fail: k7 } } }",
+    );
+    assert_eq!(result.status(), RunStatus::Failure);
+    assert_eq!(result.step_status("halve[k7]"), Some(StepStatus::Failed));
+    for k in (1..=10).filter(|&k| k != 7) {
+        assert_eq!(
+            result.step_status(&format!("halve[k{k}]")),
+            Some(StepStatus::Succeeded),
+            "k{k}"
+        );
+    }
+    assert_eq!(result.step_status("add_up"), Some(StepStatus::Skipped));
+    assert_eq!(result.step_status("listed"), Some(StepStatus::Succeeded));
+    let failure = result
+        .step_events("halve[k7]")
+        .find_map(|e| match &e.kind {
+            dagster_dask::events::EventKind::StepFailure { error, .. } => Some(error.message.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(failure.contains("halve[k7]"), "{failure}");
+}
+
+#[test]
+fn an_empty_dynamic_output_skips_what_collects_it_and_the_run_succeeds() {
+    let result = run_mapped("ops: { emit_keys: { config: { count: 0 } } }");
+    assert!(result.success(), "{:?}", result.events());
+    assert_eq!(result.step_status("add_up"), Some(StepStatus::Skipped));
+    assert_eq!(result.step_status("listed"), Some(StepStatus::Skipped));
+    assert_eq!(result.step_status("triple"), None, "a template is not a step of the run");
+}
+
+fn keyed(keys: &'static [&'static str]) -> Job {
+    let emit = OpDef::multi("emit", [], dynamic_out("items"), move |_ctx, (): ()| {
+        keys.iter().map(|k| (*k, 1_u64)).collect::<Dynamic<u64>>()
+    });
+    let inc = OpDef::new("inc", ["x"], |_ctx, (x,): (u64,)| x + 1);
+    let mut job = JobBuilder::new("keyed");
+    let items = job.add(&emit, ());
+    job.map(&inc, items);
+    job.build().unwrap()
+}
+
+fn failure_of(result: &RunResult, step: &str) -> String {
+    result
+        .step_events(step)
+        .find_map(|e| match &e.kind {
+            dagster_dask::events::EventKind::StepFailure { error, .. } => Some(error.to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no failure of {step}: {:?}", result.events()))
+}
+
+#[test]
+fn duplicate_or_invalid_mapping_keys_fail_the_producing_step() {
+    let result = keyed(&["a", "b", "a"]).execute_in_process().unwrap();
+    assert_eq!(result.step_status("emit"), Some(StepStatus::Failed));
+    let error = failure_of(&result, "emit");
+    assert!(error.contains("`a` is emitted twice (items 1 and 3)"), "{error}");
+    let result = keyed(&["a.csv"]).execute_in_process().unwrap();
+    let error = failure_of(&result, "emit");
+    assert!(error.contains("mapping key `a.csv`") && error.contains("letters, digits"), "{error}");
+    assert!(result.step_status("inc[a_csv]").is_none());
+}
+
+#[test]
+fn the_plan_shows_the_dynamic_part_as_such() {
+    let text = tests::mapped().plan().to_text();
+    assert!(text.contains("triple[*]"), "{text}");
+    assert!(text.contains("mapped over emit_keys.numbers"), "{text}");
+    assert!(text.contains("numbers: Dynamic<u64>"), "{text}");
+    assert!(text.contains("<- halve[*] (collect)"), "{text}");
+}

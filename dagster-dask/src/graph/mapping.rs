@@ -65,7 +65,7 @@ impl<T: Value> DynamicOutput<T> {
     /// All items, as one `Vec<T>` in emission order. An empty dynamic output skips the step
     /// that takes it.
     pub fn collect(self) -> Collected<T> {
-        Each::collected(self)
+        self.collected()
     }
 }
 
@@ -73,7 +73,7 @@ impl<T: Value> Mapped<T> {
     /// The outputs of all mapped steps, as one `Vec<T>` in emission order. When one of them
     /// fails, the step that takes it is skipped.
     pub fn collect(self) -> Collected<T> {
-        Each::collected(self)
+        self.collected()
     }
 }
 
@@ -106,14 +106,17 @@ copy_and_debug!(Collected);
             `Dynamic<T>`), or over what such a `.map(...)` returned; a plain output has one \
             value: pass it to the op directly"
 )]
-pub trait Each<T>: Copy {
+pub trait Each: Copy {
+    /// The type of each value.
+    type Item: Value;
+
     /// (builder, step, output) of the values.
     #[doc(hidden)]
     fn source(self) -> (u64, usize, usize);
 
     /// Every value as one list.
     #[doc(hidden)]
-    fn collected(self) -> Collected<T> {
+    fn collected(self) -> Collected<Self::Item> {
         Collected {
             source: self.source(),
             _type: PhantomData,
@@ -121,13 +124,17 @@ pub trait Each<T>: Copy {
     }
 }
 
-impl<T: Value> Each<T> for DynamicOutput<T> {
+impl<T: Value> Each for DynamicOutput<T> {
+    type Item = T;
+
     fn source(self) -> (u64, usize, usize) {
         (self.builder, self.step, self.output)
     }
 }
 
-impl<T: Value> Each<T> for Mapped<T> {
+impl<T: Value> Each for Mapped<T> {
+    type Item = T;
+
     fn source(self) -> (u64, usize, usize) {
         (self.builder, self.step, 0)
     }
@@ -154,7 +161,7 @@ impl<T: Value> IntoInputs<(Vec<T>,)> for Collected<T> {
 }
 
 /// The wiring of the mapped input: the value of the step's own mapping key.
-fn each_wiring<T: Value>(handle: impl Each<T>) -> Wiring {
+fn each_wiring<T: Value>(handle: impl Each<Item = T>) -> Wiring {
     Wiring {
         sources: vec![handle.source()],
         input_type: TypeInfo::of::<T>(),
@@ -170,7 +177,11 @@ impl JobBuilder {
     /// Maps `op` over `values` (a dynamic output, or an earlier map's output): at run time,
     /// one step `op[key]` per mapping key, each fed that key's value. The step is named after
     /// the op (`op_2`... for a second use), like [`add`](Self::add).
-    pub fn map<T: Value, U: Value>(&mut self, op: &OpDef<(T,), U>, values: impl Each<T>) -> Mapped<U> {
+    pub fn map<T: Value, U: Value>(
+        &mut self,
+        op: &OpDef<(T,), U>,
+        values: impl Each<Item = T>,
+    ) -> Mapped<U> {
         self.map_wired(op, None, each_wiring(values))
     }
 
@@ -179,7 +190,7 @@ impl JobBuilder {
         &mut self,
         alias: &str,
         op: &OpDef<(T,), U>,
-        values: impl Each<T>,
+        values: impl Each<Item = T>,
     ) -> Mapped<U> {
         self.map_wired(op, Some(alias), each_wiring(values))
     }
@@ -201,14 +212,10 @@ impl JobBuilder {
 
 /// Maps op `N` (one input, one output) over `values`: what `values.map(op)` in `job!` becomes.
 #[doc(hidden)]
-pub fn map_node<N, T, U>(
-    job: &mut JobBuilder,
-    alias: Option<&str>,
-    values: impl Each<T>,
-) -> Mapped<U>
+pub fn map_node<N, H, U>(job: &mut JobBuilder, alias: Option<&str>, values: H) -> Mapped<U>
 where
-    N: OpDefinition<Inputs = (T,), Output = U>,
-    T: Value,
+    H: Each,
+    N: OpDefinition<Inputs = (H::Item,), Output = U>,
     U: Value,
 {
     job.map_wired(&N::definition(), alias, each_wiring(values))
@@ -216,6 +223,6 @@ where
 
 /// Every value of `values` as one list: what `values.collect()` in `job!` becomes.
 #[doc(hidden)]
-pub fn collect<T: Value>(values: impl Each<T>) -> Collected<T> {
+pub fn collect<H: Each>(values: H) -> Collected<H::Item> {
     values.collected()
 }
