@@ -130,3 +130,39 @@ fn the_plan_shows_the_dynamic_part_as_such() {
     assert!(text.contains("numbers: Dynamic<u64>"), "{text}");
     assert!(text.contains("<- halve[*] (collect)"), "{text}");
 }
+
+fn started(result: &RunResult) -> Vec<String> {
+    result
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, dagster_dask::events::EventKind::StepStart))
+        .filter_map(|e| e.step_key.clone())
+        .collect()
+}
+
+#[test]
+fn a_reexecution_from_failure_runs_only_the_failed_mapping_key_and_the_collect() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = tests::mapped();
+    let yaml = |fail: &str| {
+        format!(
+            "ops: {{ emit_keys: {{ config: {{ count: 10 }} }}, halve: {{ config: {{ fail: {fail} }} }} }}\n\
+             resources: {{ io_manager: {{ config: {{ base_dir: '{}' }} }} }}",
+            dir.path().display()
+        )
+    };
+    let config = |fail| dagster_dask::config::RunConfig::from_yaml(&yaml(fail), &job).unwrap();
+    let parent = Run::new(&job).config(config("k7")).execute().unwrap();
+    assert_eq!(parent.step_status("add_up"), Some(StepStatus::Skipped));
+
+    let result = Run::new(&job)
+        .config(config("none"))
+        .reexecute(parent.run_id())
+        .from_failure(true)
+        .execute()
+        .unwrap();
+    assert!(result.success(), "{:?}", result.events());
+    assert_eq!(started(&result), ["halve[k7]", "add_up"]);
+    let want: u64 = (1..=10).map(|i| 9 * i / 2).sum();
+    assert_eq!(result.output::<u64>("add_up").unwrap(), want);
+}

@@ -25,8 +25,9 @@ pub(crate) struct Template {
     /// Its index in the plan.
     pub(crate) plan: usize,
     pub(crate) upstream: Vec<Upstream>,
-    /// The run state's index of the step made for each mapping key, in key order.
-    pub(crate) made: Vec<usize>,
+    /// The run state's index of the step made for each mapping key, in key order; `None`
+    /// for a key whose step an earlier run finished (a re-execution).
+    pub(crate) made: Vec<Option<usize>>,
 }
 
 /// One dynamic output of the plan and everything that follows its keys.

@@ -6,6 +6,7 @@
 //! ends with one of `RUN_SUCCESS`, `RUN_FAILURE` or `RUN_CANCELED`, whatever happens, an
 //! executor that loses its cluster included.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +18,7 @@ use crate::config::{ExecutionConfig, RunConfig};
 use crate::events::{Event, EventKind, EventSink, RunLog};
 use crate::graph::Job;
 use crate::io::{IoManager, ObjectStoreIoManager, OutputKey};
+use crate::plan::Fan;
 use crate::run::{RunError, RunId, RunResult};
 use crate::selection::{Selection, SelectionError, part_of};
 use crate::storage::{event_log_path, open_io_manager};
@@ -53,6 +55,9 @@ pub struct Run<'j> {
 struct Part {
     job: Job,
     step_args: Vec<String>,
+    /// Steps made for mapping keys that the parent run finished: not made again (what
+    /// reads them finds their outputs in the parent run).
+    reused: HashSet<String>,
 }
 
 /// A run's event log, from its storage (a local directory, or an object store).
@@ -70,22 +75,58 @@ fn parent_events(io: &dyn IoManager, run_id: &str) -> Result<Vec<Event>, RunErro
     })
 }
 
-/// For each step of `plan`, whether it must run again after the run that `events` tell:
-/// it failed, never ended, or is downstream of such a step. (A step skipped because an
-/// output it reads was not produced is done.)
-fn unfinished_steps(plan: &crate::plan::Plan, events: &[Event]) -> Vec<bool> {
-    let mut ended = vec![None; plan.steps.len()];
+/// The steps that ended well in the run `events` tell: succeeded, or skipped because an
+/// output they read was not produced.
+fn finished_steps(events: &[Event]) -> HashSet<String> {
+    let mut finished = HashSet::new();
     for event in events {
-        let Some(i) = event.step_key.as_deref().and_then(|k| plan.index_of(k)) else {
+        let Some(key) = event.step_key.as_deref() else {
             continue;
         };
         match event.kind {
-            EventKind::StepSuccess { .. } | EventKind::StepSkipped { .. } => ended[i] = Some(true),
-            EventKind::StepFailure { .. } => ended[i] = Some(false),
+            EventKind::StepSuccess { .. } | EventKind::StepSkipped { .. } => {
+                finished.insert(key.to_owned());
+            }
+            EventKind::StepFailure { .. } => {
+                finished.remove(key);
+            }
             _ => {}
         }
     }
-    let mut unfinished: Vec<bool> = ended.iter().map(|e| *e != Some(true)).collect();
+    finished
+}
+
+/// For each step of `plan`, whether it must run again after the run that `events` tell:
+/// it failed, never ended, or is downstream of such a step. A mapped step is done when its
+/// dynamic output's producer stored its keys and the step of every key is done.
+fn unfinished_steps(plan: &crate::plan::Plan, events: &[Event]) -> Vec<bool> {
+    let finished = finished_steps(events);
+    let mut keys_of: HashMap<(&str, &str), usize> = HashMap::new();
+    for event in events {
+        if let (Some(step), EventKind::StepOutput { output, mapping_keys: Some(n), .. }) =
+            (event.step_key.as_deref(), &event.kind)
+        {
+            keys_of.insert((step, output), *n);
+        }
+    }
+    let mut done_per_template: HashMap<&str, usize> = HashMap::new();
+    for key in &finished {
+        if let Some((template, _)) = crate::dynamic::split_instance(key) {
+            *done_per_template.entry(template).or_default() += 1;
+        }
+    }
+    let mut unfinished: Vec<bool> = plan
+        .steps
+        .iter()
+        .map(|step| match &step.mapped {
+            None => !finished.contains(&step.key),
+            Some(root) => {
+                let keys = keys_of.get(&(root.step.as_str(), root.output.as_str()));
+                let done = done_per_template.get(step.key.as_str()).copied().unwrap_or(0);
+                keys.is_none_or(|&n| done < n)
+            }
+        })
+        .collect();
     // (plan order: upstream steps come first)
     for i in 0..plan.steps.len() {
         if plan.upstream()[i].iter().any(|&u| unfinished[u]) {
@@ -93,6 +134,26 @@ fn unfinished_steps(plan: &crate::plan::Plan, events: &[Event]) -> Vec<bool> {
         }
     }
     unfinished
+}
+
+/// The mapping keys of dynamic output `root`, as the run that stored it stored them.
+fn stored_mapping_keys(
+    io: &dyn IoManager,
+    root: &crate::plan::PlanSource,
+) -> Result<Vec<String>, RunError> {
+    let output = crate::dynamic::keys_output(&root.output);
+    let run_id = root.run.as_deref().unwrap_or_default();
+    let key = OutputKey {
+        run_id,
+        step: &root.step,
+        output: &output,
+    };
+    let parent_err = |reason: String| RunError::Parent {
+        run_id: run_id.to_owned(),
+        reason: format!("cannot read the mapping keys of dynamic output `{root}`: {reason}"),
+    };
+    let bytes = io.load(key).map_err(|e| parent_err(e.to_string()))?;
+    crate::dynamic::decode_keys(&bytes).map_err(parent_err)
 }
 
 impl<'j> Run<'j> {
@@ -190,10 +251,19 @@ impl<'j> Run<'j> {
         for step in &job.plan().steps {
             for input in &step.inputs {
                 for source in input.sources.iter().filter(|s| s.run.is_some()) {
+                    // (values per mapping key: the keys of their dynamic output are stored)
+                    let keys_output;
+                    let (step_key, output) = match (&input.root, input.fan) {
+                        (Some(root), Fan::Each | Fan::All) => {
+                            keys_output = crate::dynamic::keys_output(&root.output);
+                            (root.step.as_str(), keys_output.as_str())
+                        }
+                        _ => (source.step.as_str(), source.output.as_str()),
+                    };
                     let key = OutputKey {
                         run_id: source.run.as_deref().unwrap_or_default(),
-                        step: &source.step,
-                        output: &source.output,
+                        step: step_key,
+                        output,
                     };
                     if io.size(key).is_err() {
                         missing.push(format!(
@@ -217,11 +287,19 @@ impl<'j> Run<'j> {
         let mut step_args = Vec::new();
         if !job.plan().steps.is_empty() {
             step_args.extend(["--select".to_owned(), expr]);
-            if let Some(parent) = parent {
-                step_args.extend(["--from".to_owned(), parent]);
+            if let Some(parent) = &parent {
+                step_args.extend(["--from".to_owned(), parent.clone()]);
             }
         }
-        Ok(Some(Part { job, step_args }))
+        let reused = match (self.from_failure, &parent) {
+            (true, Some(parent)) => finished_steps(&parent_events(io, parent)?),
+            _ => HashSet::new(),
+        };
+        Ok(Some(Part {
+            job,
+            step_args,
+            reused,
+        }))
     }
 
     /// Uses this (validated) run config.
@@ -348,6 +426,12 @@ impl<'j> Run<'j> {
             }
             Ok(())
         }));
+        // The steps of dynamic outputs another run stored, made before the run starts.
+        for (part_index, root) in state.external_parts() {
+            let keys = stored_mapping_keys(io.as_ref(), &root)?;
+            let reused = part.as_ref().map(|p| &p.reused);
+            state.expand_external(part_index, keys, &|key| reused.is_some_and(|r| r.contains(key)));
+        }
         let state = Arc::new(SharedState::new(state));
         // In place before RUN_START: an interrupt from here on is the run's.
         let _handlers = if self.cancel_on_interrupt {

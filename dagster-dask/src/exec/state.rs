@@ -238,16 +238,27 @@ impl RunState {
     }
 
     /// Makes the steps of external part `part` (see [`external_parts`](Self::external_parts))
-    /// for `keys`.
-    pub(crate) fn expand_external(&mut self, part: usize, keys: Vec<String>) {
-        self.expand(part, None, keys);
+    /// for `keys`, but for those (keys) that `reused` says the parent run finished.
+    pub(crate) fn expand_external(
+        &mut self,
+        part: usize,
+        keys: Vec<String>,
+        reused: &dyn Fn(&str) -> bool,
+    ) {
+        self.expand(part, None, keys, reused);
     }
 
     /// Makes one step per mapping key from each template of part `part`, after `producer`
     /// (the state index of the step that stored the keys), and releases the steps that
     /// collect the part: they now wait for the steps made, or are skipped when there are
     /// none (an empty dynamic output).
-    fn expand(&mut self, part: usize, producer: Option<usize>, keys: Vec<String>) {
+    fn expand(
+        &mut self,
+        part: usize,
+        producer: Option<usize>,
+        keys: Vec<String>,
+        reused: &dyn Fn(&str) -> bool,
+    ) {
         let templates: Vec<(usize, Vec<Upstream>)> = self.expansions.parts[part]
             .templates
             .iter()
@@ -260,28 +271,25 @@ impl RunState {
             };
             let mut made = Vec::with_capacity(keys.len());
             for (p, key) in keys.iter().enumerate() {
+                let key = crate::dynamic::instance_key(&base, key);
+                if reused(&key) {
+                    made.push(None);
+                    continue;
+                }
                 let upstream = upstream
                     .iter()
                     .filter_map(|up| match *up {
                         Upstream::Producer => producer,
                         Upstream::Step(u) => Some(u),
-                        Upstream::Template(q) => {
-                            Some(self.expansions.parts[part].templates[q].made[p])
-                        }
+                        Upstream::Template(q) => self.expansions.parts[part].templates[q].made[p],
                     })
                     .collect();
-                let i = self.push_step(
-                    crate::dynamic::instance_key(&base, key),
-                    template,
-                    policy,
-                    max_runtime,
-                    upstream,
-                    0,
-                );
-                made.push(i);
+                let i = self.push_step(key, template, policy, max_runtime, upstream, 0);
+                made.push(Some(i));
             }
-            self.made.extend(&made);
-            self.sink.steps_made(made.len());
+            let count = made.iter().flatten().count();
+            self.made.extend(made.iter().flatten());
+            self.sink.steps_made(count);
             self.expansions.parts[part].templates[t].made = made;
         }
         let collectors = self.expansions.parts[part].collectors.clone();
@@ -291,6 +299,7 @@ impl RunState {
             let made: Vec<usize> = reads
                 .iter()
                 .flat_map(|&t| self.expansions.parts[part].templates[t].made.clone())
+                .flatten()
                 .collect();
             if self.expansions.parts[part].keys.as_ref().is_some_and(Vec::is_empty) {
                 self.steps[c].remaining -= 1;
@@ -604,6 +613,7 @@ impl RunState {
     }
 
     /// Every step's status, by index.
+    #[cfg(test)]
     pub(crate) fn statuses(&self) -> Vec<StepStatus> {
         self.steps.iter().map(|s| s.status).collect()
     }
@@ -873,7 +883,7 @@ impl RunState {
                 let plan = self.steps[i].plan;
                 for (k, keys) in mapping_keys {
                     if let Some(part) = self.expansions.produced_by(plan, k) {
-                        self.expand(part, Some(i), keys);
+                        self.expand(part, Some(i), keys, &|_| false);
                     }
                 }
                 self.end(i, StepStatus::Succeeded);

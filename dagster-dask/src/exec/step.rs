@@ -150,7 +150,12 @@ fn run_attempt(
         let mut decoded = Vec::with_capacity(loads.len());
         for load in &loads {
             let upstream = load.step.as_str();
-            let out_key = load.key();
+            let mut out_key = load.key();
+            if let Some(parent) = load.or_in.as_deref() {
+                if matches!(env.io.size(out_key), Err(crate::io::IoError::NotFound { .. })) {
+                    out_key.run_id = parent;
+                }
+            }
             let input_err = |message: String| {
                 ErrorInfo::new(
                     ErrorKind::Input,
@@ -311,6 +316,9 @@ struct Load {
     run: String,
     step: String,
     output: String,
+    /// Where it is when this run did not store it: a re-execution reads the steps its
+    /// parent finished for a mapping key from the parent.
+    or_in: Option<String>,
 }
 
 impl Load {
@@ -346,22 +354,26 @@ fn input_sources(
             .root
             .as_ref()
             .is_some_and(|r| r.step == source.step && r.output == source.output);
+        let or_in = input.root.as_ref().and_then(|r| r.run.clone()).filter(|_| source.run.is_none());
         match mapping_key {
             None => Load {
                 run,
                 step: source.step.clone(),
                 output: source.output.clone(),
+                or_in: None,
             },
             // An item of the dynamic output itself, or the output of the step made for the key.
             Some(k) if is_root => Load {
                 run,
                 step: source.step.clone(),
                 output: crate::dynamic::item_output(&source.output, k),
+                or_in: None,
             },
             Some(k) => Load {
                 run,
                 step: crate::dynamic::instance_key(&source.step, k),
                 output: source.output.clone(),
+                or_in,
             },
         }
     };

@@ -68,9 +68,16 @@ impl Job {
                 continue;
             }
             let mut step = step.clone();
-            for source in step.inputs.iter_mut().flat_map(|input| &mut input.sources) {
-                let kept = self.plan.index_of(&source.step).is_some_and(|u| keep[u]);
-                if !kept {
+            let kept = |source: &crate::plan::PlanSource| {
+                self.plan.index_of(&source.step).is_some_and(|u| keep[u])
+            };
+            // (the dynamic output a step follows, when left out, is read from the parent too)
+            let inputs = step
+                .inputs
+                .iter_mut()
+                .flat_map(|input| input.root.iter_mut().chain(&mut input.sources));
+            for source in inputs.chain(step.mapped.as_mut()) {
+                if !kept(source) {
                     source.run = Some(parent.to_owned());
                 }
             }
