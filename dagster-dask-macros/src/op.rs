@@ -694,8 +694,14 @@ fn named_outputs(
     for ((name, kind), ty) in outs.iter().zip(values) {
         let (wrapper, returned_as) = match kind {
             OutKind::Required => ("", ""),
-            OutKind::Optional => ("Option", "optional, so the op returns it as an `Option<...>` (`None`: not produced)"),
-            OutKind::Dynamic => ("Dynamic", "dynamic, so the op returns it as a `Dynamic<...>` (values under mapping keys)"),
+            OutKind::Optional => (
+                "Option",
+                "optional, so the op returns it as an `Option<...>` (`None`: not produced)",
+            ),
+            OutKind::Dynamic => (
+                "Dynamic",
+                "dynamic, so the op returns it as a `Dynamic<...>` (values under mapping keys)",
+            ),
         };
         let value = if wrapper.is_empty() {
             ty
@@ -703,10 +709,7 @@ fn named_outputs(
             match wrapped(ty, wrapper) {
                 Some(inner) => inner,
                 None => {
-                    errors.at(
-                        ty,
-                        format!("output `{}` is {returned_as}", unraw(name)),
-                    );
+                    errors.at(ty, format!("output `{}` is {returned_as}", unraw(name)));
                     continue;
                 }
             }
@@ -743,7 +746,13 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         .as_ref()
         .filter(|(_, outs)| !outs.is_empty())
         .map(|(key, outs)| named_outputs(outs, key, &signature, &mut sig_errors))
-        .or_else(|| options.outs.is_none().then(|| dynamic_result(&signature)).flatten());
+        .or_else(|| {
+            options
+                .outs
+                .is_none()
+                .then(|| dynamic_result(&signature))
+                .flatten()
+        });
     // With a broken signature only the op type is generated, without its `OpDefinition`:
     // the signature errors are what the user needs to see.
     let generated = generate(

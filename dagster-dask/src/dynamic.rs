@@ -192,7 +192,10 @@ mod tests {
         assert!(check_mapping_key("").is_err());
         assert!(check_mapping_key(&"x".repeat(129)).is_err());
         let err = check_keys(["a", "b", "a"]).unwrap_err();
-        assert!(err.contains("`a` is emitted twice (items 1 and 3)"), "{err}");
+        assert!(
+            err.contains("`a` is emitted twice (items 1 and 3)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -270,19 +270,19 @@ impl Plan {
             gated[i] = step.mapped.is_some()
                 || step.inputs.iter().any(|input| input.fan == Fan::All)
                 || step
-                .inputs
-                .iter()
-                .flat_map(|input| &input.sources)
-                .any(|src| {
-                    self.index_of(&src.step).is_some_and(|u| {
-                        // (plan order: `u` is decided before `i`)
-                        gated[u]
-                            || self.steps[u]
-                                .outputs
-                                .iter()
-                                .any(|o| o.optional && o.name == src.output)
-                    })
-                });
+                    .inputs
+                    .iter()
+                    .flat_map(|input| &input.sources)
+                    .any(|src| {
+                        self.index_of(&src.step).is_some_and(|u| {
+                            // (plan order: `u` is decided before `i`)
+                            gated[u]
+                                || self.steps[u]
+                                    .outputs
+                                    .iter()
+                                    .any(|o| o.optional && o.name == src.output)
+                        })
+                    });
         }
         gated
     }
@@ -427,7 +427,11 @@ impl Plan {
                     let sources: Vec<String> =
                         input.sources.iter().map(ToString::to_string).collect();
                     if input.fan != Fan::One {
-                        let collect = if input.fan == Fan::All { " (collect)" } else { "" };
+                        let collect = if input.fan == Fan::All {
+                            " (collect)"
+                        } else {
+                            ""
+                        };
                         format!("{}[*]{collect}", sources.join(", "))
                     } else if input.fan_in {
                         format!("[{}]", sources.join(", "))
@@ -565,7 +569,11 @@ impl PlanStep {
                     .map(|o| {
                         let mark = if o.optional { "?" } else { "" };
                         let ty = short_type_name(&o.type_name);
-                        let ty = if o.dynamic { format!("Dynamic<{ty}>") } else { ty };
+                        let ty = if o.dynamic {
+                            format!("Dynamic<{ty}>")
+                        } else {
+                            ty
+                        };
                         format!("{}{mark}: {ty}", o.name)
                     })
                     .collect();

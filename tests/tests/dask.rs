@@ -47,6 +47,7 @@ fn bin(name: &str) -> PathBuf {
         "numbers_split" => env!("CARGO_BIN_EXE_numbers_split"),
         "etl" => env!("CARGO_BIN_EXE_etl"),
         "fragile" => env!("CARGO_BIN_EXE_fragile"),
+        "mapped" => env!("CARGO_BIN_EXE_mapped"),
         other => panic!("no job binary {other}"),
     })
 }
@@ -1410,6 +1411,58 @@ fn a_reexecution_from_failure_on_the_cluster_runs_only_what_failed() {
     assert!(ran.stdout.contains("after_shaky = 42"), "{}", ran.stdout);
     assert!(ran.events.iter().any(|e| matches!(&e.kind,
         EventKind::RunStart { parent_run_id: Some(p), .. } if *p == parent)));
+}
+
+#[test]
+fn a_dynamic_fan_out_on_the_cluster_runs_per_key_and_reexecutes_only_the_failed_key() {
+    let (_serial, cluster, dir) = with_cluster();
+    let d = dir.path();
+    let marker = d.join("fixed");
+    let cfg = existing(
+        &cluster,
+        d,
+        &format!(
+            "ops: {{ emit_keys: {{ config: {{ count: 100 }} }}, halve: {{ config: {{ fail: k7, \
+             fixed_when: '{}' }} }} }}\n",
+            marker.display()
+        ),
+    );
+    let parent = dagster_dask::exec::new_run_id();
+    let out = command("mapped", &[&cfg], &parent).output().unwrap();
+    let ran = finish(out, d, &parent);
+    assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
+    let ended = |ran: &Ran, kind: &str| -> Vec<String> {
+        ran.events
+            .iter()
+            .filter(|e| e.kind.type_name() == kind)
+            .filter_map(|e| e.step_key.clone())
+            .collect()
+    };
+    assert_eq!(ended(&ran, "STEP_FAILURE"), ["halve[k7]"]);
+    assert_eq!(ended(&ran, "STEP_SKIPPED"), ["add_up"]);
+    // 1 producer, 100 `triple[k]`, 99 `halve[k]`, `listed`; each mapped step on a worker
+    assert_eq!(ended(&ran, "STEP_SUCCESS").len(), 201);
+    assert!(
+        ran.events
+            .iter()
+            .any(|e| e.step_key.as_deref() == Some("triple[k42]") && e.worker.is_some())
+    );
+
+    std::fs::write(&marker, "").unwrap();
+    let run_id = dagster_dask::exec::new_run_id();
+    let out = command("mapped", &[&cfg], &run_id)
+        .args(["--reexecute", &parent, "--from-failure"])
+        .output()
+        .unwrap();
+    let ran = finish(out, d, &run_id);
+    assert_success(&ran, "the re-execution");
+    assert_eq!(ran.started(), ["halve[k7]", "add_up"]);
+    let want: u64 = (1..=100).map(|i| 9 * i / 2).sum();
+    assert!(
+        ran.stdout.contains(&format!("add_up = {want}")),
+        "{}",
+        ran.stdout
+    );
 }
 
 #[test]

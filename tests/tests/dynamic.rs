@@ -8,7 +8,9 @@ use dagster_dask::prelude::*;
 
 fn squares(n: u64) -> Job {
     let numbers = OpDef::multi("numbers", [], dynamic_out("n"), move |_ctx, (): ()| {
-        (1..=n).map(|i| (format!("n{i}"), i)).collect::<Dynamic<u64>>()
+        (1..=n)
+            .map(|i| (format!("n{i}"), i))
+            .collect::<Dynamic<u64>>()
     });
     let square = OpDef::new("square", ["x"], |_ctx, (x,): (u64,)| x * x);
     let inc = OpDef::new("inc", ["x"], |_ctx, (x,): (u64,)| x + 1);
@@ -27,7 +29,10 @@ fn a_map_chain_runs_per_key_and_collects_in_order() {
     assert!(result.success(), "{:?}", result.events());
     let want: Vec<u64> = (1..=100).map(|i| i * i + 1).collect();
     assert_eq!(result.output::<Vec<u64>>("total").unwrap(), want);
-    assert_eq!(result.step_status("square[n7]"), Some(StepStatus::Succeeded));
+    assert_eq!(
+        result.step_status("square[n7]"),
+        Some(StepStatus::Succeeded)
+    );
     assert_eq!(result.step_status("inc[n100]"), Some(StepStatus::Succeeded));
     assert_eq!(result.output::<u64>("inc[n3]").unwrap(), 10);
 }
@@ -73,7 +78,9 @@ fn a_failing_mapping_key_skips_the_collect_but_not_its_siblings() {
     let failure = result
         .step_events("halve[k7]")
         .find_map(|e| match &e.kind {
-            dagster_dask::events::EventKind::StepFailure { error, .. } => Some(error.message.clone()),
+            dagster_dask::events::EventKind::StepFailure { error, .. } => {
+                Some(error.message.clone())
+            }
             _ => None,
         })
         .unwrap();
@@ -86,7 +93,11 @@ fn an_empty_dynamic_output_skips_what_collects_it_and_the_run_succeeds() {
     assert!(result.success(), "{:?}", result.events());
     assert_eq!(result.step_status("add_up"), Some(StepStatus::Skipped));
     assert_eq!(result.step_status("listed"), Some(StepStatus::Skipped));
-    assert_eq!(result.step_status("triple"), None, "a template is not a step of the run");
+    assert_eq!(
+        result.step_status("triple"),
+        None,
+        "a template is not a step of the run"
+    );
 }
 
 fn keyed(keys: &'static [&'static str]) -> Job {
@@ -115,10 +126,16 @@ fn duplicate_or_invalid_mapping_keys_fail_the_producing_step() {
     let result = keyed(&["a", "b", "a"]).execute_in_process().unwrap();
     assert_eq!(result.step_status("emit"), Some(StepStatus::Failed));
     let error = failure_of(&result, "emit");
-    assert!(error.contains("`a` is emitted twice (items 1 and 3)"), "{error}");
+    assert!(
+        error.contains("`a` is emitted twice (items 1 and 3)"),
+        "{error}"
+    );
     let result = keyed(&["a.csv"]).execute_in_process().unwrap();
     let error = failure_of(&result, "emit");
-    assert!(error.contains("mapping key `a.csv`") && error.contains("letters, digits"), "{error}");
+    assert!(
+        error.contains("mapping key `a.csv`") && error.contains("letters, digits"),
+        "{error}"
+    );
     assert!(result.step_status("inc[a_csv]").is_none());
 }
 

@@ -147,11 +147,16 @@ impl StepProcess {
     /// returns it; a step or attempt that cannot be is an error message.
     pub(super) fn run(&self, job: &Job, key: &str, attempt: u32) -> Result<AttemptEnd, String> {
         let Some(target) = StepTarget::find(job.plan(), key) else {
+            let mapped = job.plan().steps.iter().any(|s| s.mapped.is_some());
             return Err(format!(
-                "job `{}` has no step `{key}` (steps: {}; a mapped step runs as \
-                 `step[mapping_key]`)",
+                "job `{}` has no step `{key}` (steps: {}){}",
                 job.name(),
-                job.plan().step_keys_to_show()
+                job.plan().step_keys_to_show(),
+                if mapped {
+                    "; a mapped step runs as `step[mapping_key]`"
+                } else {
+                    ""
+                }
             ));
         };
         if attempt == 0 {

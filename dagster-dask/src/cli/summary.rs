@@ -44,12 +44,8 @@ const SUMMARY_STEPS_PER_WORKER: usize = 10;
 
 pub(super) fn print_summary(job: &Job, result: &RunResult) {
     let plan = job.plan();
-    let count = |s: StepStatus| {
-        plan.steps
-            .iter()
-            .filter(|p| result.step_status(&p.key) == Some(s))
-            .count()
-    };
+    // (the run's steps: those made for mapping keys included)
+    let count = |s: StepStatus| result.steps.values().filter(|&&status| status == s).count();
     if result.success() {
         let skipped = count(StepStatus::Skipped);
         let skipped = if skipped > 0 {
@@ -69,6 +65,9 @@ pub(super) fn print_summary(job: &Job, result: &RunResult) {
                 continue;
             }
             for (output, spec) in step.outputs.iter().zip(&job.step(index).spec.outputs) {
+                if output.dynamic {
+                    continue; // (stored item by item: its mapped steps show it)
+                }
                 let name = if step.outputs.len() == 1 {
                     step.key.clone()
                 } else {

@@ -103,8 +103,14 @@ fn unfinished_steps(plan: &crate::plan::Plan, events: &[Event]) -> Vec<bool> {
     let finished = finished_steps(events);
     let mut keys_of: HashMap<(&str, &str), usize> = HashMap::new();
     for event in events {
-        if let (Some(step), EventKind::StepOutput { output, mapping_keys: Some(n), .. }) =
-            (event.step_key.as_deref(), &event.kind)
+        if let (
+            Some(step),
+            EventKind::StepOutput {
+                output,
+                mapping_keys: Some(n),
+                ..
+            },
+        ) = (event.step_key.as_deref(), &event.kind)
         {
             keys_of.insert((step, output), *n);
         }
@@ -122,7 +128,10 @@ fn unfinished_steps(plan: &crate::plan::Plan, events: &[Event]) -> Vec<bool> {
             None => !finished.contains(&step.key),
             Some(root) => {
                 let keys = keys_of.get(&(root.step.as_str(), root.output.as_str()));
-                let done = done_per_template.get(step.key.as_str()).copied().unwrap_or(0);
+                let done = done_per_template
+                    .get(step.key.as_str())
+                    .copied()
+                    .unwrap_or(0);
                 keys.is_none_or(|&n| done < n)
             }
         })
@@ -430,7 +439,9 @@ impl<'j> Run<'j> {
         for (part_index, root) in state.external_parts() {
             let keys = stored_mapping_keys(io.as_ref(), &root)?;
             let reused = part.as_ref().map(|p| &p.reused);
-            state.expand_external(part_index, keys, &|key| reused.is_some_and(|r| r.contains(key)));
+            state.expand_external(part_index, keys, &|key| {
+                reused.is_some_and(|r| r.contains(key))
+            });
         }
         let state = Arc::new(SharedState::new(state));
         // In place before RUN_START: an interrupt from here on is the run's.
@@ -479,7 +490,8 @@ impl<'j> Run<'j> {
                 .iter()
                 .map(|(key, _)| {
                     // (a step made for a mapping key has its template's outputs)
-                    let template = crate::dynamic::split_instance(key).map_or(key.as_str(), |(t, _)| t);
+                    let template =
+                        crate::dynamic::split_instance(key).map_or(key.as_str(), |(t, _)| t);
                     let names = plan
                         .step(template)
                         .map(|s| s.outputs.iter().map(|o| o.name.clone()).collect())

@@ -301,7 +301,11 @@ impl RunState {
                 .flat_map(|&t| self.expansions.parts[part].templates[t].made.clone())
                 .flatten()
                 .collect();
-            if self.expansions.parts[part].keys.as_ref().is_some_and(Vec::is_empty) {
+            if self.expansions.parts[part]
+                .keys
+                .as_ref()
+                .is_some_and(Vec::is_empty)
+            {
                 self.steps[c].remaining -= 1;
                 self.skip(
                     c,
@@ -398,7 +402,6 @@ impl RunState {
         }
         Ok(())
     }
-
 
     /// Notes the gated steps' inputs, and the names of the outputs they read.
     fn gate(&mut self, plan: &Plan) {
@@ -1109,9 +1112,10 @@ impl RunState {
             return RunStatus::Canceled;
         }
         // (a step is only skipped without a failure when an output it reads was not produced)
-        let none_failed = self.steps.iter().all(|s| {
-            s.template || matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped)
-        });
+        let none_failed = self
+            .steps
+            .iter()
+            .all(|s| s.template || matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped));
         if engine_error.is_none() && none_failed {
             self.emit(None, EventKind::RunSuccess { duration_ms });
             return RunStatus::Success;
@@ -1246,7 +1250,14 @@ mod tests {
     fn steps_added_while_the_run_goes_wait_for_their_upstream() {
         let job = diamond();
         let (mut s, _log) = state(&job);
-        let added = s.push_step("late".to_owned(), 0, RetryPolicy::default(), None, vec![0], 0);
+        let added = s.push_step(
+            "late".to_owned(),
+            0,
+            RetryPolicy::default(),
+            None,
+            vec![0],
+            0,
+        );
         assert_eq!(s.next(Instant::now()), Next::Run(0, 1));
         assert_eq!(s.next(Instant::now()), Next::Wait(None));
         s.end_attempt(

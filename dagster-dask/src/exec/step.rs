@@ -152,7 +152,10 @@ fn run_attempt(
             let upstream = load.step.as_str();
             let mut out_key = load.key();
             if let Some(parent) = load.or_in.as_deref() {
-                if matches!(env.io.size(out_key), Err(crate::io::IoError::NotFound { .. })) {
+                if matches!(
+                    env.io.size(out_key),
+                    Err(crate::io::IoError::NotFound { .. })
+                ) {
                     out_key.run_id = parent;
                 }
             }
@@ -217,7 +220,12 @@ fn run_attempt(
                 key,
                 EventKind::LoadedInput {
                     input: plan_input.name.clone(),
-                    upstream: format!("{}[*] ({} of {} mapping keys)", source, decoded.len(), loads.len()),
+                    upstream: format!(
+                        "{}[*] ({} of {} mapping keys)",
+                        source,
+                        decoded.len(),
+                        loads.len()
+                    ),
                     location: loads
                         .first()
                         .map(|l| env.io.location(l.key()))
@@ -354,7 +362,11 @@ fn input_sources(
             .root
             .as_ref()
             .is_some_and(|r| r.step == source.step && r.output == source.output);
-        let or_in = input.root.as_ref().and_then(|r| r.run.clone()).filter(|_| source.run.is_none());
+        let or_in = input
+            .root
+            .as_ref()
+            .and_then(|r| r.run.clone())
+            .filter(|_| source.run.is_none());
         match mapping_key {
             None => Load {
                 run,
@@ -403,11 +415,17 @@ fn input_sources(
 }
 
 /// The mapping keys of the dynamic output a collecting input follows, as stored.
-fn mapping_keys(env: &StepEnv<'_>, input: &crate::plan::PlanInput) -> Result<Vec<String>, ErrorInfo> {
+fn mapping_keys(
+    env: &StepEnv<'_>,
+    input: &crate::plan::PlanInput,
+) -> Result<Vec<String>, ErrorInfo> {
     let err = |message: String| {
         ErrorInfo::new(
             ErrorKind::Input,
-            format!("cannot read the mapping keys that input `{}` collects: {message}", input.name),
+            format!(
+                "cannot read the mapping keys that input `{}` collects: {message}",
+                input.name
+            ),
         )
     };
     let root = input
@@ -424,7 +442,8 @@ fn mapping_keys(env: &StepEnv<'_>, input: &crate::plan::PlanInput) -> Result<Vec
         .io
         .load(key)
         .map_err(|e| err(format!("{e} (dynamic output `{root}`)")))?;
-    crate::dynamic::decode_keys(&bytes).map_err(|e| err(format!("{e} (at {})", env.io.location(key))))
+    crate::dynamic::decode_keys(&bytes)
+        .map_err(|e| err(format!("{e} (at {})", env.io.location(key))))
 }
 
 /// Stores, as this step's outputs, those of the earlier step `entry` names: the step is

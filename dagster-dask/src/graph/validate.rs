@@ -268,7 +268,8 @@ impl JobBuilder {
                     for &(src, out) in &input.sources {
                         if by_name[i] {
                             named.push((i, src, out));
-                        } else if self.steps[src].spec.outputs[out].dynamic || mapped[src].is_some() {
+                        } else if self.steps[src].spec.outputs[out].dynamic || mapped[src].is_some()
+                        {
                             problems.push(GraphProblem::Dynamic {
                                 step: step.key.clone(),
                                 problem: format!(

@@ -201,7 +201,10 @@ impl<'r, 'a> Driver<'r, 'a> {
                 bridge.send(&ToBridge::Add { steps: add })?;
             }
             for (key, attempt) in submit {
-                bridge.send(&ToBridge::Retry { step: &key, attempt })?;
+                bridge.send(&ToBridge::Retry {
+                    step: &key,
+                    attempt,
+                })?;
             }
             for key in release {
                 bridge.send(&ToBridge::Release { step: &key })?;
