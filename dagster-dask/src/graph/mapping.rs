@@ -28,20 +28,11 @@ use crate::op::{OpDef, OpDefinition, TypeInfo, Value, decode_any};
 
 /// A typed handle to a dynamic output: map ops over it ([`JobBuilder::map`]) or collect its
 /// items ([`collect`](Self::collect)).
-pub struct DynamicOutput<T> {
-    pub(super) builder: u64,
-    pub(super) step: usize,
-    pub(super) output: usize,
-    _type: PhantomData<fn() -> T>,
-}
+pub struct DynamicOutput<T>(Output<T>);
 
 /// A typed handle to the output of a step mapped over a dynamic output: one value per
 /// mapping key. Map further ops over it (they stay per key) or [`collect`](Self::collect) it.
-pub struct Mapped<T> {
-    pub(super) builder: u64,
-    pub(super) step: usize,
-    _type: PhantomData<fn() -> T>,
-}
+pub struct Mapped<T>(Output<T>);
 
 /// The outputs of every mapped step (or every item of a dynamic output), as one `Vec<T>` in
 /// the order the mapping keys were emitted: feeds an input of type `Vec<T>`.
@@ -52,12 +43,7 @@ pub struct Collected<T> {
 
 impl<T> DynamicOutput<T> {
     pub(crate) fn new(builder: u64, step: usize, output: usize) -> Self {
-        Self {
-            builder,
-            step,
-            output,
-            _type: PhantomData,
-        }
+        Self(Output::new(builder, step, output))
     }
 }
 
@@ -128,7 +114,7 @@ impl<T: Value> Each for DynamicOutput<T> {
     type Item = T;
 
     fn source(self) -> (u64, usize, usize) {
-        (self.builder, self.step, self.output)
+        (self.0.builder, self.0.step, self.0.output)
     }
 }
 
@@ -136,7 +122,7 @@ impl<T: Value> Each for Mapped<T> {
     type Item = T;
 
     fn source(self) -> (u64, usize, usize) {
-        (self.builder, self.step, 0)
+        (self.0.builder, self.0.step, self.0.output)
     }
 }
 
@@ -201,12 +187,7 @@ impl JobBuilder {
         alias: Option<&str>,
         wiring: Wiring,
     ) -> Mapped<U> {
-        let Output { builder, step, .. } = self.add_wired(op, alias, vec![wiring]);
-        Mapped {
-            builder,
-            step,
-            _type: PhantomData,
-        }
+        Mapped(self.add_wired(op, alias, vec![wiring]))
     }
 }
 
