@@ -110,7 +110,7 @@ fn main() -> ExitCode {
         let whole = median(runs.iter().map(|r| r.0).collect());
         let span = median(runs.iter().map(|r| r.1).collect());
         println!(
-            "  {name:<34} whole {:7.2} s   steps span {:7.2} s   {:5.2} ms per step",
+            "  {name:<38} whole {:7.2} s   steps span {:7.2} s   {:5.2} ms per step",
             whole,
             span,
             span * 1e3 / (n + 2) as f64

@@ -522,10 +522,12 @@ impl Plan {
                 None => {
                     let ty = escape_label(&step.outputs_text());
                     let label = if prefix.is_empty() { &step.key } else { rest };
+                    // (one step per mapping key at run time)
+                    let each = if step.mapped.is_some() { "[*]" } else { "" };
                     let _ = writeln!(
                         out,
                         "{}",
-                        (draw.node)(&(draw.id)(&step.key), label, &ty, &pad)
+                        (draw.node)(&(draw.id)(&step.key), &format!("{label}{each}"), &ty, &pad)
                     );
                 }
                 Some((instance, _)) if !instances.contains(&instance) => {

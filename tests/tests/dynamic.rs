@@ -183,3 +183,12 @@ fn a_reexecution_from_failure_runs_only_the_failed_mapping_key_and_the_collect()
     let want: u64 = (1..=10).map(|i| 9 * i / 2).sum();
     assert_eq!(result.output::<u64>("add_up").unwrap(), want);
 }
+
+#[test]
+fn graph_drawings_mark_the_mapped_steps() {
+    let plan = tests::mapped().plan().clone();
+    let mermaid = plan.to_mermaid();
+    assert!(mermaid.contains("halve[\"halve[*]<br/>u64\"]"), "{mermaid}");
+    let dot = plan.to_dot();
+    assert!(dot.contains("label=\"triple[*]\\nu64\""), "{dot}");
+}
