@@ -175,6 +175,8 @@ pub struct RunResult {
     pub(crate) output_lines_in_file_only: usize,
     pub(crate) event_log: Option<PathBuf>,
     pub(crate) stored_log: Option<String>,
+    /// Where the HTML report went, or why it could not be written; `None` in memory.
+    pub(crate) report: Option<Result<String, String>>,
     pub(crate) io: Arc<dyn IoManager>,
     pub(crate) engine_error: Option<String>,
 }
@@ -238,6 +240,14 @@ impl RunResult {
     /// [`read_stored_events`](crate::events::read_stored_events).
     pub fn stored_log(&self) -> Option<&str> {
         self.stored_log.as_deref()
+    }
+
+    /// Where the run's HTML report is (`report.html` beside its event log), or why it could
+    /// not be written; `None` for a run whose outputs were kept in memory.
+    pub fn report(&self) -> Option<Result<&str, &str>> {
+        self.report
+            .as_ref()
+            .map(|r| r.as_ref().map(String::as_str).map_err(String::as_str))
     }
 
     /// The IO manager that holds the run's outputs.

@@ -21,7 +21,7 @@ pub fn python() -> PathBuf {
                 dagster_dask::exec::PYTHON_ENV,
                 "dask-venv",
                 "dagster-dask/python/requirements.txt",
-                "distributed",
+                "distributed, bokeh",
             )
         })
         .clone()

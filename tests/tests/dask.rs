@@ -1447,6 +1447,36 @@ fn a_dynamic_fan_out_on_the_cluster_runs_per_key_and_reexecutes_only_the_failed_
             .iter()
             .any(|e| e.step_key.as_deref() == Some("triple[k42]") && e.worker.is_some())
     );
+    // `show` keeps the run's dashboard link, which serves a page while the cluster lives.
+    let out = Command::new(bin("mapped"))
+        .args(["show", &parent[..8], "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        shown.contains("halve[k7]") && shown.contains("failed"),
+        "{shown}"
+    );
+    let link = shown
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("dashboard "))
+        .unwrap_or_else(|| panic!("no dashboard link: {shown}"))
+        .to_owned();
+    let fetch = format!(
+        "import urllib.request; r = urllib.request.urlopen('{link}', timeout=20); \
+         print(r.status, 'bokeh' in r.read().decode().lower())"
+    );
+    let out = Command::new(python())
+        .args(["-c", &fetch])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "200 True",
+        "{link}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     std::fs::write(&marker, "").unwrap();
     let run_id = dagster_dask::exec::new_run_id();

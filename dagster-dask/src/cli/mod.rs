@@ -5,6 +5,11 @@
 //! job plan [--format text|json]                  print the execution plan
 //! job graph [--format text|mermaid|dot]          print the graph
 //! job validate -c FILE...                        check run config against the job
+//! job runs [-c FILE] [--job J] [--status S]      list the runs on the storage, newest first
+//! job runs delete RUN... | prune --older-than D  remove runs (outputs, logs, cache entries)
+//! job show RUN [-c FILE]                         a run's summary and a table of its steps
+//! job logs RUN [--step S] [--follow]             a run's events, as the console showed them
+//! job report RUN [-o FILE]                       a run's HTML report
 //! ```
 //!
 //! A hidden `__step` command runs exactly one attempt of one step of one run: the step mode
@@ -18,6 +23,7 @@
 //! the cause (a step, a lost cluster, Ctrl-C); 2 the run never started (bad usage, config or
 //! anything checked before `RUN_START`).
 
+mod history;
 mod runner;
 mod step;
 mod summary;
@@ -77,6 +83,14 @@ enum Command {
         #[arg(short = 'c', long = "config", required = true)]
         config: Vec<PathBuf>,
     },
+    /// List the runs on the storage, newest first; `runs delete`, `runs prune` remove them.
+    Runs(history::RunsArgs),
+    /// Show one run: its summary and a table of its steps.
+    Show(history::RunRef),
+    /// Print a run's events as the console showed them; `--follow` a run that goes on.
+    Logs(history::LogsArgs),
+    /// Write a run's HTML report (timeline, graph, logs), beside its event log or to `-o`.
+    Report(history::ReportArgs),
     /// Run one step of one run (what executors start on workers).
     #[command(name = "__step", hide = true)]
     Step(StepArgs),
@@ -286,6 +300,10 @@ where
             }
             Err(code) => code,
         },
+        Command::Runs(args) => history::runs(&job, args),
+        Command::Show(args) => history::show(&job, args),
+        Command::Logs(args) => history::logs(&job, args),
+        Command::Report(args) => history::report(&job, args),
         // (step processes run the part of the job their run runs)
         Command::Step(args) => match args.process.selection.apply(&job) {
             Ok(selected) => step(selected.as_ref().unwrap_or(&job), defaults, args),

@@ -126,6 +126,11 @@ pub(super) fn print_summary(job: &Job, result: &RunResult) {
             ),
         }
     }
+    match result.report() {
+        Some(Ok(place)) => println!("report: {place}"),
+        Some(Err(why)) => println!("report: not written: {why}"),
+        None => {}
+    }
 }
 
 /// `worker-a [step1, step2], worker-b [step3]`: where the steps ran, from their events; a

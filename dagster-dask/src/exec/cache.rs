@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::io::IoManager;
 
 /// Where the index lives on a storage, beside the runs.
-const CACHE_DIR: &str = "cache";
+pub(crate) const CACHE_DIR: &str = "cache";
 
 /// What an earlier step stored: enough to reuse it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +111,11 @@ impl<'a> Hashing<'a> {
 pub(crate) fn lookup(io: &dyn IoManager, key: &str) -> Option<Entry> {
     let bytes = io.get_run_file(CACHE_DIR, key).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// The run whose outputs the entry `key` points at, if it is readable.
+pub(crate) fn entry_run(io: &dyn IoManager, key: &str) -> Option<String> {
+    lookup(io, key).map(|entry| entry.run_id)
 }
 
 /// Records `entry` under `key`.

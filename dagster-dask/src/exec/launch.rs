@@ -62,16 +62,12 @@ struct Part {
 
 /// A run's event log, from its storage (a local directory, or an object store).
 fn parent_events(io: &dyn IoManager, run_id: &str) -> Result<Vec<Event>, RunError> {
-    let events = match io.local_base() {
-        Some(base) => {
-            let path = event_log_path(base, run_id);
-            crate::events::read_event_log(&path).map_err(|e| e.to_string())
-        }
-        None => crate::events::read_stored_events(io, run_id).map_err(|e| e.to_string()),
-    };
-    events.map_err(|reason| RunError::Parent {
+    crate::history::run_events(io, run_id).map_err(|e| RunError::Parent {
         run_id: run_id.to_owned(),
-        reason,
+        reason: match e {
+            crate::history::HistoryError::EventLog { reason, .. } => reason,
+            other => other.to_string(),
+        },
     })
 }
 
@@ -484,6 +480,17 @@ impl<'j> Run<'j> {
         let status = state.finish(started.elapsed(), engine_error.as_deref());
         let stored_log = log.close();
         let outcomes = state.outcomes();
+        let events = log.take_events();
+        // The HTML report beside the event log, for runs whose storage outlives them.
+        let report = io.is_shared().then(|| {
+            let html = crate::report::render(plan, run_id.as_str(), &events);
+            io.put_run_file(
+                run_id.as_str(),
+                crate::report::REPORT_FILE,
+                html.into_bytes(),
+            )
+            .map_err(|e| e.to_string())
+        });
         Ok(RunResult {
             status,
             outputs: outcomes
@@ -500,7 +507,8 @@ impl<'j> Run<'j> {
                 })
                 .collect(),
             steps: outcomes.into_iter().collect(),
-            events: log.take_events(),
+            events,
+            report,
             output_lines_in_file_only: log.output_lines_in_file_only(),
             event_log: log.path().map(Path::to_owned),
             stored_log: stored_log.filter(|_| io.local_base().is_none()),

@@ -27,6 +27,7 @@ pub use embedded::EmbeddedExecutor;
 
 pub use crate::run::{RunError, RunId, RunResult, RunStatus, StepStatus, new_run_id};
 pub use crate::storage::{default_storage_dir, event_log_path, open_io_manager};
+pub(crate) use cache::{CACHE_DIR, entry_run as cache_entry_run};
 pub use launch::Run;
 
 use self::interrupt::InterruptHook;

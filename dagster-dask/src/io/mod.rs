@@ -108,6 +108,29 @@ pub trait IoManager: Send + Sync + fmt::Debug {
         let _ = run_id;
         Err(no_run_files(dir))
     }
+
+    /// Where the storage is, for messages: its directory or URL.
+    fn base_location(&self) -> String {
+        "the storage".to_owned()
+    }
+
+    /// The top-level names under the storage's base, sorted: the runs (and `cache`). A run
+    /// history reads each one's summary from there.
+    fn list_runs(&self) -> Result<Vec<String>, IoError> {
+        Err(no_run_files("(runs)"))
+    }
+
+    /// Removes a file stored with [`put_run_file`](Self::put_run_file).
+    fn delete_run_file(&self, run_id: &str, name: &str) -> Result<(), IoError> {
+        let _ = run_id;
+        Err(no_run_files(name))
+    }
+
+    /// Removes everything stored under run `run_id` (outputs, summary, event log, staged
+    /// parts); returns how many objects it removed.
+    fn delete_run(&self, run_id: &str) -> Result<usize, IoError> {
+        Err(no_run_files(run_id))
+    }
 }
 
 /// [`IoManager::store_encoded`] for storage that takes whole objects: encoded into memory,
@@ -566,6 +589,77 @@ impl IoManager for ObjectStoreIoManager {
         let mut names = listed;
         names.sort();
         Ok(names)
+    }
+
+    fn base_location(&self) -> String {
+        self.display_root.clone()
+    }
+
+    fn list_runs(&self) -> Result<Vec<String>, IoError> {
+        let store = Arc::clone(&self.store);
+        let listed = self
+            .block(async move { store.list_with_delimiter(None).await })?
+            .map_err(|e| IoError::Open {
+                location: self.display_root.clone(),
+                reason: format!("cannot list: {}", short_store_error(&e)),
+            })?;
+        let mut names: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn delete_run_file(&self, run_id: &str, name: &str) -> Result<(), IoError> {
+        let path = run_file_path(run_id, name);
+        let store = Arc::clone(&self.store);
+        self.block(async move { store.delete(&path).await })?
+            .map_err(|e| IoError::Open {
+                location: format!(
+                    "{}/{run_id}/{name}",
+                    self.display_root.trim_end_matches('/')
+                ),
+                reason: format!("cannot delete: {}", short_store_error(&e)),
+            })
+    }
+
+    fn delete_run(&self, run_id: &str) -> Result<usize, IoError> {
+        use futures_util::TryStreamExt as _;
+        let location = format!("{}/{run_id}", self.display_root.trim_end_matches('/'));
+        let failed = |e: &object_store::Error| IoError::Open {
+            location: location.clone(),
+            reason: format!("cannot delete: {}", short_store_error(e)),
+        };
+        let prefix = StorePath::from(run_id);
+        let store = Arc::clone(&self.store);
+        let paths = self
+            .block(async move {
+                store
+                    .list(Some(&prefix))
+                    .map_ok(|meta| meta.location)
+                    .try_collect::<Vec<StorePath>>()
+                    .await
+            })?
+            .map_err(|e| failed(&e))?;
+        let count = paths.len();
+        for path in paths {
+            let store = Arc::clone(&self.store);
+            self.block(async move { store.delete(&path).await })?
+                .map_err(|e| failed(&e))?;
+        }
+        // (a directory keeps its empty folders, and staged files a crash left behind)
+        if let Some(base) = &self.base {
+            let dir = base.join(run_id);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| IoError::Open {
+                    location: dir.display().to_string(),
+                    reason: format!("cannot delete: {e}"),
+                })?;
+            }
+        }
+        Ok(count)
     }
 
     fn preflight(&self) -> Result<(), IoError> {
