@@ -379,3 +379,63 @@ fn the_report_shows_each_attempt_and_the_error_in_a_real_browser() {
         std::fs::read_to_string(&report).unwrap()
     );
 }
+
+/// `sleepy` napping a second and a half, its output as a terminal of `cols` columns shows it
+/// (under `script`, which gives it a pseudo-terminal), and the raw bytes written.
+fn on_a_terminal(dir: &Path, cols: u16) -> (String, String) {
+    let cfg = config(
+        dir,
+        "nap.yaml",
+        "ops: { nap: { config: { seconds: 1.5 } } }",
+    );
+    // (the pseudo-terminal's size is set first: the screen below is that size)
+    let command = format!(
+        "stty cols {cols} rows 40 && exec {} run -c {}",
+        bin("sleepy").display(),
+        cfg.display()
+    );
+    let out = Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut screen = vt100::Parser::new(40, cols, 1000);
+    screen.process(&out.stdout);
+    (screen.screen().contents(), text(&out.stdout))
+}
+
+#[test]
+fn a_terminal_shows_live_progress_and_a_pipe_gets_plain_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (screen, raw) = on_a_terminal(dir.path(), 160);
+    // The display was drawn while the nap ran, naming the running step; it is gone at the
+    // end, and the logs printed above it stay, without the routine events.
+    assert!(raw.contains("steps done"), "{raw}");
+    assert!(
+        raw.contains("1 running") && raw.contains("now: nap"),
+        "{raw}"
+    );
+    assert!(screen.contains("nap LOG INFO nap started"), "{screen}");
+    assert!(screen.contains("nap LOG INFO nap over"), "{screen}");
+    assert!(screen.contains("RUN_SUCCESS job `sleepy`"), "{screen}");
+    assert!(!screen.contains("STEP_START"), "{screen}");
+    assert!(
+        !screen.contains("steps done"),
+        "the display is cleared at the end: {screen}"
+    );
+
+    let cfg = config(
+        dir.path(),
+        "nap.yaml",
+        "ops: { nap: { config: { seconds: 0.1 } } }",
+    );
+    let out = job("sleepy", &["run"], &cfg);
+    let plain = text(&out.stderr);
+    assert!(out.status.success(), "{plain}");
+    assert!(
+        plain.contains("STEP_START") && plain.contains("[2/2]"),
+        "{plain}"
+    );
+    assert!(!plain.contains("steps done"), "{plain}");
+}

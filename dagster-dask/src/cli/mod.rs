@@ -1,7 +1,8 @@
 //! The job binary's command line: `dagster_dask::main(job)`.
 //!
 //! ```text
-//! job run [-c FILE]... [--run-id ID] [--quiet]   run the job (the default command)
+//! job run [-c FILE]... [--run-id ID] [--quiet] [--progress auto|always|never]
+//!                                                run the job (the default command)
 //! job plan [--format text|json]                  print the execution plan
 //! job graph [--format text|mermaid|dot]          print the graph
 //! job validate -c FILE...                        check run config against the job
@@ -111,6 +112,10 @@ struct RunArgs {
     /// Do not print events while the run goes (the summary is still printed).
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// A live progress display instead of a line per event: `auto` when stderr is a
+    /// terminal; logs, output lines and failures print above it.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
     #[command(flatten)]
     selection: SelectionArgs,
     /// Re-execute this earlier run: a new run whose RUN_START names it; with --select or
@@ -196,6 +201,17 @@ struct StepProcessArgs {
     /// The run's `--no-cache`.
     #[arg(long)]
     no_cache: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProgressMode {
+    /// When stderr is a terminal.
+    #[default]
+    Auto,
+    /// Always (drawn only where the terminal allows).
+    Always,
+    /// Never: a line per event.
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -366,6 +382,11 @@ fn run(job: &Job, defaults: Option<&serde_json::Value>, args: RunArgs) -> ExitCo
     let mut launch = Run::new(job)
         .config(config)
         .console(!args.quiet)
+        .live_progress(match args.progress {
+            ProgressMode::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            ProgressMode::Always => true,
+            ProgressMode::Never => false,
+        })
         .cancel_on_interrupt(true)
         .no_cache(args.no_cache);
     if let Some(id) = args.run_id {

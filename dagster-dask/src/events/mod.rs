@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 mod console;
 mod log;
+mod progress;
 mod sink;
 mod stored;
 

@@ -50,6 +50,8 @@ pub struct RunLog {
     steps: Option<std::sync::atomic::AtomicUsize>,
     /// The run's summary (and an object store's event log) on the run's storage.
     stored: std::sync::OnceLock<StoredLog>,
+    /// The live progress display, instead of a line per event.
+    live: Option<super::progress::LiveProgress>,
 }
 
 #[derive(Debug)]
@@ -80,6 +82,7 @@ impl RunLog {
             console,
             steps: None,
             stored: std::sync::OnceLock::new(),
+            live: None,
         }
     }
 
@@ -100,6 +103,15 @@ impl RunLog {
     /// have ended, so a long run shows how far it is.
     pub fn with_progress(mut self, steps: usize) -> Self {
         self.steps = Some(std::sync::atomic::AtomicUsize::new(steps));
+        self
+    }
+
+    /// Shows a live progress display of `steps` steps on the console (a terminal) instead of
+    /// a line per event: logs, output lines and failures print above it.
+    pub fn with_live_progress(mut self, steps: usize) -> Self {
+        if self.console {
+            self.live = Some(super::progress::LiveProgress::new(steps));
+        }
         self
     }
 
@@ -159,6 +171,9 @@ impl RunLog {
     /// Ends the log: flushes the file and stores what the storage does not have yet;
     /// returns where the run's files are on its storage, when they were stored.
     pub(crate) fn close(&self) -> Option<String> {
+        if let Some(live) = &self.live {
+            live.finish();
+        }
         self.flush();
         self.stored.get().and_then(StoredLog::finish)
     }
@@ -166,6 +181,9 @@ impl RunLog {
 
 impl EventSink for RunLog {
     fn steps_made(&self, count: usize) {
+        if let Some(live) = &self.live {
+            live.steps_made(count);
+        }
         if let Some(total) = &self.steps {
             total.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
         }
@@ -182,7 +200,11 @@ impl EventSink for RunLog {
         if step_ended {
             inner.ended += 1;
         }
-        if self.console {
+        if let Some(live) = &self.live {
+            if live.on_event(&event) {
+                live.println(&event.display_line());
+            }
+        } else if self.console {
             // A closed stderr (`| head`) must not stop the run: errors are dropped.
             let mut err = std::io::stderr().lock();
             let _ = match &self.steps {

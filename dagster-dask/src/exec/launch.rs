@@ -43,6 +43,7 @@ pub struct Run<'j> {
     run_id: Option<String>,
     io: Option<Arc<dyn IoManager>>,
     console: bool,
+    live_progress: bool,
     cancel_on_interrupt: bool,
     selection: Option<String>,
     parent: Option<String>,
@@ -170,6 +171,7 @@ impl<'j> Run<'j> {
             run_id: None,
             io: None,
             console: false,
+            live_progress: false,
             cancel_on_interrupt: false,
             selection: None,
             parent: None,
@@ -336,6 +338,14 @@ impl<'j> Run<'j> {
         self
     }
 
+    /// With [`console`](Self::console): a live progress display (steps done, running,
+    /// failed; the steps running now; time and estimate) instead of a line per event; logs,
+    /// output lines and failures print above it. It is drawn only on a terminal.
+    pub fn live_progress(mut self, on: bool) -> Self {
+        self.live_progress = on;
+        self
+    }
+
     /// Turns Ctrl-C (SIGINT) and SIGTERM into a cancel while the run goes: no new step
     /// starts, running steps end (Dask kills their processes and records them failed as
     /// interrupted; the embedded executor lets them finish, and a second interrupt exits at
@@ -388,7 +398,12 @@ impl<'j> Run<'j> {
         let plan = job.plan();
         // (a mapped step of the plan counts once its steps are made)
         let fixed_steps = plan.steps.iter().filter(|s| s.mapped.is_none()).count();
-        let log = Arc::new(log.with_progress(fixed_steps));
+        let log = log.with_progress(fixed_steps);
+        let log = Arc::new(if self.live_progress {
+            log.with_live_progress(fixed_steps)
+        } else {
+            log
+        });
         let sink: Arc<dyn EventSink> = Arc::clone(&log) as Arc<dyn EventSink>;
         let interrupts = Arc::new(InterruptHook::default());
         let run = RunContext {
