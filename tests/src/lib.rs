@@ -747,3 +747,29 @@ job! {
         add_up(numbers.collect()).alias("listed");
     }
 }
+
+/// A library an op calls, which logs with the `log` crate and with `tracing`, as libraries do.
+pub mod chatty_library {
+    /// Pretends to fetch `table`: logs with both crates, returns its row count.
+    pub fn fetch(table: &str) -> u64 {
+        let span = tracing::info_span!("fetch", table);
+        let _entered = span.enter();
+        log::info!("connecting for {table}");
+        tracing::info!(rows = 42_u64, "fetched");
+        tracing::debug!("a detail the default filter drops");
+        42
+    }
+}
+
+#[op]
+fn traced() -> u64 {
+    tracing::warn!(stage = "start", "the op itself says something");
+    chatty_library::fetch("users")
+}
+
+job! {
+    /// One op that logs with `tracing` and calls a library that logs with `log` and `tracing`.
+    pub fn traced_job() {
+        traced();
+    }
+}

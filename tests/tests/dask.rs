@@ -48,6 +48,7 @@ fn bin(name: &str) -> PathBuf {
         "etl" => env!("CARGO_BIN_EXE_etl"),
         "fragile" => env!("CARGO_BIN_EXE_fragile"),
         "mapped" => env!("CARGO_BIN_EXE_mapped"),
+        "traced" => env!("CARGO_BIN_EXE_traced"),
         other => panic!("no job binary {other}"),
     })
 }
@@ -1492,6 +1493,49 @@ fn a_dynamic_fan_out_on_the_cluster_runs_per_key_and_reexecutes_only_the_failed_
         ran.stdout.contains(&format!("add_up = {want}")),
         "{}",
         ran.stdout
+    );
+}
+
+#[test]
+fn tracing_and_log_records_on_workers_arrive_in_the_event_log_filtered_as_the_driver_says() {
+    let (_serial, cluster, dir) = with_cluster();
+    let d = dir.path();
+    let cfg = existing(&cluster, d, "");
+    let run_id = dagster_dask::exec::new_run_id();
+    let out = command("traced", &[&cfg], &run_id)
+        .env("RUST_LOG", "warn,tests::chatty_library=debug")
+        .output()
+        .unwrap();
+    let ran = finish(out, d, &run_id);
+    assert_success(&ran, "the traced run");
+    let logs: Vec<(String, String, Option<String>)> = ran
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Log {
+                message, target, ..
+            } => Some((
+                message.clone(),
+                target.clone().unwrap_or_default(),
+                e.worker.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let messages: Vec<&str> = logs.iter().map(|l| l.0.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "the op itself says something",
+            "connecting for users",
+            "fetched",
+            "a detail the default filter drops"
+        ]
+    );
+    assert_eq!(logs[1].1, "tests::chatty_library");
+    assert!(
+        logs.iter().all(|l| l.2.is_some()),
+        "from a worker: {logs:?}"
     );
 }
 

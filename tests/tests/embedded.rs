@@ -225,7 +225,7 @@ fn op_logs_become_events_and_the_event_log_is_persisted() {
         .events()
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Log { level, message } => {
+            EventKind::Log { level, message, .. } => {
                 Some((e.step_key.clone().unwrap(), *level, message.clone()))
             }
             _ => None,

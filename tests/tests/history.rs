@@ -439,3 +439,106 @@ fn a_terminal_shows_live_progress_and_a_pipe_gets_plain_lines() {
     );
     assert!(!plain.contains("steps done"), "{plain}");
 }
+
+/// The `LOG` events of a run's event log: (level, target, message, fields).
+fn logs_of(events: &[dagster_dask::events::Event]) -> Vec<(String, String, String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            dagster_dask::events::EventKind::Log {
+                level,
+                message,
+                target,
+                fields,
+            } => Some((
+                level.to_string(),
+                target.clone().unwrap_or_default(),
+                message.clone(),
+                format!("{fields:?}"),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn tracing_and_log_records_of_an_op_and_its_library_are_the_steps_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "plain.yaml", "");
+    let out = Command::new(env!("CARGO_BIN_EXE_traced"))
+        .args([
+            "run",
+            "-q",
+            "--run-id",
+            "traced-1",
+            "-c",
+            cfg.to_str().unwrap(),
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = std::fs::canonicalize(dir.path().join("storage/traced-1/events.jsonl")).unwrap();
+    let events = dagster_dask::events::read_event_log(&log).unwrap();
+    let logs = logs_of(&events);
+    assert_eq!(logs.len(), 3, "{logs:?}");
+    assert_eq!(logs[0].0, "WARNING");
+    assert_eq!(logs[0].1, "tests");
+    assert!(logs[0].3.contains("\"stage\": \"start\""), "{logs:?}");
+    // `log` crate, inside a span: target is the library's module
+    assert_eq!(logs[1].1, "tests::chatty_library");
+    assert_eq!(logs[1].2, "connecting for users");
+    assert!(logs[1].3.contains("\"spans\": \"fetch\""), "{logs:?}");
+    assert_eq!(logs[2].2, "fetched");
+    assert!(logs[2].3.contains("\"rows\": \"42\""), "{logs:?}");
+    assert!(
+        events
+            .iter()
+            .filter(|e| matches!(e.kind, dagster_dask::events::EventKind::Log { .. }))
+            .all(|e| e.step_key.as_deref() == Some("traced"))
+    );
+
+    // A RUST_LOG filter: debug for the library, warnings only for the rest.
+    let out = Command::new(env!("CARGO_BIN_EXE_traced"))
+        .args([
+            "run",
+            "-q",
+            "--run-id",
+            "traced-2",
+            "-c",
+            cfg.to_str().unwrap(),
+        ])
+        .env("RUST_LOG", "warn,tests::chatty_library=debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = log
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("traced-2/events.jsonl");
+    let logs = logs_of(&dagster_dask::events::read_event_log(&log).unwrap());
+    let messages: Vec<&str> = logs.iter().map(|l| l.2.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "the op itself says something",
+            "connecting for users",
+            "fetched",
+            "a detail the default filter drops"
+        ]
+    );
+    // A filter that does not parse is refused before the run.
+    let out = Command::new(env!("CARGO_BIN_EXE_traced"))
+        .args(["run", "-q", "-c", cfg.to_str().unwrap()])
+        .env("RUST_LOG", "tests=loud")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("log filter `tests=loud`"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -201,6 +201,9 @@ struct StepProcessArgs {
     /// The run's `--no-cache`.
     #[arg(long)]
     no_cache: bool,
+    /// What to capture of what ops log with `tracing` and `log` (the driver's `RUST_LOG`).
+    #[arg(long, value_name = "DIRECTIVES")]
+    log_filter: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -283,7 +286,21 @@ where
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
-    match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
+    let command = cli.command.unwrap_or(Command::Run(RunArgs::default()));
+    // What ops log is captured as the filter says: the driver's `RUST_LOG`, passed on to
+    // step processes. The job binary owns the process: `log` records are bridged too.
+    let directives = match &command {
+        Command::Step(StepArgs { process, .. }) | Command::Serve(ServeArgs { process, .. }) => {
+            process.log_filter.clone()
+        }
+        _ => std::env::var("RUST_LOG").ok(),
+    };
+    if let Err(e) = crate::events::set_filter(directives.as_deref().unwrap_or_default()) {
+        eprintln!("error: {e} (RUST_LOG: e.g. `info` or `my_crate=debug,hyper=warn`)");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    crate::events::bridge_log_records();
+    match command {
         Command::Run(args) => run(&job, defaults, args),
         Command::Plan { format, selection } => {
             let selected = match selection.apply(&job) {

@@ -50,7 +50,21 @@ impl Event {
                     .unwrap_or_default()
             ),
             EventKind::HandledOutput { location, .. } => location.clone(),
-            EventKind::Log { level, message } => format!("{level} {message}"),
+            EventKind::Log {
+                level,
+                message,
+                target,
+                fields,
+            } => {
+                let mut line = match target {
+                    Some(target) => format!("{level} {target}: {message}"),
+                    None => format!("{level} {message}"),
+                };
+                for (k, v) in fields {
+                    line.push_str(&format!(" {k}={v}"));
+                }
+                line
+            }
             EventKind::StepOutputLine { stream, line } => format!("{stream}: {line}"),
             EventKind::StepSuccess { duration_ms } => format!("in {duration_ms:.1} ms"),
             EventKind::StepUpForRetry {

@@ -9,18 +9,22 @@
 //! [`EventSink`], [`RunLog`]), `log` (reading an event log back), `stored` (the run's summary
 //! on its storage, and the event log of object stores, as segments).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+mod capture;
 mod console;
 mod log;
 mod progress;
 mod sink;
 mod stored;
 
+pub use self::capture::set_filter;
+pub(crate) use self::capture::{bridge_log_records, captured, filter_directives};
 pub use self::log::{EventLogError, read_event_log};
 pub use self::sink::{EventSink, JsonLinesStdout, OUTPUT_LINES_IN_MEMORY, RunLog};
 pub use self::stored::{
@@ -113,6 +117,13 @@ pub enum EventKind {
         level: LogLevel,
         /// The message.
         message: String,
+        /// Where it came from: the `tracing` or `log` target (a module path), for a record
+        /// captured from those.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        /// The record's fields (and the names of the spans it was in, as `spans`).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        fields: BTreeMap<String, String>,
     },
     /// A line the step process wrote to stdout or stderr outside the event protocol.
     StepOutputLine {
@@ -311,6 +322,8 @@ mod tests {
             EventKind::Log {
                 level: LogLevel::Info,
                 message: "hi".into(),
+                target: Some("my_crate::io".into()),
+                fields: [("rows".to_owned(), "3".to_owned())].into(),
             },
         ));
         log.flush();

@@ -426,6 +426,9 @@ impl<'j> Run<'j> {
                 if self.no_cache {
                     args.push("--no-cache".to_owned());
                 }
+                if let Some(filter) = crate::events::filter_directives() {
+                    args.extend(["--log-filter".to_owned(), filter.to_owned()]);
+                }
                 args
             },
             cache: !self.no_cache,

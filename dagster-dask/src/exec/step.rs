@@ -312,6 +312,8 @@ fn run_attempt(
                 EventKind::Log {
                     level: crate::events::LogLevel::Warning,
                     message: format!("could not record the step in the cache (it ran): {e}"),
+                    target: None,
+                    fields: std::collections::BTreeMap::new(),
                 },
             );
         }
@@ -653,7 +655,9 @@ fn emit_output(
 
 /// Calls the op, a panic caught as its error.
 fn call_op(spec: &OpSpec, ctx: &OpContext, values: Vec<AnyValue>) -> Result<Split, ErrorInfo> {
-    match catch_unwind(AssertUnwindSafe(|| (spec.compute)(ctx, values))) {
+    let run = || catch_unwind(AssertUnwindSafe(|| (spec.compute)(ctx, values)));
+    // (what the op logs with `tracing` or `log` is the step's)
+    match crate::events::captured(&ctx.sink, &ctx.run_id, &ctx.step_key, run) {
         Ok(result) => result,
         Err(panic) => {
             let message = panic

@@ -102,6 +102,8 @@ impl Logger<'_> {
             EventKind::Log {
                 level,
                 message: message.into(),
+                target: None,
+                fields: std::collections::BTreeMap::new(),
             },
         ));
     }
