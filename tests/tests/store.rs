@@ -106,6 +106,24 @@ fn a_run_stores_its_outputs_in_s3_under_dagsters_layout() {
     );
     assert!(summary.ended.is_some_and(|end| end >= summary.started));
     assert!(summary.segments >= 1);
+
+    // The run history and the report work on the store as on a directory.
+    let report = format!("s3://runs/dagster/storage/{run_id}/report.html");
+    assert_eq!(result.report(), Some(Ok(report.as_str())));
+    let runs = dagster_dask::history::list_runs(io.as_ref()).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].run_id, run_id);
+    let id = dagster_dask::history::resolve_run(io.as_ref(), &run_id[..6]).unwrap();
+    assert_eq!(id, run_id);
+    assert_eq!(dagster_dask::history::run_events(io.as_ref(), &id).unwrap(), stored);
+    let removed = dagster_dask::history::delete_run(io.as_ref(), &id).unwrap();
+    assert!(removed.objects >= 9, "{removed:?}");
+    assert!(
+        s3.keys("runs").iter().all(|k| !k.contains(run_id)),
+        "{:?}",
+        s3.keys("runs")
+    );
+    assert!(dagster_dask::history::list_runs(io.as_ref()).unwrap().is_empty());
 }
 
 /// A running `sleepy` job whose `nap` takes `seconds`, storing on `s3` (bucket `runs`), once
