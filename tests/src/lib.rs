@@ -750,6 +750,14 @@ job! {
 
 /// A library an op calls, which logs with the `log` crate and with `tracing`, as libraries do.
 pub mod chatty_library {
+    /// What `traced_job` logs, in order, with `tests::chatty_library` at debug.
+    pub const MESSAGES_AT_DEBUG: [&str; 4] = [
+        "the op itself says something",
+        "connecting for users",
+        "fetched",
+        "a detail the default filter drops",
+    ];
+
     /// Pretends to fetch `table`: logs with both crates, returns its row count.
     pub fn fetch(table: &str) -> u64 {
         let span = tracing::info_span!("fetch", table);

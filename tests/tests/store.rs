@@ -115,7 +115,10 @@ fn a_run_stores_its_outputs_in_s3_under_dagsters_layout() {
     assert_eq!(runs[0].run_id, run_id);
     let id = dagster_dask::history::resolve_run(io.as_ref(), &run_id[..6]).unwrap();
     assert_eq!(id, run_id);
-    assert_eq!(dagster_dask::history::run_events(io.as_ref(), &id).unwrap(), stored);
+    assert_eq!(
+        dagster_dask::history::run_events(io.as_ref(), &id).unwrap(),
+        stored
+    );
     let removed = dagster_dask::history::delete_run(io.as_ref(), &id).unwrap();
     assert!(removed.objects >= 9, "{removed:?}");
     assert!(
@@ -123,7 +126,11 @@ fn a_run_stores_its_outputs_in_s3_under_dagsters_layout() {
         "{:?}",
         s3.keys("runs")
     );
-    assert!(dagster_dask::history::list_runs(io.as_ref()).unwrap().is_empty());
+    assert!(
+        dagster_dask::history::list_runs(io.as_ref())
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// A running `sleepy` job whose `nap` takes `seconds`, storing on `s3` (bucket `runs`), once

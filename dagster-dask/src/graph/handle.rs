@@ -47,7 +47,7 @@ impl<T> fmt::Debug for Output<T> {
 /// Turns decoded fan-in values into the input's `Vec<T>`.
 pub(crate) type CollectFn = fn(Vec<AnyValue>) -> Option<AnyValue>;
 
-pub(super) fn collect_vec<T: Value>(items: Vec<AnyValue>) -> Option<AnyValue> {
+fn collect_vec<T: Value>(items: Vec<AnyValue>) -> Option<AnyValue> {
     let items: Option<Vec<T>> = items
         .into_iter()
         .map(|v| v.downcast::<T>().ok().map(|b| *b))
@@ -132,24 +132,24 @@ pub trait IntoInput<A> {
     fn into_wiring(self) -> Wiring;
 }
 
-impl<T: Value> IntoInput<T> for Output<T> {
-    fn into_wiring(self) -> Wiring {
-        Wiring {
-            sources: vec![(self.builder, self.step, self.output)],
+impl Wiring {
+    /// One upstream output of type `T` (`each`: the value of the step's mapping key).
+    pub(super) fn one<T: Value>(source: (u64, usize, usize), each: bool) -> Self {
+        Self {
+            sources: vec![source],
             input_type: TypeInfo::of::<T>(),
             source_type: TypeInfo::of::<T>(),
             decode: decode_any::<T>,
             collect: None,
             from_config: None,
-            each: false,
+            each,
         }
     }
-}
 
-impl<T: Value> IntoInput<Vec<T>> for Vec<Output<T>> {
-    fn into_wiring(self) -> Wiring {
-        Wiring {
-            sources: self.iter().map(|h| (h.builder, h.step, h.output)).collect(),
+    /// Upstream outputs of type `T` gathered into a `Vec<T>`.
+    pub(super) fn fan_in<T: Value>(sources: Vec<(u64, usize, usize)>) -> Self {
+        Self {
+            sources,
             input_type: TypeInfo::of::<Vec<T>>(),
             source_type: TypeInfo::of::<T>(),
             decode: decode_any::<T>,
@@ -157,6 +157,18 @@ impl<T: Value> IntoInput<Vec<T>> for Vec<Output<T>> {
             from_config: None,
             each: false,
         }
+    }
+}
+
+impl<T: Value> IntoInput<T> for Output<T> {
+    fn into_wiring(self) -> Wiring {
+        Wiring::one::<T>((self.builder, self.step, self.output), false)
+    }
+}
+
+impl<T: Value> IntoInput<Vec<T>> for Vec<Output<T>> {
+    fn into_wiring(self) -> Wiring {
+        Wiring::fan_in::<T>(self.iter().map(|h| (h.builder, h.step, h.output)).collect())
     }
 }
 

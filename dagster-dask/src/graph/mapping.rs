@@ -23,8 +23,8 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use super::builder::JobBuilder;
-use super::handle::{IntoInput, IntoInputs, Output, Wiring, collect_vec};
-use crate::op::{OpDef, OpDefinition, TypeInfo, Value, decode_any};
+use super::handle::{IntoInput, IntoInputs, Output, Wiring};
+use crate::op::{OpDef, OpDefinition, Value};
 
 /// A typed handle to a dynamic output: map ops over it ([`JobBuilder::map`]) or collect its
 /// items ([`collect`](Self::collect)).
@@ -128,15 +128,7 @@ impl<T: Value> Each for Mapped<T> {
 
 impl<T: Value> IntoInput<Vec<T>> for Collected<T> {
     fn into_wiring(self) -> Wiring {
-        Wiring {
-            sources: vec![self.source],
-            input_type: TypeInfo::of::<Vec<T>>(),
-            source_type: TypeInfo::of::<T>(),
-            decode: decode_any::<T>,
-            collect: Some(collect_vec::<T>),
-            from_config: None,
-            each: false,
-        }
+        Wiring::fan_in::<T>(vec![self.source])
     }
 }
 
@@ -148,15 +140,7 @@ impl<T: Value> IntoInputs<(Vec<T>,)> for Collected<T> {
 
 /// The wiring of the mapped input: the value of the step's own mapping key.
 fn each_wiring<T: Value>(handle: impl Each<Item = T>) -> Wiring {
-    Wiring {
-        sources: vec![handle.source()],
-        input_type: TypeInfo::of::<T>(),
-        source_type: TypeInfo::of::<T>(),
-        decode: decode_any::<T>,
-        collect: None,
-        from_config: None,
-        each: true,
-    }
+    Wiring::one::<T>(handle.source(), true)
 }
 
 impl JobBuilder {
