@@ -229,11 +229,15 @@ pub struct Removed {
     pub objects: usize,
     /// Cache entries that pointed at its outputs.
     pub cache_entries: usize,
+    /// Multipart uploads a killed process had left, aborted.
+    pub uploads_aborted: usize,
 }
 
-/// Removes run `run_id` from the storage: its outputs, summary and logs, and the cache
-/// entries that point at its outputs (a later step would otherwise miss them anyway).
+/// Removes run `run_id` from the storage: the multipart uploads a killed process left, its
+/// outputs, summary and logs, and the cache entries that point at its outputs (a later step
+/// would otherwise miss them anyway).
 pub fn delete_run(io: &dyn IoManager, run_id: &str) -> Result<Removed, HistoryError> {
+    let uploads_aborted = io.abort_uploads(run_id)?;
     let mut cache_entries = 0;
     for key in io
         .list_run_files(crate::exec::CACHE_DIR, "")
@@ -249,6 +253,7 @@ pub fn delete_run(io: &dyn IoManager, run_id: &str) -> Result<Removed, HistoryEr
     Ok(Removed {
         objects,
         cache_entries,
+        uploads_aborted,
     })
 }
 

@@ -124,6 +124,16 @@ impl S3Server {
         keys
     }
 
+    /// The keys of the multipart uploads under way in `bucket` (started, neither completed
+    /// nor aborted).
+    pub fn multipart_uploads(&self, bucket: &str) -> Vec<String> {
+        let listed = self.boto(&format!(
+            "r = s3.list_multipart_uploads(Bucket='{bucket}')\n\
+             for u in r.get('Uploads', []):\n    print(u['Key'])"
+        ));
+        listed.lines().map(str::to_owned).collect()
+    }
+
     /// Stops the server (a test of a server that goes away).
     pub fn stop(&mut self) {
         let _ = self.process.kill();

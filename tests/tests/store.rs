@@ -360,9 +360,9 @@ fn a_large_output_goes_up_in_parts_and_comes_back_whole() {
     // One object, no parts left behind: the upload completed.
     let key = format!("dagster/storage/{}/payload/result", result.run_id());
     assert!(s3.keys("runs").contains(&key));
-    let uploads =
-        s3.boto("print(len(s3.list_multipart_uploads(Bucket='runs').get('Uploads', [])))");
-    assert_eq!(uploads, "0");
+    assert!(s3.multipart_uploads("runs").is_empty());
+    // ... and its note went with it.
+    assert!(s3.keys("runs").iter().all(|k| !k.contains("/.uploads/")));
 }
 
 #[test]
@@ -479,5 +479,63 @@ fn the_standard_aws_environment_is_enough() {
         s3.keys("envruns")
             .iter()
             .any(|k| k.ends_with("/describe/result"))
+    );
+}
+
+#[test]
+fn deleting_a_run_aborts_the_upload_a_killed_process_left() {
+    let s3 = S3Server::start();
+    s3.create_bucket("runs");
+    let job = tests::payload_job();
+    let yaml = s3_yaml(
+        &s3.endpoint,
+        "runs",
+        &format!(
+            "ops: {{ payload: {{ config: {{ bytes: {} }} }} }}\n",
+            384 << 20
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("run.yaml");
+    std::fs::write(&cfg, &yaml).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_payload"))
+        .args(["run", "-q", "--run-id", "killed-mid-upload", "-c"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once its output's multipart upload has begun (noted beside the run).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !s3
+        .keys("runs")
+        .iter()
+        .any(|k| k.contains("killed-mid-upload/.uploads/"))
+    {
+        assert!(Instant::now() < deadline, "the upload never started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was killed"
+        );
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        s3.multipart_uploads("runs").len(),
+        1,
+        "the killed upload is left"
+    );
+
+    let io = dagster_dask::exec::open_io_manager(&config(&job, &yaml).io_manager).unwrap();
+    let id = dagster_dask::history::resolve_run(io.as_ref(), "killed").unwrap();
+    let removed = dagster_dask::history::delete_run(io.as_ref(), &id).unwrap();
+    assert_eq!(removed.uploads_aborted, 1, "{removed:?}");
+    assert!(s3.multipart_uploads("runs").is_empty());
+    assert!(
+        s3.keys("runs")
+            .iter()
+            .all(|k| !k.contains("killed-mid-upload")),
+        "{:?}",
+        s3.keys("runs")
     );
 }

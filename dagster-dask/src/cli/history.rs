@@ -139,8 +139,8 @@ pub(super) fn runs(job: &Job, args: RunsArgs) -> ExitCode {
                     .and_then(|id| Ok((history::delete_run(io.as_ref(), &id)?, id)));
                 match removed {
                     Ok((removed, id)) => println!(
-                        "deleted run {id}: {} objects, {} cache entries",
-                        removed.objects, removed.cache_entries
+                        "deleted run {id}: {} objects, {} cache entries, {} unfinished uploads",
+                        removed.objects, removed.cache_entries, removed.uploads_aborted
                     ),
                     Err(e) => code = failed(&e),
                 }

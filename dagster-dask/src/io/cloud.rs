@@ -10,9 +10,11 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use object_store::MultipartId;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, RetryConfig};
 
@@ -22,6 +24,8 @@ use crate::config::{Cloud, StoreConfig};
 /// A cloud store, where its runs are, and how errors name it.
 pub(super) struct CloudStore {
     pub(super) store: Arc<dyn ObjectStore>,
+    /// The same store, for multipart uploads whose ids are kept (see [`Upload`]).
+    pub(super) multipart: Arc<dyn MultipartStore>,
     /// `s3://bucket/prefix`.
     pub(super) url: String,
     /// The endpoint, when config or the environment names one.
@@ -103,7 +107,18 @@ pub(super) fn open(config: &StoreConfig) -> Result<CloudStore, IoError> {
                 .with_retry(retry)
                 .build()
                 .map_err(|e| fail(e.to_string()))?;
-            Arc::new(store) as Arc<dyn ObjectStore>
+            if config.prefix.is_empty() {
+                (
+                    Arc::new(store.clone()) as Arc<dyn ObjectStore>,
+                    Arc::new(store) as Arc<dyn MultipartStore>,
+                )
+            } else {
+                let prefix = config.prefix.as_str();
+                (
+                    Arc::new(PrefixStore::new(store.clone(), prefix)) as Arc<dyn ObjectStore>,
+                    Arc::new(PrefixStore::new(store, prefix)) as Arc<dyn MultipartStore>,
+                )
+            }
         }};
     }
     let (store, endpoint, credentials) = match config.cloud {
@@ -149,13 +164,10 @@ pub(super) fn open(config: &StoreConfig) -> Result<CloudStore, IoError> {
             ),
         ),
     };
-    let store: Arc<dyn ObjectStore> = if config.prefix.is_empty() {
-        store
-    } else {
-        Arc::new(PrefixStore::new(store, config.prefix.as_str()))
-    };
+    let (store, multipart) = store;
     Ok(CloudStore {
         store,
+        multipart,
         url,
         endpoint,
         credentials,
@@ -182,41 +194,99 @@ const PART: usize = 16 << 20;
 /// `PART * (IN_FLIGHT + 1)`, whatever the output's size.
 const IN_FLIGHT: usize = 3;
 
+/// Where an upload under way is noted, beside the run's outputs: `<run>/.uploads/<hash>`
+/// holds the object's path and the upload's id, so that one a killed process left behind
+/// can be aborted when its run is deleted ([`abort_leftovers`]).
+pub(super) const UPLOADS_DIR: &str = ".uploads";
+
+/// What an upload's note holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UploadNote {
+    path: String,
+    id: String,
+}
+
 /// Writes one object as it is encoded: a small one with one put at the end, a large one as a
 /// multipart upload whose parts go up while encoding goes on. The object appears only once
-/// complete; a failed or abandoned upload is aborted, so no parts stay behind.
+/// complete; a failed or abandoned upload is aborted, so no parts stay behind, and one that
+/// a killed process left is noted, to be aborted with its run.
 pub(super) struct Upload {
     store: Arc<dyn ObjectStore>,
+    multipart: Arc<dyn MultipartStore>,
     path: object_store::path::Path,
     buf: Vec<u8>,
-    upload: Option<Box<dyn object_store::MultipartUpload>>,
-    in_flight: std::collections::VecDeque<tokio::task::JoinHandle<object_store::Result<()>>>,
+    /// The multipart upload's id and note, once it started.
+    upload: Option<(MultipartId, object_store::path::Path)>,
+    /// Each part sent, by index.
+    in_flight: std::collections::VecDeque<tokio::task::JoinHandle<object_store::Result<PartId>>>,
+    parts: Vec<PartId>,
     /// The first storage error, returned by `finish`.
     failed: Option<object_store::Error>,
 }
 
 impl Upload {
-    pub(super) fn new(store: Arc<dyn ObjectStore>, path: object_store::path::Path) -> Self {
+    pub(super) fn new(
+        store: Arc<dyn ObjectStore>,
+        multipart: Arc<dyn MultipartStore>,
+        path: object_store::path::Path,
+    ) -> Self {
         Self {
             store,
+            multipart,
             path,
             buf: Vec::new(),
             upload: None,
             in_flight: std::collections::VecDeque::new(),
+            parts: Vec::new(),
             failed: None,
         }
     }
 
+    /// Starts the multipart upload and notes it under the run's `.uploads`.
+    fn start(&mut self) -> Result<(), object_store::Error> {
+        let (multipart, path) = (Arc::clone(&self.multipart), self.path.clone());
+        let id = block(async move { multipart.create_multipart(&path).await })
+            .map_err(engine_error)??;
+        let run = self.path.parts().next();
+        let hash = {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(format!("{}\n{id}", self.path));
+            digest
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let note_path = object_store::path::Path::from_iter(
+            run.iter()
+                .map(|p| p.as_ref().to_owned())
+                .chain([UPLOADS_DIR.to_owned(), hash]),
+        );
+        let note = serde_json::to_vec(&UploadNote {
+            path: self.path.to_string(),
+            id: id.clone(),
+        })
+        .map_err(engine_error)?;
+        let (store, at) = (Arc::clone(&self.store), note_path.clone());
+        let noted =
+            block(async move { store.put(&at, note.into()).await }).map_err(engine_error)?;
+        self.upload = Some((id, note_path));
+        if let Err(e) = noted {
+            self.abort_started();
+            return Err(e);
+        }
+        Ok(())
+    }
+
     fn send_part(&mut self) -> Result<(), object_store::Error> {
         if self.upload.is_none() {
-            let (store, path) = (Arc::clone(&self.store), self.path.clone());
-            let started =
-                block(async move { store.put_multipart(&path).await }).map_err(engine_error)??;
-            self.upload = Some(started);
+            self.start()?;
         }
         let part = std::mem::replace(&mut self.buf, Vec::with_capacity(PART));
-        if let Some(upload) = self.upload.as_mut() {
-            let sent = upload.put_part(part.into());
+        if let Some((id, _)) = &self.upload {
+            let (multipart, path, id) =
+                (Arc::clone(&self.multipart), self.path.clone(), id.clone());
+            let index = self.parts.len() + self.in_flight.len();
+            let sent = async move { multipart.put_part(&path, &id, index, part.into()).await };
             self.in_flight
                 .push_back(runtime().map_err(engine_error)?.spawn(sent));
         }
@@ -227,12 +297,12 @@ impl Upload {
     }
 
     fn wait_one(&mut self) -> Result<(), object_store::Error> {
-        match self.in_flight.pop_front() {
-            Some(part) => {
-                futures_executor::block_on(part).map_err(|e| engine_error(e.to_string()))?
-            }
-            None => Ok(()),
+        if let Some(part) = self.in_flight.pop_front() {
+            let id =
+                futures_executor::block_on(part).map_err(|e| engine_error(e.to_string()))??;
+            self.parts.push(id);
         }
+        Ok(())
     }
 
     /// Stores what was written: the object exists, complete, when this returns `Ok`.
@@ -258,25 +328,28 @@ impl Upload {
             }
             Ok(())
         });
-        let Some(mut upload) = self.upload.take() else {
-            return done; // (checked above: a multipart upload is under way)
-        };
-        match done {
-            Ok(()) => block(async move {
-                match upload.complete().await {
-                    Ok(_) => Ok(()),
-                    Err(e) => {
-                        let _ = upload.abort().await;
-                        Err(e)
-                    }
-                }
-            })
-            .map_err(engine_error)?,
-            Err(e) => {
-                let _ = block(async move { upload.abort().await });
-                Err(e)
-            }
+        if let Err(e) = done {
+            self.abort();
+            return Err(e);
         }
+        let Some((id, note)) = self.upload.take() else {
+            return Ok(()); // (checked above: a multipart upload is under way)
+        };
+        let (multipart, store, path) = (
+            Arc::clone(&self.multipart),
+            Arc::clone(&self.store),
+            self.path.clone(),
+        );
+        let parts = std::mem::take(&mut self.parts);
+        block(async move {
+            let completed = multipart.complete_multipart(&path, &id, parts).await;
+            if completed.is_err() {
+                let _ = multipart.abort_multipart(&path, &id).await;
+            }
+            let _ = store.delete(&note).await;
+            completed.map(drop)
+        })
+        .map_err(engine_error)?
     }
 
     /// The storage error that stopped the writing, if one did.
@@ -286,13 +359,59 @@ impl Upload {
 
     /// Gives the object up: parts already sent are deleted.
     pub(super) fn abort(mut self) {
+        self.abort_started();
+    }
+
+    fn abort_started(&mut self) {
         for part in self.in_flight.drain(..) {
             part.abort();
         }
-        if let Some(mut upload) = self.upload.take() {
-            let _ = block(async move { upload.abort().await });
+        if let Some((id, note)) = self.upload.take() {
+            let (multipart, store, path) = (
+                Arc::clone(&self.multipart),
+                Arc::clone(&self.store),
+                self.path.clone(),
+            );
+            let _ = block(async move {
+                let _ = multipart.abort_multipart(&path, &id).await;
+                let _ = store.delete(&note).await;
+            });
         }
     }
+}
+
+/// Aborts the multipart uploads noted under run `run_id` (a process killed mid-upload
+/// leaves them, and their parts cost storage): returns how many.
+pub(super) fn abort_leftovers(
+    store: &Arc<dyn ObjectStore>,
+    multipart: &Arc<dyn MultipartStore>,
+    run_id: &str,
+) -> Result<usize, object_store::Error> {
+    use futures_util::TryStreamExt as _;
+    let prefix = object_store::path::Path::from_iter([run_id, UPLOADS_DIR]);
+    let (store, multipart) = (Arc::clone(store), Arc::clone(multipart));
+    block(async move {
+        let notes: Vec<object_store::path::Path> = store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        let mut aborted = 0;
+        for note in notes {
+            let bytes = store.get(&note).await?.bytes().await?;
+            // (a note that does not parse is not ours to act on: it goes with the run)
+            if let Ok(UploadNote { path, id }) = serde_json::from_slice(&bytes) {
+                let path = object_store::path::Path::from(path);
+                match multipart.abort_multipart(&path, &id).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => aborted += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+            store.delete(&note).await?;
+        }
+        Ok(aborted)
+    })
+    .map_err(engine_error)?
 }
 
 impl std::io::Write for Upload {

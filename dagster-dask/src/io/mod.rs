@@ -131,6 +131,13 @@ pub trait IoManager: Send + Sync + fmt::Debug {
     fn delete_run(&self, run_id: &str) -> Result<usize, IoError> {
         Err(no_run_files(run_id))
     }
+
+    /// Aborts the multipart uploads of run `run_id` that a killed process left behind (their
+    /// parts cost storage and show nowhere); returns how many.
+    fn abort_uploads(&self, run_id: &str) -> Result<usize, IoError> {
+        let _ = run_id;
+        Ok(0)
+    }
 }
 
 /// [`IoManager::store_encoded`] for storage that takes whole objects: encoded into memory,
@@ -244,10 +251,20 @@ pub struct ObjectStoreIoManager {
     cloud: Option<Arc<CloudInfo>>,
 }
 
-#[derive(Debug)]
 struct CloudInfo {
     endpoint: Option<String>,
     credentials: String,
+    /// The store, for multipart uploads (see `cloud::Upload`).
+    multipart: Arc<dyn object_store::multipart::MultipartStore>,
+}
+
+impl fmt::Debug for CloudInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CloudInfo")
+            .field("endpoint", &self.endpoint)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for ObjectStoreIoManager {
@@ -299,6 +316,7 @@ impl ObjectStoreIoManager {
             cloud: Some(Arc::new(CloudInfo {
                 endpoint: opened.endpoint,
                 credentials: opened.credentials,
+                multipart: opened.multipart,
             })),
         })
     }
@@ -433,11 +451,15 @@ impl IoManager for ObjectStoreIoManager {
             output: key.output.to_owned(),
             source,
         };
-        if self.cloud.is_none() {
+        let Some(cloud) = &self.cloud else {
             // (a local file is written whole and renamed into place: staged, then stored)
             return store_buffered(self, key, encode);
-        }
-        let mut upload = cloud::Upload::new(Arc::clone(&self.store), Self::path(key));
+        };
+        let mut upload = cloud::Upload::new(
+            Arc::clone(&self.store),
+            Arc::clone(&cloud.multipart),
+            Self::path(key),
+        );
         match encode(&mut upload) {
             Ok(size) => {
                 upload
@@ -625,6 +647,16 @@ impl IoManager for ObjectStoreIoManager {
             })
     }
 
+    fn abort_uploads(&self, run_id: &str) -> Result<usize, IoError> {
+        let Some(cloud) = &self.cloud else {
+            return Ok(0);
+        };
+        cloud::abort_leftovers(&self.store, &cloud.multipart, run_id).map_err(|e| IoError::Open {
+            location: format!("{}/{run_id}", self.display_root.trim_end_matches('/')),
+            reason: format!("cannot abort its uploads: {}", short_store_error(&e)),
+        })
+    }
+
     fn delete_run(&self, run_id: &str) -> Result<usize, IoError> {
         use futures_util::TryStreamExt as _;
         let location = format!("{}/{run_id}", self.display_root.trim_end_matches('/'));
@@ -632,6 +664,7 @@ impl IoManager for ObjectStoreIoManager {
             location: location.clone(),
             reason: format!("cannot delete: {}", short_store_error(e)),
         };
+
         let prefix = StorePath::from(run_id);
         let store = Arc::clone(&self.store);
         let paths = self
