@@ -12,6 +12,7 @@ fn bin(name: &str) -> PathBuf {
         "sleepy" => env!("CARGO_BIN_EXE_sleepy"),
         "mapped" => env!("CARGO_BIN_EXE_mapped"),
         "numbers_split" => env!("CARGO_BIN_EXE_numbers_split"),
+        "flaky" => env!("CARGO_BIN_EXE_flaky"),
         other => panic!("no binary {other}"),
     })
 }
@@ -365,6 +366,22 @@ fn the_report_shows_each_attempt_and_the_error_in_a_real_browser() {
         size(&shot),
         size(&blank_shot)
     );
+
+    // A step tried three times has three bars: two retried, one that succeeded.
+    let plain = config(d, "plain.yaml", "");
+    let out = job("flaky", &["run", "-q", "--run-id", "retried"], &plain);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let flaky = std::fs::canonicalize(d.join("storage/retried/report.html")).unwrap();
+    let dom = text(&browser(&["--dump-dom"], &flaky).stdout);
+    let bars: Vec<&str> = dom
+        .split("<rect class=\"bar ")
+        .skip(1)
+        .map(|bar| bar.split('>').next().unwrap_or_default())
+        .filter(|bar| bar.contains("data-step=\"flaky\""))
+        .collect();
+    assert_eq!(bars.len(), 3, "{dom}");
+    assert_eq!(bars.iter().filter(|b| b.starts_with("retry")).count(), 2);
+    assert!(bars[2].starts_with("success") && bars[2].contains("data-attempt=\"3\""));
 
     // `report` writes it again, anywhere.
     let again = d.join("again.html");
