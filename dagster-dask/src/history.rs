@@ -240,12 +240,12 @@ pub fn delete_run(io: &dyn IoManager, run_id: &str) -> Result<Removed, HistoryEr
     let uploads_aborted = io.abort_uploads(run_id)?;
     let mut cache_entries = 0;
     for key in io
-        .list_run_files(crate::exec::CACHE_DIR, "")
+        .list_run_files(crate::cache::CACHE_DIR, "")
         .unwrap_or_default()
     {
-        let points_here = crate::exec::cache_entry_run(io, &key).is_some_and(|r| r == run_id);
+        let points_here = crate::cache::entry_run(io, &key).is_some_and(|r| r == run_id);
         if points_here {
-            io.delete_run_file(crate::exec::CACHE_DIR, &key)?;
+            io.delete_run_file(crate::cache::CACHE_DIR, &key)?;
             cache_entries += 1;
         }
     }

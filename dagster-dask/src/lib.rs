@@ -48,6 +48,7 @@
 //! [`error`] (step errors), [`types`] (type names), [`cli`] (the job binary's command line).
 //! [`docs::type_errors`] explains the compile errors at job edges.
 
+pub(crate) mod cache;
 pub mod cli;
 pub mod codec;
 pub mod config;

@@ -370,7 +370,12 @@ fn the_report_shows_each_attempt_and_the_error_in_a_real_browser() {
     // A step tried three times has three bars: two retried, one that succeeded.
     let plain = config(d, "plain.yaml", "");
     let out = job("flaky", &["run", "-q", "--run-id", "retried"], &plain);
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let flaky = std::fs::canonicalize(d.join("storage/retried/report.html")).unwrap();
     let dom = text(&browser(&["--dump-dom"], &flaky).stdout);
     let bars: Vec<&str> = dom

@@ -11,7 +11,6 @@
 //! finish, and the run ends as a failure. A step's retry policy is honoured, with
 //! `STEP_UP_FOR_RETRY` and `STEP_RESTARTED` events.
 
-mod cache;
 pub(crate) mod dask;
 mod embedded;
 mod expansion;
@@ -27,7 +26,6 @@ pub use embedded::EmbeddedExecutor;
 
 pub use crate::run::{RunError, RunId, RunResult, RunStatus, StepStatus, new_run_id};
 pub use crate::storage::{default_storage_dir, event_log_path, open_io_manager};
-pub(crate) use cache::{CACHE_DIR, entry_run as cache_entry_run};
 pub use launch::Run;
 
 use self::interrupt::InterruptHook;

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::time::Instant;
 
-use super::cache::{self, KeyBuilder};
 use super::state::AttemptEnd;
+use crate::cache::{self, KeyBuilder};
 use crate::error::{ErrorInfo, ErrorKind};
 use crate::events::{Event, EventKind, EventSink};
 use crate::graph::Job;
