@@ -57,12 +57,12 @@ fn nearest_text(nearest: &[String]) -> String {
     }
 }
 
-/// The run ids a storage holds (each a directory with a summary), sorted.
+/// The run ids a storage holds (its top-level directories but the cache's), sorted.
 fn run_ids(io: &dyn IoManager) -> Result<Vec<String>, HistoryError> {
     Ok(io
         .list_runs()?
         .into_iter()
-        .filter(|id| crate::run::RunId::parse(id).is_ok())
+        .filter(|id| id != crate::cache::CACHE_DIR && crate::run::RunId::parse(id).is_ok())
         .collect())
 }
 
