@@ -276,11 +276,20 @@ impl Lowering {
     ) -> TokenStream {
         let path = match m.args.first() {
             Some(Expr::Path(p)) if m.args.len() == 1 && p.qself.is_none() => p.path.clone(),
+            Some(Expr::Closure(body)) if m.args.len() == 1 => {
+                if let Some(alias) = &alias {
+                    self.errors.at(
+                        alias,
+                        "a map's body names its steps itself: alias the op calls inside it",
+                    );
+                }
+                return self.map_body(m, body, out, top);
+            }
             _ => {
                 self.errors.at(
                     &m.args,
-                    "`.map` takes one op by name: `values.map(op)` (the op takes one input, the \
-                     value of each mapping key)",
+                    "`.map` takes one op by name, `values.map(op)` (the op takes one input, the \
+                     value of each mapping key), or a body, `values.map(|x| op(x, other))`",
                 );
                 return quote!(());
             }
@@ -291,6 +300,67 @@ impl Lowering {
         let named = self.step_name(&path, alias.as_ref());
         let add = quote_spanned!(m.method.span()=> ::dagster_dask::graph::map_node::<#node, _, _>(__dd_job, #named, #values));
         self.node_block(&path, add, out, top)
+    }
+
+    /// `values.map(|x| op(x, other))`: a body of op calls, with `x` the value of each
+    /// mapping key; every step it adds runs once per key.
+    fn map_body(
+        &mut self,
+        m: &syn::ExprMethodCall,
+        body: &syn::ExprClosure,
+        out: &mut Vec<TokenStream>,
+        top: bool,
+    ) -> TokenStream {
+        let param = match body.inputs.iter().collect::<Vec<_>>().as_slice() {
+            [syn::Pat::Ident(p)] if p.by_ref.is_none() && p.subpat.is_none() => p.ident.clone(),
+            _ => {
+                self.errors.at(
+                    &body.inputs,
+                    "a map's body takes one value, the value of each mapping key: `|x| op(x)`",
+                );
+                return quote!(());
+            }
+        };
+        let values = self.expr(&m.receiver, out, false);
+        let values = quote_spanned!(m.receiver.span()=> #values);
+        // Handles bound inside the body are its own.
+        let outer = self.handles.clone();
+        self.handles.insert(param.to_string());
+        let mut inner = Vec::new();
+        let tail = match &*body.body {
+            Expr::Block(block) => {
+                let stmts = &block.block.stmts;
+                match stmts.split_last() {
+                    Some((syn::Stmt::Expr(tail, None), rest)) => {
+                        for stmt in rest {
+                            self.statement(stmt, &mut inner);
+                        }
+                        self.expr(tail, &mut inner, true)
+                    }
+                    _ => {
+                        self.errors.at(
+                            block,
+                            "a map's body ends with the handle it gives back: `{ let y = a(x); b(y) }`",
+                        );
+                        quote!(())
+                    }
+                }
+            }
+            other => self.expr(other, &mut inner, true),
+        };
+        self.handles = outer;
+        let map = quote_spanned!(m.method.span()=> ::dagster_dask::graph::map_with(
+            __dd_job,
+            #values,
+            move |__dd_job: &mut ::dagster_dask::graph::JobBuilder, #param| { #(#inner)* #tail },
+        ));
+        if top {
+            map
+        } else {
+            let temp = self.temp();
+            out.push(quote!(let #temp = #map;));
+            quote!(#temp)
+        }
     }
 
     /// The step name argument of a call of op `path`: `Some(alias)`, or `None` for the

@@ -781,3 +781,29 @@ job! {
         traced();
     }
 }
+
+#[op]
+fn factor() -> u64 {
+    10
+}
+
+#[op]
+fn times(x: u64, by: u64) -> u64 {
+    x * by
+}
+
+job! {
+    /// A map whose body takes another input (Dagster's `.map(lambda x: op(x, other))`), and
+    /// one of two ops per key: `emit_keys` emits `ops.emit_keys.config.count` numbers.
+    pub fn scaled() {
+        let numbers = emit_keys();
+        let by = factor();
+        let scaled = numbers.map(|x| times(x, by));
+        add_up(scaled.collect());
+        let both = numbers.map(|x| {
+            let t = times(x, by).alias("times_again");
+            triple(t)
+        });
+        add_up(both.collect()).alias("both_total");
+    }
+}

@@ -49,6 +49,7 @@ fn bin(name: &str) -> PathBuf {
         "fragile" => env!("CARGO_BIN_EXE_fragile"),
         "mapped" => env!("CARGO_BIN_EXE_mapped"),
         "traced" => env!("CARGO_BIN_EXE_traced"),
+        "scaled" => env!("CARGO_BIN_EXE_scaled"),
         other => panic!("no job binary {other}"),
     })
 }
@@ -1494,6 +1495,31 @@ fn a_dynamic_fan_out_on_the_cluster_runs_per_key_and_reexecutes_only_the_failed_
         "{}",
         ran.stdout
     );
+}
+
+#[test]
+fn a_map_body_with_another_input_runs_per_key_on_the_cluster() {
+    let (_serial, cluster, dir) = with_cluster();
+    let d = dir.path();
+    let cfg = existing(
+        &cluster,
+        d,
+        "ops: { emit_keys: { config: { count: 6 } } }\n",
+    );
+    let run_id = dagster_dask::exec::new_run_id();
+    let out = command("scaled", &[&cfg], &run_id).output().unwrap();
+    let ran = finish(out, d, &run_id);
+    assert_success(&ran, "the scaled job");
+    // 10 * (1 + ... + 6) and three times that
+    assert!(ran.stdout.contains("add_up = 210"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("both_total = 630"), "{}", ran.stdout);
+    let on_workers = ran
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::StepStart && e.worker.is_some())
+        .count();
+    // emit_keys, factor, 6 times[k], 6 times_again[k], 6 triple[k], 2 collects
+    assert_eq!(on_workers, 22);
 }
 
 #[test]

@@ -192,3 +192,41 @@ fn graph_drawings_mark_the_mapped_steps() {
     let dot = plan.to_dot();
     assert!(dot.contains("label=\"triple[*]\\nu64\""), "{dot}");
 }
+
+#[test]
+fn a_map_body_takes_other_inputs_and_runs_each_of_its_ops_per_key() {
+    let job = tests::scaled();
+    let config = dagster_dask::config::RunConfig::from_yaml(
+        "ops: { emit_keys: { config: { count: 4 } } }",
+        &job,
+    )
+    .unwrap();
+    let result = Run::new(&job).config(config).in_memory().execute().unwrap();
+    assert!(result.success(), "{:?}", result.events());
+    assert_eq!(result.output::<u64>("add_up").unwrap(), 100);
+    assert_eq!(result.output::<u64>("both_total").unwrap(), 300);
+    assert_eq!(result.output::<u64>("times[k2]").unwrap(), 20);
+    assert_eq!(result.output::<u64>("times_again[k3]").unwrap(), 30);
+    assert_eq!(result.output::<u64>("triple[k4]").unwrap(), 120);
+    let text = job.plan().to_text();
+    assert!(
+        text.contains("times[*]") && text.contains("triple[*]"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_map_body_must_return_a_step_that_takes_the_per_key_value() {
+    let numbers = OpDef::multi("numbers", [], dynamic_out("n"), |_ctx, (): ()| {
+        Dynamic::<u64>::new()
+    });
+    let ten = OpDef::new("ten", [], |_ctx, (): ()| 10_u64);
+    let mut job = JobBuilder::new("unmapped");
+    let n = job.add(&numbers, ());
+    let _ = job.map_with(n, |job, _x| job.add(&ten, ()));
+    let err = job.build().unwrap_err().to_string();
+    assert!(
+        err.contains("step `ten`: a map's body returns it, but it takes no value per mapping key"),
+        "{err}"
+    );
+}

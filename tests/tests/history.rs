@@ -218,7 +218,11 @@ fn runs_delete_and_prune_remove_runs_and_their_cache_entries() {
     assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
     // The cache's directory is not a run, whatever its name starts like.
     let out = job("numbers_split", &["show", "ca"], &cfg);
-    assert!(text(&out.stderr).contains("no run `ca`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no run `ca`"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = job(
         "numbers_split",

@@ -398,7 +398,8 @@ fn input_sources(
                 ErrorInfo::new(
                     ErrorKind::Input,
                     format!(
-                        "step `{}` is mapped over a dynamic output but has no mapping key: run                          it as `{}[<mapping key>]`",
+                        "step `{}` is mapped over a dynamic output but has no mapping key: run \
+                         it as `{}[<mapping key>]`",
                         target.key, target.key
                     ),
                 )

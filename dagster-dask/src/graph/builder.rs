@@ -35,6 +35,9 @@ pub struct JobBuilder {
     pub(super) next_suffix: HashMap<String, usize>,
     /// The graph instances being added, outermost first.
     scopes: Vec<Scope>,
+    /// Steps whose output a map's body returned (by declaration index): each must take a
+    /// value per mapping key.
+    pub(super) map_results: Vec<usize>,
 }
 
 /// A graph instance being added: its steps' key prefix, and what its ops inherit.
@@ -67,6 +70,7 @@ impl JobBuilder {
             resources: Vec::new(),
             next_suffix: HashMap::new(),
             scopes: Vec::new(),
+            map_results: Vec::new(),
         }
     }
 

@@ -34,6 +34,13 @@ pub struct DynamicOutput<T>(Output<T>);
 /// mapping key. Map further ops over it (they stay per key) or [`collect`](Self::collect) it.
 pub struct Mapped<T>(Output<T>);
 
+/// The value of one mapping key, inside the body of [`JobBuilder::map_with`]: pass it to ops
+/// like any handle; they run once per key.
+pub struct PerKey<T> {
+    source: (u64, usize, usize),
+    _type: PhantomData<fn() -> T>,
+}
+
 /// The outputs of every mapped step (or every item of a dynamic output), as one `Vec<T>` in
 /// the order the mapping keys were emitted: feeds an input of type `Vec<T>`.
 pub struct Collected<T> {
@@ -82,6 +89,19 @@ macro_rules! copy_and_debug {
 copy_and_debug!(DynamicOutput);
 copy_and_debug!(Mapped);
 copy_and_debug!(Collected);
+copy_and_debug!(PerKey);
+
+impl<T: Value> IntoInput<T> for PerKey<T> {
+    fn into_wiring(self) -> Wiring {
+        Wiring::one::<T>(self.source, true)
+    }
+}
+
+impl<T: Value> IntoInputs<(T,)> for PerKey<T> {
+    fn into_wirings(self) -> Vec<Wiring> {
+        vec![self.into_wiring()]
+    }
+}
 
 /// A handle with one value per mapping key: a [`DynamicOutput`] or a [`Mapped`] output.
 /// `.map(op)` runs `op` once per key; `.collect()` gathers the values.
@@ -165,6 +185,44 @@ impl JobBuilder {
         self.map_wired(op, Some(alias), each_wiring(values))
     }
 
+    /// Maps a body over `values`: Dagster's `.map(lambda x: op(x, other))`. The body adds
+    /// ops with the value of one mapping key ([`PerKey`]) and any other handles; each step it
+    /// adds runs once per key (`op[key]`), and the handle it returns is the map's result.
+    ///
+    /// ```
+    /// use dagster_dask::dynamic::Dynamic;
+    /// use dagster_dask::graph::JobBuilder;
+    /// use dagster_dask::op::{OpDef, dynamic_out};
+    ///
+    /// let numbers = OpDef::multi("numbers", [], dynamic_out("n"), |_ctx, (): ()| {
+    ///     (1..=3_u64).map(|i| (format!("n{i}"), i)).collect::<Dynamic<u64>>()
+    /// });
+    /// let ten = OpDef::new("ten", [], |_ctx, (): ()| 10_u64);
+    /// let times = OpDef::new("times", ["x", "by"], |_ctx, (x, by): (u64, u64)| x * by);
+    /// let total = OpDef::new("total", ["xs"], |_ctx, (xs,): (Vec<u64>,)| xs.iter().sum::<u64>());
+    /// let mut job = JobBuilder::new("scaled");
+    /// let (n, by) = (job.add(&numbers, ()), job.add(&ten, ()));
+    /// let scaled = job.map_with(n, |job, x| job.add(&times, (x, by)));
+    /// job.add(&total, scaled.collect());
+    /// let result = job.build().unwrap().execute_in_process().unwrap();
+    /// assert_eq!(result.output::<u64>("total").unwrap(), 60);
+    /// ```
+    pub fn map_with<H: Each, U: Value>(
+        &mut self,
+        values: H,
+        body: impl FnOnce(&mut JobBuilder, PerKey<H::Item>) -> Output<U>,
+    ) -> Mapped<U> {
+        let per_key = PerKey {
+            source: values.source(),
+            _type: PhantomData,
+        };
+        let result = body(self, per_key);
+        if result.builder == self.id {
+            self.map_results.push(result.step);
+        }
+        Mapped(result)
+    }
+
     fn map_wired<T, U: Value>(
         &mut self,
         op: &OpDef<(T,), U>,
@@ -184,6 +242,16 @@ where
     U: Value,
 {
     job.map_wired(&N::definition(), alias, each_wiring(values))
+}
+
+/// A map whose body is a closure: what `values.map(|x| op(x, other))` in `job!` becomes.
+#[doc(hidden)]
+pub fn map_with<H: Each, U: Value>(
+    job: &mut JobBuilder,
+    values: H,
+    body: impl FnOnce(&mut JobBuilder, PerKey<H::Item>) -> Output<U>,
+) -> Mapped<U> {
+    job.map_with(values, body)
 }
 
 /// Every value of `values` as one list: what `values.collect()` in `job!` becomes.

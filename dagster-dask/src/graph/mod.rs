@@ -39,7 +39,9 @@ pub use self::handle::{
     ConfigInput, Edge, IntoInput, IntoInputs, Output, StepRef, Wiring, config_input, edge,
 };
 pub use self::job::Job;
-pub use self::mapping::{Collected, DynamicOutput, Each, Mapped, collect, map_node};
+pub use self::mapping::{
+    Collected, DynamicOutput, Each, Mapped, PerKey, collect, map_node, map_with,
+};
 pub use self::node::{GraphDef, GraphInput, GraphInputs, Node, add_node};
 
 pub(crate) use self::validate::is_valid_name;

@@ -273,7 +273,8 @@ impl JobBuilder {
                             problems.push(GraphProblem::Dynamic {
                                 step: step.key.clone(),
                                 problem: format!(
-                                    "input `{name}` lists `{}` with other handles: a value per mapping                                      key is read with `.map(op)` or `.collect()`",
+                                    "input `{name}` lists `{}` with other handles: a value per mapping \
+                                     key is read with `.map(op)` or `.collect()`",
                                     self.steps[src].key
                                 ),
                             });
@@ -291,15 +292,19 @@ impl JobBuilder {
                     mapped[src]
                 };
                 input.root = root;
+                let dynamic_output = self.steps[src].spec.outputs[out].dynamic;
                 input.fan = match (root, input.each, input.collect.is_some()) {
                     (None, _, _) => Fan::One,
                     (Some(_), true, _) => Fan::Each,
                     (Some(_), false, true) => Fan::All,
+                    // (inside a map's body: a mapped step's output feeds the next per key)
+                    (Some(_), false, false) if !dynamic_output => Fan::Each,
                     (Some(_), false, false) => {
                         problems.push(GraphProblem::Dynamic {
                             step: step.key.clone(),
                             problem: format!(
-                                "input `{name}` reads `{}`, which has one value per mapping key:                                  map the op over it (`.map(op)`) or collect it (`.collect()`)",
+                                "input `{name}` reads `{}`, which has one value per mapping key: \
+                                 map the op over it (`.map(op)`) or collect it (`.collect()`)",
                                 self.steps[src].key
                             ),
                         });
@@ -310,7 +315,8 @@ impl JobBuilder {
                     if mapped[i].is_some_and(|m| Some(m) != root) {
                         problems.push(GraphProblem::Dynamic {
                             step: step.key.clone(),
-                            problem: "it is mapped over two dynamic outputs: map over one, and                                       collect the other"
+                            problem: "it is mapped over two dynamic outputs: map over one, and \
+                             collect the other"
                                 .to_owned(),
                         });
                     }
@@ -320,7 +326,18 @@ impl JobBuilder {
             if mapped[i].is_some() && step.spec.outputs.iter().any(|o| o.dynamic) {
                 problems.push(GraphProblem::Dynamic {
                     step: step.key.clone(),
-                    problem: "a mapped step cannot have a dynamic output (nested dynamic                               outputs): collect the first one before fanning out again"
+                    problem: "a mapped step cannot have a dynamic output (nested dynamic \
+                     outputs): collect the first one before fanning out again"
+                        .to_owned(),
+                });
+            }
+        }
+        for &i in &self.map_results {
+            if mapped.get(i).is_some_and(Option::is_none) {
+                problems.push(GraphProblem::Dynamic {
+                    step: self.steps[i].key.clone(),
+                    problem: "a map's body returns it, but it takes no value per mapping key: \
+                              pass the body's per-key value to it (or to a step before it)"
                         .to_owned(),
                 });
             }
@@ -330,7 +347,8 @@ impl JobBuilder {
                 problems.push(GraphProblem::Dynamic {
                     step: self.steps[i].key.clone(),
                     problem: format!(
-                        "it is wired by name to `{}`, which has one value per mapping key: wire                          it with typed handles, `JobBuilder::map` or `.collect()`",
+                        "it is wired by name to `{}`, which has one value per mapping key: wire \
+                         it with typed handles, `JobBuilder::map` or `.collect()`",
                         self.steps[src].key
                     ),
                 });

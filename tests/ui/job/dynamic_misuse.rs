@@ -57,7 +57,21 @@ job! {
 job! {
     fn map_without_an_op() {
         let items = fan_out();
-        items.map(|x| x);
+        items.map(double(items));
+    }
+}
+
+job! {
+    fn a_body_with_two_values() {
+        let items = fan_out();
+        items.map(|a, b| double(a));
+    }
+}
+
+job! {
+    fn an_alias_on_a_body() {
+        let items = fan_out();
+        items.map(|x| double(x)).alias("twice");
     }
 }
 
