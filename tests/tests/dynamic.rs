@@ -230,3 +230,50 @@ fn a_map_body_must_return_a_step_that_takes_the_per_key_value() {
         "{err}"
     );
 }
+
+mod bare {
+    use dagster_dask::dynamic::Dynamic;
+    use dagster_dask::prelude::*;
+
+    /// A dynamic output without `out(...)`: the op returns `Dynamic<T>`.
+    #[op]
+    fn list_files() -> Dynamic<String> {
+        ["a.csv", "bb.csv", "ccc.csv"]
+            .iter()
+            .map(|f| (f.replace('.', "_"), (*f).to_owned()))
+            .collect()
+    }
+
+    #[op]
+    fn file_size(ctx: &OpContext, path: String) -> u64 {
+        // (the key it runs for is its own)
+        assert_eq!(ctx.mapping_key(), Some(path.replace('.', "_").as_str()));
+        path.len() as u64
+    }
+
+    #[op]
+    fn total(sizes: Vec<u64>) -> u64 {
+        sizes.iter().sum()
+    }
+
+    job! {
+        fn sizes() {
+            let files = list_files();
+            let sizes = files.map(file_size);
+            total(sizes.collect());
+        }
+    }
+
+    #[test]
+    fn an_op_returning_dynamic_needs_no_out_declaration() {
+        let result = sizes().execute_in_process().unwrap();
+        assert!(result.success(), "{:?}", result.events());
+        assert_eq!(result.output::<u64>("total").unwrap(), 5 + 6 + 7);
+        assert_eq!(
+            result.step_status("file_size[bb_csv]"),
+            Some(StepStatus::Succeeded)
+        );
+        let plan = sizes().plan().to_text();
+        assert!(plan.contains("result: Dynamic<String>"), "{plan}");
+    }
+}
