@@ -180,6 +180,18 @@ fn a_reexecution_from_failure_runs_only_the_failed_mapping_key_and_the_collect()
         .unwrap();
     assert!(result.success(), "{:?}", result.events());
     assert_eq!(started(&result), ["halve[k7]", "add_up"]);
+    // Where the events say a made step's output went is where it is.
+    let location = result
+        .step_events("halve[k7]")
+        .find_map(|e| match &e.kind {
+            dagster_dask::events::EventKind::HandledOutput { location, .. } => {
+                Some(location.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert!(location.ends_with("/halve/k7/result"), "{location}");
+    assert!(std::path::Path::new(&location).is_file(), "{location}");
     let want: u64 = (1..=10).map(|i| 9 * i / 2).sum();
     assert_eq!(result.output::<u64>("add_up").unwrap(), want);
 }

@@ -548,10 +548,8 @@ impl IoManager for ObjectStoreIoManager {
         } else {
             "/"
         };
-        format!(
-            "{}{sep}{}/{}/{}",
-            self.display_root, key.run_id, key.step, key.output
-        )
+        // (the stored path: a mapped step's or an item's key is a directory of its own)
+        format!("{}{sep}{}", self.display_root, Self::path(key))
     }
 
     fn local_base(&self) -> Option<&Path> {
@@ -677,12 +675,8 @@ impl IoManager for ObjectStoreIoManager {
             })?
             .map_err(|e| failed(&e))?;
         let count = paths.len();
-        for path in paths {
-            let store = Arc::clone(&self.store);
-            self.block(async move { store.delete(&path).await })?
-                .map_err(|e| failed(&e))?;
-        }
-        // (a directory keeps its empty folders, and staged files a crash left behind)
+        // A directory goes whole (with its folders, and staged files a crash left behind);
+        // an object store, object by object.
         if let Some(base) = &self.base {
             let dir = base.join(run_id);
             if dir.exists() {
@@ -691,6 +685,12 @@ impl IoManager for ObjectStoreIoManager {
                     reason: format!("cannot delete: {e}"),
                 })?;
             }
+            return Ok(count);
+        }
+        for path in paths {
+            let store = Arc::clone(&self.store);
+            self.block(async move { store.delete(&path).await })?
+                .map_err(|e| failed(&e))?;
         }
         Ok(count)
     }
