@@ -151,14 +151,6 @@ fn run_attempt(
         for load in &loads {
             let upstream = load.step.as_str();
             let mut out_key = load.key();
-            if let Some(parent) = load.or_in.as_deref() {
-                if matches!(
-                    env.io.size(out_key),
-                    Err(crate::io::IoError::NotFound { .. })
-                ) {
-                    out_key.run_id = parent;
-                }
-            }
             let input_err = |message: String| {
                 ErrorInfo::new(
                     ErrorKind::Input,
@@ -175,7 +167,7 @@ fn run_attempt(
             };
             let mut version = None;
             let hashing = cache_key.is_some();
-            let loaded = env.io.load_with(out_key, &mut |r| {
+            let mut decode = |r: &mut dyn std::io::Read| {
                 if !hashing {
                     return (input.decode)(r);
                 }
@@ -183,7 +175,15 @@ fn run_attempt(
                 let value = (input.decode)(&mut reader);
                 version = Some(reader.version());
                 value
-            });
+            };
+            let mut loaded = env.io.load_with(out_key, &mut decode);
+            // (a re-execution did not make the steps its parent finished: theirs are read)
+            if let (Err(crate::io::IoError::NotFound { .. }), Some(parent)) =
+                (&loaded, load.or_in.as_deref())
+            {
+                out_key.run_id = parent;
+                loaded = env.io.load_with(out_key, &mut decode);
+            }
             if let (Some(cache_key), Some(version)) = (&mut cache_key, &version) {
                 cache_key.input(&format!("{}[{}]", plan_input.name, decoded.len()), version);
             }
