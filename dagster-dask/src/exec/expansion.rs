@@ -42,8 +42,6 @@ pub(crate) struct Part {
     /// Steps of the plan that collect it, each with the templates (by position) whose steps
     /// it reads (none: it reads the dynamic output's items).
     pub(crate) collectors: Vec<(usize, Vec<usize>)>,
-    /// Its mapping keys, once known.
-    pub(crate) keys: Option<Vec<String>>,
 }
 
 /// Every dynamic part of a plan.
@@ -77,7 +75,6 @@ impl Expansions {
                 producer,
                 templates: Vec::new(),
                 collectors: Vec::new(),
-                keys: None,
             });
             parts.len() - 1
         };

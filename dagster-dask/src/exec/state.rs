@@ -245,7 +245,7 @@ impl RunState {
         keys: Vec<String>,
         reused: &dyn Fn(&str) -> bool,
     ) {
-        self.expand(part, None, keys, reused);
+        self.expand(part, None, &keys, reused);
     }
 
     /// Makes one step per mapping key from each template of part `part`, after `producer`
@@ -256,7 +256,7 @@ impl RunState {
         &mut self,
         part: usize,
         producer: Option<usize>,
-        keys: Vec<String>,
+        keys: &[String],
         reused: &dyn Fn(&str) -> bool,
     ) {
         let templates: Vec<(usize, Vec<Upstream>)> = self.expansions.parts[part]
@@ -294,18 +294,13 @@ impl RunState {
         }
         let collectors = self.expansions.parts[part].collectors.clone();
         let root = self.expansions.parts[part].root.to_string();
-        self.expansions.parts[part].keys = Some(keys);
         for (c, reads) in collectors {
             let made: Vec<usize> = reads
                 .iter()
                 .flat_map(|&t| self.expansions.parts[part].templates[t].made.clone())
                 .flatten()
                 .collect();
-            if self.expansions.parts[part]
-                .keys
-                .as_ref()
-                .is_some_and(Vec::is_empty)
-            {
+            if keys.is_empty() {
                 self.steps[c].remaining -= 1;
                 self.skip(
                     c,
@@ -322,12 +317,7 @@ impl RunState {
                 self.steps[c].remaining += 1;
             }
             self.steps[c].remaining -= 1;
-            if self.steps[c].remaining == 0 && self.steps[c].phase == Phase::Waiting {
-                match self.unproduced_input(c) {
-                    Some(reason) => self.skip(c, reason),
-                    None => self.make_ready(c),
-                }
-            }
+            self.settle(c);
         }
     }
 
@@ -886,7 +876,7 @@ impl RunState {
                 let plan = self.steps[i].plan;
                 for (k, keys) in mapping_keys {
                     if let Some(part) = self.expansions.produced_by(plan, k) {
-                        self.expand(part, Some(i), keys, &|_| false);
+                        self.expand(part, Some(i), &keys, &|_| false);
                     }
                 }
                 self.end(i, StepStatus::Succeeded);
@@ -926,13 +916,19 @@ impl RunState {
         // (by position: no copy of the list on this hot path)
         for k in 0..self.steps[i].downstream.len() {
             let d = self.steps[i].downstream[k];
-            let down = &mut self.steps[d];
-            down.remaining -= 1;
-            if down.remaining == 0 && down.phase == Phase::Waiting {
-                match self.unproduced_input(d) {
-                    Some(reason) => self.skip(d, reason),
-                    None => self.make_ready(d),
-                }
+            self.steps[d].remaining -= 1;
+            self.settle(d);
+        }
+    }
+
+    /// Step `d`, if it waits for nothing any more, runs, or is skipped when an input of it
+    /// was not produced.
+    fn settle(&mut self, d: usize) {
+        let step = &self.steps[d];
+        if step.remaining == 0 && step.phase == Phase::Waiting {
+            match self.unproduced_input(d) {
+                Some(reason) => self.skip(d, reason),
+                None => self.make_ready(d),
             }
         }
     }
