@@ -184,7 +184,6 @@ impl<'r, 'a> Driver<'r, 'a> {
                     .into_iter()
                     .map(|i| submit_step(self.run.job.plan(), &state, i, true))
                     .collect();
-                self.track.resize_with(state.len(), StepTrack::default);
                 self.release.extend(state.take_released());
                 let release: Vec<String> = std::mem::take(&mut self.release)
                     .into_iter()
@@ -309,11 +308,17 @@ impl<'r, 'a> Driver<'r, 'a> {
         let state = self.state.lock();
         if done.attempt == state.attempt(i) && state.status(i) == crate::run::StepStatus::NotRun {
             drop(state);
-            if i >= self.track.len() {
-                self.track.resize_with(i + 1, StepTrack::default);
-            }
-            self.track[i].done = Some((done, Instant::now()));
+            self.track(i).done = Some((done, Instant::now()));
         }
+    }
+
+    /// What the driver knows of step `i`; a step made while the run goes gets its track on
+    /// first use.
+    fn track(&mut self, i: usize) -> &mut StepTrack {
+        if i >= self.track.len() {
+            self.track.resize_with(i + 1, StepTrack::default);
+        }
+        &mut self.track[i]
     }
 
     fn on_line(&mut self, msg: Line) {
@@ -328,10 +333,7 @@ impl<'r, 'a> Driver<'r, 'a> {
             self.engine(None, format!("output of unknown step `{step}`: {line}"));
             return;
         };
-        if i >= self.track.len() {
-            self.track.resize_with(i + 1, StepTrack::default);
-        }
-        let track = &mut self.track[i];
+        let track = self.track(i);
         *track.lines.entry(attempt).or_default() += 1;
         if worker.is_some() {
             track.worker.clone_from(&worker);
