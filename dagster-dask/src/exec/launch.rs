@@ -75,22 +75,11 @@ fn parent_events(io: &dyn IoManager, run_id: &str) -> Result<Vec<Event>, RunErro
 /// The steps that ended well in the run `events` tell: succeeded, or skipped because an
 /// output they read was not produced.
 fn finished_steps(events: &[Event]) -> HashSet<String> {
-    let mut finished = HashSet::new();
-    for event in events {
-        let Some(key) = event.step_key.as_deref() else {
-            continue;
-        };
-        match event.kind {
-            EventKind::StepSuccess { .. } | EventKind::StepSkipped { .. } => {
-                finished.insert(key.to_owned());
-            }
-            EventKind::StepFailure { .. } => {
-                finished.remove(key);
-            }
-            _ => {}
-        }
-    }
-    finished
+    crate::history::step_rows(events)
+        .into_iter()
+        .filter(|row| row.status == "succeeded" || row.status == "skipped")
+        .map(|row| row.key)
+        .collect()
 }
 
 /// For each step of `plan`, whether it must run again after the run that `events` tell:
