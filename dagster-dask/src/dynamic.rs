@@ -173,11 +173,30 @@ pub(crate) fn encode_keys(keys: &[String]) -> Vec<u8> {
 }
 
 /// The keys stored by [`encode_keys`], checked again (they come from storage).
-pub(crate) fn decode_keys(bytes: &[u8]) -> Result<Vec<String>, String> {
+fn decode_keys(bytes: &[u8]) -> Result<Vec<String>, String> {
     let keys: Vec<String> = serde_json::from_slice(bytes)
         .map_err(|e| format!("the stored mapping keys are not a JSON list of strings: {e}"))?;
     check_keys(keys.iter().map(String::as_str))?;
     Ok(keys)
+}
+
+/// The mapping keys of dynamic output `root` as run `run_id` (or the run `root` names)
+/// stored them; the error says what is wrong and where.
+pub(crate) fn read_keys(
+    io: &dyn crate::io::IoManager,
+    run_id: &str,
+    root: &crate::plan::PlanSource,
+) -> Result<Vec<String>, String> {
+    let output = keys_output(&root.output);
+    let key = crate::io::OutputKey {
+        run_id: root.run.as_deref().unwrap_or(run_id),
+        step: &root.step,
+        output: &output,
+    };
+    let bytes = io
+        .load(key)
+        .map_err(|e| format!("{e} (dynamic output `{root}`)"))?;
+    decode_keys(&bytes).map_err(|e| format!("{e} (at {})", io.location(key)))
 }
 
 #[cfg(test)]

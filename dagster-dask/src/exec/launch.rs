@@ -136,19 +136,11 @@ fn stored_mapping_keys(
     io: &dyn IoManager,
     root: &crate::plan::PlanSource,
 ) -> Result<Vec<String>, RunError> {
-    let output = crate::dynamic::keys_output(&root.output);
     let run_id = root.run.as_deref().unwrap_or_default();
-    let key = OutputKey {
-        run_id,
-        step: &root.step,
-        output: &output,
-    };
-    let parent_err = |reason: String| RunError::Parent {
+    crate::dynamic::read_keys(io, run_id, root).map_err(|reason| RunError::Parent {
         run_id: run_id.to_owned(),
         reason: format!("cannot read the mapping keys of dynamic output `{root}`: {reason}"),
-    };
-    let bytes = io.load(key).map_err(|e| parent_err(e.to_string()))?;
-    crate::dynamic::decode_keys(&bytes).map_err(parent_err)
+    })
 }
 
 impl<'j> Run<'j> {

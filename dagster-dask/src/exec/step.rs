@@ -435,18 +435,7 @@ fn mapping_keys(
         .root
         .as_ref()
         .ok_or_else(|| err("the plan names no dynamic output".to_owned()))?;
-    let output = crate::dynamic::keys_output(&root.output);
-    let key = OutputKey {
-        run_id: root.run.as_deref().unwrap_or(env.run_id),
-        step: &root.step,
-        output: &output,
-    };
-    let bytes = env
-        .io
-        .load(key)
-        .map_err(|e| err(format!("{e} (dynamic output `{root}`)")))?;
-    crate::dynamic::decode_keys(&bytes)
-        .map_err(|e| err(format!("{e} (at {})", env.io.location(key))))
+    crate::dynamic::read_keys(env.io, env.run_id, root).map_err(err)
 }
 
 /// Stores, as this step's outputs, those of the earlier step `entry` names: the step is
